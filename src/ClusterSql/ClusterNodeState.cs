@@ -1,0 +1,20 @@
+namespace ClusterSql;
+
+/// <summary>Whether a node is taking part in acquires.</summary>
+public enum ClusterNodeState
+{
+    /// <summary>The node is used for acquires.</summary>
+    Healthy = 0,
+
+    /// <summary>Consecutive failed opens set the node aside until its ejection time passes.</summary>
+    Ejected = 1,
+
+    /// <summary>The ejection time has passed: one trial open decides whether the node is healthy again.</summary>
+    HalfOpen = 2,
+
+    /// <summary>A health probe (or <see cref="ClusterNode.MarkDown(string)"/>) marked the node down; it is never handed out.</summary>
+    Down = 3,
+
+    /// <summary>The node was removed from its data source.</summary>
+    Removed = 4,
+}

@@ -1,0 +1,94 @@
+using System;
+
+namespace ClusterSql;
+
+/// <summary>Cluster-wide settings of a <see cref="ClusterDataSource"/>; validated when the data source is built.</summary>
+public sealed class ClusterOptions
+{
+    /// <summary>How nodes are ordered for each acquire. Default <see cref="AcquirePolicy.LatencyAware"/>.</summary>
+    public AcquirePolicy Policy { get; set; } = AcquirePolicy.LatencyAware;
+
+    /// <summary>
+    /// The lower bound of a node's adaptive hedge delay (smoothed open latency + 4 × its mean deviation, as RFC 6298
+    /// computes a retransmission timeout). Default 2 ms.
+    /// </summary>
+    public TimeSpan MinHedgeDelay { get; set; } = TimeSpan.FromMilliseconds(2);
+
+    /// <summary>The upper bound of the adaptive hedge delay, and the delay used before a node has any sample. Default 250 ms.</summary>
+    public TimeSpan MaxHedgeDelay { get; set; } = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>
+    /// The share of acquires that may start an extra attempt because the current one is slow (0 disables hedging,
+    /// 1 allows one hedge per acquire). Failed attempts always move on to the next node; this only throttles hedges,
+    /// so that a cluster that is slow everywhere is not hit by a storm of logins. Default 0.1.
+    /// </summary>
+    public double HedgeBudget { get; set; } = 0.1;
+
+    /// <summary>How long one open on one node may take before it counts as failed. Default 5 s; per node in <see cref="ClusterNodeOptions.ConnectTimeout"/>.</summary>
+    public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Consecutive failed opens after which a node is ejected. Default 3.</summary>
+    public int EjectionThreshold { get; set; } = 3;
+
+    /// <summary>The first ejection's length; each further ejection in a row doubles it, up to <see cref="MaxEjectionTime"/>. Default 1 s.</summary>
+    public TimeSpan BaseEjectionTime { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>The longest ejection. Default 30 s.</summary>
+    public TimeSpan MaxEjectionTime { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The time constant with which a node's latency estimate forgets old samples. Default 10 s.</summary>
+    public TimeSpan LatencyDecayTime { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How often a configured health probe checks each node. Default 2 s.</summary>
+    public TimeSpan HealthCheckInterval { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>How long one health check may take before the node is marked down. Default 2 s.</summary>
+    public TimeSpan HealthCheckTimeout { get; set; } = TimeSpan.FromSeconds(2);
+
+    internal ClusterOptions Clone() => (ClusterOptions)MemberwiseClone();
+
+    internal void Validate()
+    {
+        if (!Enum.IsDefined(Policy))
+        {
+            throw new ArgumentOutOfRangeException(nameof(Policy), Policy, "Unknown acquire policy.");
+        }
+
+        RequirePositive(MinHedgeDelay, nameof(MinHedgeDelay));
+        RequirePositive(MaxHedgeDelay, nameof(MaxHedgeDelay));
+        if (MaxHedgeDelay < MinHedgeDelay)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxHedgeDelay), MaxHedgeDelay, $"{nameof(MaxHedgeDelay)} must not be less than {nameof(MinHedgeDelay)} ({MinHedgeDelay}).");
+        }
+
+        if (double.IsNaN(HedgeBudget) || HedgeBudget < 0 || HedgeBudget > 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(HedgeBudget), HedgeBudget, "The hedge budget is a share of acquires between 0 and 1.");
+        }
+
+        RequirePositive(ConnectTimeout, nameof(ConnectTimeout));
+        if (EjectionThreshold < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(EjectionThreshold), EjectionThreshold, "At least one failure must be needed to eject a node.");
+        }
+
+        RequirePositive(BaseEjectionTime, nameof(BaseEjectionTime));
+        RequirePositive(MaxEjectionTime, nameof(MaxEjectionTime));
+        if (MaxEjectionTime < BaseEjectionTime)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxEjectionTime), MaxEjectionTime, $"{nameof(MaxEjectionTime)} must not be less than {nameof(BaseEjectionTime)} ({BaseEjectionTime}).");
+        }
+
+        RequirePositive(LatencyDecayTime, nameof(LatencyDecayTime));
+        RequirePositive(HealthCheckInterval, nameof(HealthCheckInterval));
+        RequirePositive(HealthCheckTimeout, nameof(HealthCheckTimeout));
+    }
+
+    internal static void RequirePositive(TimeSpan value, string name)
+    {
+        if (value <= TimeSpan.Zero || value == System.Threading.Timeout.InfiniteTimeSpan)
+        {
+            throw new ArgumentOutOfRangeException(name, value, $"{name} must be a positive, finite time.");
+        }
+    }
+}

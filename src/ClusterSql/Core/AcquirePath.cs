@@ -1,0 +1,455 @@
+using System;
+using System.Collections.Generic;
+using System.Data.Common;
+using System.Threading;
+using System.Threading.Channels;
+using System.Threading.Tasks;
+
+namespace ClusterSql.Core;
+
+// The acquire path, the heart of ClusterSql, in one file (DESIGN.md, "The acquire path"):
+//  1. read the node snapshot;  2. keep the usable nodes;  3. order them by the policy;
+//  4. open on the first node: a synchronous success (a pooled idle connection) returns at once, allocating nothing;
+//  5. a failure starts the next node at once; slowness past the node's hedge delay starts the next node too, within
+//     the hedge budget; results meet in a Channel and the first success wins;
+//  6. losers are never aborted mid-handshake: they finish, feed their node's statistics, and are disposed;
+//  7. when every candidate fails, one ClusterException carries every node's error;
+//  8. the caller's cancellation stops every attempt and leaks nothing;
+//  9. nothing here runs a statement, so nothing is ever re-executed.
+
+/// <summary>Hands out connections for one <see cref="ClusterDataSource"/>.</summary>
+internal sealed class Acquirer
+{
+    private readonly ClusterContext _context;
+    private readonly NodeSelector _selector;
+
+    public Acquirer(ClusterContext context)
+    {
+        _context = context;
+        _selector = new NodeSelector(context.Options.Policy, context.Random);
+    }
+
+    public ClusterContext Context => _context;
+
+    public NodeSelector Selector => _selector;
+
+    public ValueTask<DbConnection> AcquireAsync(ClusterNode[] nodes, CancellationToken cancellationToken)
+    {
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return ValueTask.FromCanceled<DbConnection>(cancellationToken);
+        }
+
+        _context.HedgeBudget.Deposit();
+        var now = _context.TimeProvider.GetTimestamp();
+        var first = _selector.PickFirst(nodes, now);
+        if (first is null || !first.TryClaim(now, panic: false))
+        {
+            return new AcquireOperation(this, nodes).RunAsync(first: null, pending: null, initialError: null, cancellationToken);
+        }
+
+        var open = Attempt.StartOpen(first, _context, isHedge: false, out var start, out var timeout);
+        if (!open.IsCompleted)
+        {
+            var pending = new Attempt(first, _context, start, timeout, open);
+            return new AcquireOperation(this, nodes).RunAsync(first, pending, initialError: null, cancellationToken);
+        }
+
+        // The fast path: the open finished synchronously (typically a pooled idle connection). Nothing is allocated.
+        DbConnection? connection = null;
+        Exception? error = null;
+        try
+        {
+            connection = open.Result;
+        }
+        catch (Exception ex)
+        {
+            error = ex;
+        }
+
+        error = first.CompleteAttempt(start, connection, error, timeout, callerCancelled: false);
+        _context.Cancellations.Return(timeout);
+        if (connection is not null)
+        {
+            if (!first.IsRemoved)
+            {
+                first.RecordWin();
+                return new ValueTask<DbConnection>(connection);
+            }
+
+            _ = Attempt.DisposeQuietlyAsync(connection);
+            error = Attempt.RemovedWhileOpening();
+        }
+
+        var initialError = new ClusterNodeError(first.Name, error!);
+        return new AcquireOperation(this, nodes).RunAsync(first, pending: null, initialError, cancellationToken);
+    }
+
+    public DbConnection Acquire(ClusterNode[] nodes)
+    {
+        // One core serves both: a synchronous success never blocks; otherwise the caller's thread waits for the
+        // async core, whose hedges and timeouts need no thread of their own.
+        var acquire = AcquireAsync(nodes, CancellationToken.None);
+        return acquire.IsCompletedSuccessfully ? acquire.Result : acquire.AsTask().GetAwaiter().GetResult();
+    }
+}
+
+/// <summary>One open on one node, for one acquire, once it did not finish synchronously.</summary>
+internal sealed class Attempt
+{
+    private const int Running = 0;
+    private const int Completed = 1;
+    private const int CancelledByCaller = 2;
+
+    private readonly ClusterContext _context;
+    private readonly CancellationTokenSource _timeout;
+    private readonly long _start;
+    private readonly ValueTask<DbConnection> _open;
+    private int _state;
+
+    public Attempt(ClusterNode node, ClusterContext context, long start, CancellationTokenSource timeout, ValueTask<DbConnection> open)
+    {
+        Node = node;
+        _context = context;
+        _start = start;
+        _timeout = timeout;
+        _open = open;
+    }
+
+    public ClusterNode Node { get; }
+
+    public long StartTimestamp => _start;
+
+    public bool IsCompleted => Volatile.Read(ref _state) != Running;
+
+    public DbConnection? Connection { get; private set; }
+
+    /// <summary>The error to report for this node; null on success.</summary>
+    public Exception? Error { get; private set; }
+
+    public static Attempt Start(ClusterNode node, ClusterContext context, bool isHedge)
+    {
+        var open = StartOpen(node, context, isHedge, out var start, out var timeout);
+        return new Attempt(node, context, start, timeout, open);
+    }
+
+    /// <summary>Starts an open on a node, bounded by its connect timeout; a synchronous throw becomes a faulted result.</summary>
+    public static ValueTask<DbConnection> StartOpen(ClusterNode node, ClusterContext context, bool isHedge, out long start, out CancellationTokenSource timeout)
+    {
+        start = node.BeginAttempt(isHedge);
+        timeout = context.Cancellations.Rent(node.ConnectTimeout);
+        try
+        {
+            return node.DataSource.OpenConnectionAsync(timeout.Token);
+        }
+        catch (Exception ex)
+        {
+            return ValueTask.FromException<DbConnection>(ex);
+        }
+    }
+
+    public static ClusterNodeUnavailableException RemovedWhileOpening() =>
+        new("The node was removed from the cluster while it was opening.");
+
+    /// <summary>Awaits the open, records it on the node, and posts it; a result nobody takes any more is disposed.</summary>
+    public async Task RunAsync(ChannelWriter<Attempt?> results)
+    {
+        try
+        {
+            Connection = await _open.ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            Error = ex;
+        }
+
+        var callerCancelled = Interlocked.CompareExchange(ref _state, Completed, Running) == CancelledByCaller;
+        Error = Node.CompleteAttempt(_start, Connection, Error, _timeout, callerCancelled);
+        if (callerCancelled)
+        {
+            // Cancelled sources are never reused.
+            _timeout.Dispose();
+        }
+        else
+        {
+            _context.Cancellations.Return(_timeout);
+        }
+
+        if (!results.TryWrite(this) && Connection is { } connection)
+        {
+            // The acquire is over (another node won, or the caller cancelled): back to this node's pool.
+            Connection = null;
+            await DisposeQuietlyAsync(connection).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Stops the open for the caller's cancellation; a no-op once it has finished.</summary>
+    public void CancelForCaller()
+    {
+        // Only a running attempt still owns its source: a finished one may already have returned it to the pool,
+        // where cancelling it would cancel somebody else's open.
+        if (Interlocked.CompareExchange(ref _state, CancelledByCaller, Running) == Running)
+        {
+            _timeout.Cancel();
+        }
+    }
+
+    public void DisposeConnectionInBackground()
+    {
+        if (Connection is { } connection)
+        {
+            Connection = null;
+            _ = DisposeQuietlyAsync(connection);
+        }
+    }
+
+    internal static async Task DisposeQuietlyAsync(DbConnection connection)
+    {
+        try
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            // A loser that cannot even close has nothing more to give; its node already counted the open.
+        }
+    }
+}
+
+/// <summary>
+/// The slow path of one acquire: attempts started one after another (on failure at once, on slowness after the hedge
+/// delay) or all together (<see cref="AcquirePolicy.Race"/>), meeting in a channel.
+/// </summary>
+internal sealed class AcquireOperation
+{
+    private static readonly UnboundedChannelOptions s_channelOptions = new()
+    {
+        SingleReader = true,
+        SingleWriter = false,
+        AllowSynchronousContinuations = false,
+    };
+
+    private readonly Acquirer _acquirer;
+    private readonly ClusterContext _context;
+    private readonly ClusterNode[] _nodes;
+
+    // A null item wakes the reader without a result: the hedge timer fired, or the caller cancelled.
+    private readonly Channel<Attempt?> _results = Channel.CreateUnbounded<Attempt?>(s_channelOptions);
+    private readonly List<Attempt> _running = new(4);
+    private readonly List<ClusterNodeError> _errors = new(4);
+    private List<ClusterNode> _candidates = [];
+    private int _nextCandidate;
+    private bool _panic;
+    private ITimer? _hedgeTimer;
+    private Attempt? _hedgeTarget;
+    private int _hedgeDue;
+    private bool _hedgingStopped;
+
+    public AcquireOperation(Acquirer acquirer, ClusterNode[] nodes)
+    {
+        _acquirer = acquirer;
+        _context = acquirer.Context;
+        _nodes = nodes;
+    }
+
+    /// <param name="first">The node already tried, or null.</param>
+    /// <param name="pending">Its open, when it is still running.</param>
+    /// <param name="initialError">Its error, when it already failed.</param>
+    /// <param name="cancellationToken">The caller's cancellation.</param>
+    public async ValueTask<DbConnection> RunAsync(ClusterNode? first, Attempt? pending, ClusterNodeError? initialError, CancellationToken cancellationToken)
+    {
+        var now = _context.TimeProvider.GetTimestamp();
+        _candidates = _acquirer.Selector.Order(_nodes, now, first, panic: false);
+        if (first is null && _candidates.Count == 0)
+        {
+            // Panic: no node can serve (every one ejected). Trying them all beats failing without trying.
+            _panic = true;
+            _candidates = _acquirer.Selector.Order(_nodes, now, exclude: null, panic: true);
+        }
+
+        if (initialError is not null)
+        {
+            _errors.Add(initialError);
+        }
+
+        var registration = cancellationToken.UnsafeRegister(static s => ((AcquireOperation)s!).WakeUp(), this);
+        try
+        {
+            if (pending is not null)
+            {
+                Track(pending);
+            }
+
+            if (_context.Options.Policy == AcquirePolicy.Race)
+            {
+                while (TryStartNext(isHedge: false))
+                {
+                }
+            }
+
+            while (true)
+            {
+                if (_running.Count == 0 && !TryStartNext(isHedge: false))
+                {
+                    throw Failure();
+                }
+
+                if (!_results.Reader.TryRead(out var done))
+                {
+                    await _results.Reader.WaitToReadAsync(CancellationToken.None).ConfigureAwait(false);
+                    _results.Reader.TryRead(out done);
+                }
+
+                if (cancellationToken.IsCancellationRequested)
+                {
+                    if (done is not null)
+                    {
+                        _running.Remove(done);
+                        done.DisposeConnectionInBackground();
+                    }
+
+                    foreach (var attempt in _running)
+                    {
+                        attempt.CancelForCaller();
+                    }
+
+                    cancellationToken.ThrowIfCancellationRequested();
+                }
+
+                if (done is null)
+                {
+                    OnHedgeTimer();
+                    continue;
+                }
+
+                _running.Remove(done);
+                if (done.Connection is { } connection)
+                {
+                    if (!done.Node.IsRemoved)
+                    {
+                        done.Node.RecordWin();
+                        return connection;
+                    }
+
+                    done.DisposeConnectionInBackground();
+                    _errors.Add(new ClusterNodeError(done.Node.Name, Attempt.RemovedWhileOpening()));
+                }
+                else
+                {
+                    _errors.Add(new ClusterNodeError(done.Node.Name, done.Error!));
+                }
+
+                // A failure is not slowness: the next node starts at once, and costs no hedge budget.
+                TryStartNext(isHedge: false);
+            }
+        }
+        finally
+        {
+            registration.Dispose();
+            Finish();
+        }
+    }
+
+    private void Track(Attempt attempt)
+    {
+        _running.Add(attempt);
+        _ = attempt.RunAsync(_results.Writer);
+        ArmHedgeTimer(attempt);
+    }
+
+    private bool TryStartNext(bool isHedge)
+    {
+        var now = _context.TimeProvider.GetTimestamp();
+        while (_nextCandidate < _candidates.Count)
+        {
+            var node = _candidates[_nextCandidate++];
+            if (node.TryClaim(now, _panic))
+            {
+                Track(Attempt.Start(node, _context, isHedge));
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private void ArmHedgeTimer(Attempt attempt)
+    {
+        if (_hedgingStopped || _context.Options.Policy == AcquirePolicy.Race || _nextCandidate >= _candidates.Count)
+        {
+            return;
+        }
+
+        // The timer follows the newest attempt: each hedge waits for the delay of the node it would relieve.
+        _hedgeTarget = attempt;
+        Volatile.Write(ref _hedgeDue, 0);
+        var delay = attempt.Node.HedgeDelay;
+        if (_hedgeTimer is null)
+        {
+            _hedgeTimer = _context.TimeProvider.CreateTimer(static s => ((AcquireOperation)s!).OnTimerFired(), this, delay, Timeout.InfiniteTimeSpan);
+        }
+        else
+        {
+            _hedgeTimer.Change(delay, Timeout.InfiniteTimeSpan);
+        }
+    }
+
+    private void OnTimerFired()
+    {
+        Volatile.Write(ref _hedgeDue, 1);
+        WakeUp();
+    }
+
+    private void WakeUp() => _results.Writer.TryWrite(null);
+
+    private void OnHedgeTimer()
+    {
+        if (Interlocked.Exchange(ref _hedgeDue, 0) == 0)
+        {
+            return;
+        }
+
+        var slow = _hedgeTarget;
+        if (slow is null || slow.IsCompleted || !_running.Contains(slow))
+        {
+            return;
+        }
+
+        if (!_context.HedgeBudget.TryWithdraw())
+        {
+            // Slow everywhere, or hedging too often: wait for what runs rather than add logins.
+            _hedgingStopped = true;
+            return;
+        }
+
+        slow.Node.RecordHedgedAway(slow.StartTimestamp, _context.TimeProvider.GetTimestamp());
+        TryStartNext(isHedge: true);
+    }
+
+    private ClusterException Failure()
+    {
+        var now = _context.TimeProvider.GetTimestamp();
+        foreach (var node in _nodes)
+        {
+            if (!_errors.Exists(e => string.Equals(e.NodeName, node.Name, StringComparison.Ordinal)))
+            {
+                _errors.Add(new ClusterNodeError(node.Name, new ClusterNodeUnavailableException($"Not tried: {node.UnavailableReason(now)}.")));
+            }
+        }
+
+        return ClusterException.Create(_errors, _nodes.Length);
+    }
+
+    private void Finish()
+    {
+        _hedgeTimer?.Dispose();
+
+        // From here on an attempt that finishes finds the channel closed and disposes its own connection; what
+        // arrived before is disposed here.
+        _results.Writer.TryComplete();
+        while (_results.Reader.TryRead(out var late))
+        {
+            late?.DisposeConnectionInBackground();
+        }
+    }
+}

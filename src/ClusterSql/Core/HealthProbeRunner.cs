@@ -1,0 +1,139 @@
+using System;
+using System.Collections.Concurrent;
+using System.Threading;
+using System.Threading.Tasks;
+
+namespace ClusterSql.Core;
+
+/// <summary>
+/// Runs an <see cref="IClusterNodeHealthProbe"/> for every node on the data source's <see cref="TimeProvider"/>:
+/// one check at a time per node, the next one an interval after the last ended, so a slow check never piles up.
+/// </summary>
+internal sealed class HealthProbeRunner : IAsyncDisposable
+{
+    private readonly IClusterNodeHealthProbe _probe;
+    private readonly ClusterContext _context;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly ConcurrentDictionary<ClusterNode, NodeProbe> _probes = new();
+
+    public HealthProbeRunner(IClusterNodeHealthProbe probe, ClusterContext context)
+    {
+        _probe = probe;
+        _context = context;
+    }
+
+    public void Start(ClusterNode node)
+    {
+        var nodeProbe = new NodeProbe(this, node);
+        if (_probes.TryAdd(node, nodeProbe))
+        {
+            nodeProbe.Schedule(TimeSpan.Zero);
+        }
+    }
+
+    public void Stop(ClusterNode node)
+    {
+        if (_probes.TryRemove(node, out var nodeProbe))
+        {
+            nodeProbe.Stop();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _stopping.Cancel();
+        foreach (var nodeProbe in _probes.Values)
+        {
+            await nodeProbe.StopAsync().ConfigureAwait(false);
+        }
+
+        _probes.Clear();
+        _stopping.Dispose();
+    }
+
+    private sealed class NodeProbe
+    {
+        private readonly HealthProbeRunner _runner;
+        private readonly ClusterNode _node;
+        private readonly ITimer _timer;
+        private Task _running = Task.CompletedTask;
+        private volatile bool _stopped;
+
+        public NodeProbe(HealthProbeRunner runner, ClusterNode node)
+        {
+            _runner = runner;
+            _node = node;
+            _timer = runner._context.TimeProvider.CreateTimer(static s => ((NodeProbe)s!).OnTimer(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        }
+
+        public void Schedule(TimeSpan due)
+        {
+            if (!_stopped)
+            {
+                _timer.Change(due, Timeout.InfiniteTimeSpan);
+            }
+        }
+
+        public void Stop()
+        {
+            _stopped = true;
+            _timer.Dispose();
+        }
+
+        public Task StopAsync()
+        {
+            Stop();
+            return _running;
+        }
+
+        private void OnTimer()
+        {
+            if (!_stopped)
+            {
+                _running = CheckAsync();
+            }
+        }
+
+        private async Task CheckAsync()
+        {
+            var context = _runner._context;
+            var timeout = context.Options.HealthCheckTimeout;
+            using var checkTimeout = new CancellationTokenSource(timeout, context.TimeProvider);
+            using var link = _runner._stopping.Token.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), checkTimeout);
+            string? downReason;
+            try
+            {
+                var health = await _runner._probe.CheckAsync(_node, checkTimeout.Token).ConfigureAwait(false);
+                downReason = health.Reason;
+            }
+            catch (Exception) when (_runner._stopping.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception) when (checkTimeout.IsCancellationRequested)
+            {
+                downReason = $"health check timed out after {timeout.TotalMilliseconds:0} ms";
+            }
+            catch (Exception ex)
+            {
+                downReason = $"health check failed: {ex.GetType().Name}: {ex.Message}";
+            }
+
+            if (_stopped)
+            {
+                return;
+            }
+
+            if (downReason is null)
+            {
+                _node.MarkUp();
+            }
+            else
+            {
+                _node.MarkDown(downReason);
+            }
+
+            Schedule(context.Options.HealthCheckInterval);
+        }
+    }
+}

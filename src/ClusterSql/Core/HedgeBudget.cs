@@ -1,0 +1,64 @@
+using System;
+using System.Threading;
+
+namespace ClusterSql.Core;
+
+/// <summary>
+/// A token bucket in the manner of gRPC's retry throttling: every acquire deposits <c>ratio</c> of a token, every
+/// hedge withdraws one, so that over time hedges stay within that share of acquires, with a small burst allowance
+/// for a cold start. Failovers after a failed attempt are not hedges and cost nothing.
+/// </summary>
+internal sealed class HedgeBudget
+{
+    /// <summary>Hedges that may happen before any acquire has paid for them.</summary>
+    internal const int Burst = 10;
+
+    // Milli-tokens in an int, so that deposit and withdrawal are single Interlocked operations.
+    private const int Scale = 1000;
+    private const int Capacity = Burst * Scale;
+
+    private readonly int _deposit;
+    private int _milliTokens;
+
+    public HedgeBudget(double ratio)
+    {
+        _deposit = (int)(ratio * Scale);
+        _milliTokens = ratio > 0 ? Capacity : 0;
+    }
+
+    public void Deposit()
+    {
+        while (true)
+        {
+            var current = Volatile.Read(ref _milliTokens);
+            if (_deposit == 0 || current >= Capacity)
+            {
+                return;
+            }
+
+            if (Interlocked.CompareExchange(ref _milliTokens, Math.Min(current + _deposit, Capacity), current) == current)
+            {
+                return;
+            }
+        }
+    }
+
+    public bool TryWithdraw()
+    {
+        while (true)
+        {
+            var current = Volatile.Read(ref _milliTokens);
+            if (current < Scale)
+            {
+                return false;
+            }
+
+            if (Interlocked.CompareExchange(ref _milliTokens, current - Scale, current) == current)
+            {
+                return true;
+            }
+        }
+    }
+
+    internal double Tokens => Volatile.Read(ref _milliTokens) / (double)Scale;
+}

@@ -1,0 +1,157 @@
+using System;
+using System.Collections.Generic;
+using System.Threading;
+
+namespace ClusterSql.Core;
+
+/// <summary>Orders a node snapshot by the acquire policy.</summary>
+internal sealed class NodeSelector
+{
+    private readonly AcquirePolicy _policy;
+    private readonly Random _random;
+    private int _roundRobin = -1;
+
+    public NodeSelector(AcquirePolicy policy, Random random)
+    {
+        _policy = policy;
+        _random = random;
+    }
+
+    /// <summary>
+    /// The node for the first attempt, without allocating; null when no node can serve, or for
+    /// <see cref="AcquirePolicy.Race"/>, which starts every node at once.
+    /// </summary>
+    public ClusterNode? PickFirst(ClusterNode[] nodes, long now) => _policy switch
+    {
+        AcquirePolicy.LatencyAware => PickTwoChoices(nodes, now),
+        AcquirePolicy.FailOver => PickFailOver(nodes, now),
+        AcquirePolicy.RoundRobin => PickRoundRobin(nodes, now),
+        _ => null,
+    };
+
+    /// <summary>
+    /// Every node that may be tried, best first, except <paramref name="exclude"/>. In panic (nothing can serve) the
+    /// ejected nodes count too.
+    /// </summary>
+    public List<ClusterNode> Order(ClusterNode[] nodes, long now, ClusterNode? exclude, bool panic)
+    {
+        // Round robin goes on cyclically after the node it started with, or from the next turn.
+        var start = 0;
+        if (_policy == AcquirePolicy.RoundRobin && nodes.Length > 0)
+        {
+            var excluded = exclude is null ? -1 : Array.IndexOf(nodes, exclude);
+            start = excluded >= 0 ? excluded + 1 : (int)((uint)Interlocked.Increment(ref _roundRobin) % (uint)nodes.Length);
+        }
+
+        var order = new List<ClusterNode>(nodes.Length);
+        for (var k = 0; k < nodes.Length; k++)
+        {
+            var node = nodes[(start + k) % nodes.Length];
+            if (node != exclude && (panic ? node.CanServeInPanic : node.CanServe(now)))
+            {
+                order.Add(node);
+            }
+        }
+
+        switch (_policy)
+        {
+            case AcquirePolicy.LatencyAware:
+                // Shuffle first so that nodes of equal cost (no samples yet) share the load.
+                Shuffle(order);
+                order.Sort((a, b) => a.Cost(now).CompareTo(b.Cost(now)));
+                break;
+            case AcquirePolicy.FailOver:
+                order.Sort(static (a, b) => a.Priority != b.Priority ? a.Priority.CompareTo(b.Priority) : a.DeclaredIndex.CompareTo(b.DeclaredIndex));
+                break;
+        }
+
+        return order;
+    }
+
+    private ClusterNode? PickTwoChoices(ClusterNode[] nodes, long now)
+    {
+        if (nodes.Length == 1)
+        {
+            return nodes[0].CanServe(now) ? nodes[0] : null;
+        }
+
+        if (nodes.Length > 1)
+        {
+            var i = _random.Next(nodes.Length);
+            var j = _random.Next(nodes.Length - 1);
+            if (j >= i)
+            {
+                j++;
+            }
+
+            ClusterNode a = nodes[i], b = nodes[j];
+            if (a.CanServe(now) && b.CanServe(now))
+            {
+                return b.Cost(now) < a.Cost(now) ? b : a;
+            }
+        }
+
+        // One of the pair cannot serve: the cheapest node that can, scanning from a random place.
+        ClusterNode? best = null;
+        var bestCost = double.MaxValue;
+        var offset = nodes.Length > 1 ? _random.Next(nodes.Length) : 0;
+        for (var k = 0; k < nodes.Length; k++)
+        {
+            var node = nodes[(offset + k) % nodes.Length];
+            if (node.CanServe(now))
+            {
+                var cost = node.Cost(now);
+                if (cost < bestCost)
+                {
+                    best = node;
+                    bestCost = cost;
+                }
+            }
+        }
+
+        return best;
+    }
+
+    private static ClusterNode? PickFailOver(ClusterNode[] nodes, long now)
+    {
+        ClusterNode? best = null;
+        foreach (var node in nodes)
+        {
+            if (node.CanServe(now) && (best is null || node.Priority < best.Priority))
+            {
+                best = node;
+            }
+        }
+
+        return best;
+    }
+
+    private ClusterNode? PickRoundRobin(ClusterNode[] nodes, long now)
+    {
+        if (nodes.Length == 0)
+        {
+            return null;
+        }
+
+        var start = (int)((uint)Interlocked.Increment(ref _roundRobin) % (uint)nodes.Length);
+        for (var k = 0; k < nodes.Length; k++)
+        {
+            var node = nodes[(start + k) % nodes.Length];
+            if (node.CanServe(now))
+            {
+                return node;
+            }
+        }
+
+        return null;
+    }
+
+    private void Shuffle(List<ClusterNode> list)
+    {
+        for (var i = list.Count - 1; i > 0; i--)
+        {
+            var j = _random.Next(i + 1);
+            (list[i], list[j]) = (list[j], list[i]);
+        }
+    }
+}
