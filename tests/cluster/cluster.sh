@@ -161,7 +161,7 @@ wait_for() {
     if (( SECONDS - start >= timeout )); then
       log "timed out after ${timeout} s waiting for: ${what}"
       status_table >&2 || true
-      logs_tail 25
+      logs_tail 12
       return 1
     fi
     sleep 0.5
@@ -737,12 +737,12 @@ cmd_restore() {
   log "$(name "${n}"): client port restored"
 }
 
-others_size() { # others_size N SIZE: every running node other than N is Primary with cluster size SIZE
-  local n=$1 want=$2 m st cs rd sz th cid lc
+others_size() { # others_size N SIZE: every running node other than N sees a cluster of at most SIZE
+  local n=$1 want=$2 m sz
   for m in "${NODES[@]}"; do
     [[ ${m} == "${n}" || $(proc_state "${m}") != running ]] && continue
-    read -r st cs rd sz th cid lc < <(wsrep "${m}") || return 1
-    [[ ${cs} == Primary && ${sz} =~ ^[0-9]+$ ]] && (( sz <= want )) || return 1
+    read -r _ _ _ sz _ < <(wsrep "${m}") || return 1
+    [[ ${sz} =~ ^[0-9]+$ ]] && (( sz <= want )) || return 1
   done
 }
 not_primary() {
@@ -843,7 +843,10 @@ heal_all_inner() {
     done
     return 1
   }
-  if ! wait_for 10 "a Primary component" any_primary 2>/dev/null; then
+  # a lone survivor cannot regain Primary by itself; several may re-form it once faults are gone
+  local grace=10
+  (( ${#alive[@]} > 1 )) || grace=2
+  if ! wait_for "${grace}" "a Primary component" any_primary 2>/dev/null; then
     for n in "${alive[@]}"; do
       read -r st cs rd sz th cid lc < <(wsrep "${n}") || continue
       if [[ ${lc} =~ ^[0-9]+$ ]] && (( lc > best_lc )); then best=${n}; best_lc=${lc}; fi

@@ -1,0 +1,357 @@
+using System;
+using System.Data.Common;
+using System.Linq;
+using System.Threading;
+using System.Threading.Tasks;
+using ClusterSql.Tests.Fakes;
+using NUnit.Framework;
+
+namespace ClusterSql.Tests;
+
+[TestFixture]
+public sealed class AcquireTests
+{
+    private static readonly TimeSpan Ms = TimeSpan.FromMilliseconds(1);
+
+    [Test]
+    public async Task OpenConnectionAsync_HealthyNodes_ReturnsProviderConnectionWithOneAttempt()
+    {
+        await using var cluster = FakeCluster.Create(3);
+
+        for (var i = 0; i < 30; i++)
+        {
+            await using var connection = await cluster.DataSource.OpenConnectionAsync();
+            Assert.That(connection, Is.TypeOf<FakeConnection>());
+        }
+
+        Assert.That(cluster.TotalOpens, Is.EqualTo(30), "latency-aware makes one attempt per acquire");
+        Assert.That(cluster.Alive, Is.All.EqualTo(0));
+        Assert.That(cluster.DataSource.Nodes.Sum(n => n.GetStatistics().Wins), Is.EqualTo(30));
+    }
+
+    [Test]
+    public void OpenConnection_Sync_UsesTheSameCore()
+    {
+        using var cluster = FakeCluster.Create(2).DataSource;
+        using var connection = cluster.OpenConnection();
+        Assert.That(connection, Is.TypeOf<FakeConnection>());
+        Assert.That(cluster.Nodes.Sum(n => n.GetStatistics().Wins), Is.EqualTo(1));
+    }
+
+    [Test]
+    public async Task OpenConnection_SyncWithSlowFirstNode_BlocksUntilHedgeWins()
+    {
+        await using var cluster = FakeCluster.Create(2, o => o.Policy = AcquirePolicy.FailOver);
+        cluster["node1"].Script = OpenScript.Hang;
+
+        var open = Task.Run(() => cluster.DataSource.OpenConnection());
+        await FakeCluster.WaitFor(() => cluster["node1"].OpensStarted == 1, "node1 open");
+        var connection = await cluster.RunUntilDone(open, TimeSpan.FromMilliseconds(50));
+
+        Assert.That(((FakeConnection)connection).Node.Name, Is.EqualTo("node2"));
+        connection.Dispose();
+    }
+
+    [Test]
+    public async Task Race_AllNodesSucceed_FirstWinsAndEveryLoserIsDisposed()
+    {
+        await using var cluster = FakeCluster.Create(3, o => o.Policy = AcquirePolicy.Race);
+        cluster["node1"].Script = OpenScript.SucceedAfter(30 * Ms);
+        cluster["node2"].Script = OpenScript.SucceedAfter(10 * Ms);
+        cluster["node3"].Script = OpenScript.SucceedAfter(20 * Ms);
+
+        var connection = await cluster.RunUntilDone(cluster.DataSource.OpenConnectionAsync().AsTask(), Ms);
+        Assert.That(((FakeConnection)connection).Node.Name, Is.EqualTo("node2"));
+        Assert.That(cluster.TotalOpens, Is.EqualTo(3), "race starts every node");
+
+        // The losers finish their handshakes later; then they are disposed, never abandoned.
+        cluster.Time.Advance(30 * Ms);
+        await FakeCluster.WaitFor(() => cluster["node1"].Disposed == 1 && cluster["node3"].Disposed == 1, "losers disposed");
+        Assert.That(cluster["node1"].Cancelled + cluster["node3"].Cancelled, Is.Zero, "losers are not aborted mid-handshake");
+        Assert.That(cluster["node2"].Alive, Is.EqualTo(1));
+        Assert.That(cluster.Node("node1").GetStatistics().Successes, Is.EqualTo(1), "a loser's open still counts for its node");
+        Assert.That(cluster.Node("node1").GetStatistics().Wins, Is.Zero);
+
+        await connection.DisposeAsync();
+        Assert.That(cluster.Alive, Is.All.EqualTo(0));
+    }
+
+    [Test]
+    public async Task OpenConnectionAsync_FirstNodeFails_NextNodeStartsAtOnce()
+    {
+        await using var cluster = FakeCluster.Create(3, o =>
+        {
+            o.Policy = AcquirePolicy.FailOver;
+            o.MinHedgeDelay = o.MaxHedgeDelay = TimeSpan.FromSeconds(1);
+        });
+        cluster["node1"].Script = OpenScript.FailAfter(5 * Ms);
+        cluster["node2"].Script = OpenScript.Hang;
+
+        var open = cluster.DataSource.OpenConnectionAsync().AsTask();
+        cluster.Time.Advance(5 * Ms);
+
+        // No more fake time passes: the failover happens at the instant of the failure, not after a hedge delay.
+        await FakeCluster.WaitFor(() => cluster["node2"].OpensStarted == 1, "node2 started");
+        Assert.That(cluster["node3"].OpensStarted, Is.Zero);
+        Assert.That(cluster.Node("node2").GetStatistics().Hedges, Is.Zero, "a failover is not a hedge");
+
+        cluster["node2"].Script = OpenScript.Succeed;
+        cluster.Time.Advance(TimeSpan.FromSeconds(1));
+        var connection = await cluster.RunUntilDone(open, Ms);
+        Assert.That(((FakeConnection)connection).Node.Name, Is.EqualTo("node3"), "node2 was slow past its hedge delay, node3 hedged it");
+        await connection.DisposeAsync();
+    }
+
+    [Test]
+    public async Task OpenConnectionAsync_SlowNode_IsHedgedAfterItsDelayAndNotBefore()
+    {
+        await using var cluster = FakeCluster.Create(2, o =>
+        {
+            o.Policy = AcquirePolicy.FailOver;
+            o.MinHedgeDelay = o.MaxHedgeDelay = 20 * Ms;
+        });
+        cluster["node1"].Script = OpenScript.SucceedAfter(100 * Ms);
+
+        var open = cluster.DataSource.OpenConnectionAsync().AsTask();
+        cluster.Time.Advance(20 * Ms - TimeSpan.FromTicks(1));
+        await FakeCluster.Settle(open);
+        Assert.That(cluster["node2"].OpensStarted, Is.Zero, "not hedged before the delay");
+
+        cluster.Time.Advance(TimeSpan.FromTicks(1));
+        var connection = await cluster.RunUntilDone(open, Ms);
+        Assert.That(((FakeConnection)connection).Node.Name, Is.EqualTo("node2"));
+        Assert.That(cluster.Node("node2").GetStatistics().Hedges, Is.EqualTo(1));
+        Assert.That(cluster.Node("node1").GetStatistics().LatencyEstimate, Is.GreaterThanOrEqualTo(20 * Ms), "the hedged node is known to be at least that slow");
+
+        cluster.Time.Advance(100 * Ms);
+        await FakeCluster.WaitFor(() => cluster["node1"].Disposed == 1, "slow loser disposed");
+        Assert.That(cluster["node1"].Cancelled, Is.Zero);
+        await connection.DisposeAsync();
+    }
+
+    [Test]
+    public async Task OpenConnectionAsync_HedgeDelay_AdaptsToTheNodesLatency()
+    {
+        await using var cluster = FakeCluster.Create(1, o =>
+        {
+            o.MinHedgeDelay = Ms;
+            o.MaxHedgeDelay = TimeSpan.FromSeconds(1);
+        });
+        cluster["node1"].Script = OpenScript.Takes(10 * Ms);
+        for (var i = 0; i < 50; i++)
+        {
+            await using var connection = await cluster.DataSource.OpenConnectionAsync();
+        }
+
+        var stats = cluster.Node("node1").GetStatistics();
+        Assert.That(stats.SmoothedLatency.TotalMilliseconds, Is.EqualTo(10).Within(0.01));
+        Assert.That(stats.HedgeDelay.TotalMilliseconds, Is.GreaterThanOrEqualTo(10).And.LessThan(12), "SRTT + 4 x RTTVAR with a steady latency converges on the latency");
+    }
+
+    [Test]
+    public async Task OpenConnectionAsync_EveryNodeSlow_HedgesStayWithinBudget()
+    {
+        const int Acquires = 1000;
+        await using var cluster = FakeCluster.Create(3, o =>
+        {
+            o.MinHedgeDelay = o.MaxHedgeDelay = 10 * Ms;
+            o.HedgeBudget = 0.1;
+        });
+        foreach (var node in cluster.Nodes)
+        {
+            node.Script = OpenScript.SucceedAfter(50 * Ms);
+        }
+
+        var opens = Enumerable.Range(0, Acquires).Select(_ => cluster.DataSource.OpenConnectionAsync().AsTask()).ToArray();
+        var all = Task.WhenAll(opens);
+        await cluster.RunUntilDone(all, 5 * Ms);
+
+        var extra = cluster.TotalOpens - Acquires;
+        Assert.That(extra, Is.GreaterThan(0), "slow opens were hedged");
+        Assert.That(extra, Is.LessThanOrEqualTo((int)(0.1 * Acquires) + 10), "hedges stay within the budget");
+        foreach (var open in opens)
+        {
+            await (await open).DisposeAsync();
+        }
+
+        cluster.Time.Advance(TimeSpan.FromSeconds(1));
+        await FakeCluster.WaitFor(() => cluster.Alive.All(a => a == 0), "every connection disposed");
+    }
+
+    [Test]
+    public async Task OpenConnectionAsync_EveryNodeFails_ThrowsOneExceptionWithEveryNodesError()
+    {
+        await using var cluster = FakeCluster.Create(3);
+        foreach (var node in cluster.Nodes)
+        {
+            node.Script = OpenScript.Fail;
+        }
+
+        var ex = Assert.ThrowsAsync<ClusterException>(async () => await cluster.DataSource.OpenConnectionAsync());
+        Assert.That(ex!.NodeErrors.Select(e => e.NodeName), Is.EquivalentTo(new[] { "node1", "node2", "node3" }));
+        Assert.That(ex.NodeErrors.Select(e => e.Exception), Is.All.TypeOf<FakeDbException>());
+        Assert.That(ex.Message, Does.Contain("node1: FakeDbException: node1 refused the connection"));
+        Assert.That(ex.Message, Does.Contain("node3: FakeDbException: node3 refused the connection"));
+        Assert.That(ex, Is.InstanceOf<DbException>());
+        Assert.That(ex.Message + ex, Does.Not.Contain(FakeNode.Secret));
+        Assert.That(cluster.TotalOpens, Is.EqualTo(3));
+    }
+
+    [Test]
+    public async Task OpenConnectionAsync_NodeHangs_ConnectTimeoutFailsItAndTheNextNodeServes()
+    {
+        await using var cluster = FakeCluster.Create(2, o =>
+        {
+            o.Policy = AcquirePolicy.FailOver;
+            o.ConnectTimeout = TimeSpan.FromSeconds(2);
+            o.HedgeBudget = 0;
+        });
+        cluster["node1"].Script = OpenScript.Hang;
+
+        var connection = await cluster.RunUntilDone(cluster.DataSource.OpenConnectionAsync().AsTask(), TimeSpan.FromMilliseconds(250));
+        Assert.That(((FakeConnection)connection).Node.Name, Is.EqualTo("node2"));
+        var stats = cluster.Node("node1").GetStatistics();
+        Assert.That(stats.Failures, Is.EqualTo(1));
+        Assert.That(stats.LastErrorType, Is.EqualTo(nameof(TimeoutException)));
+        Assert.That(stats.LastErrorMessage, Does.Contain("timed out after 2000 ms"));
+        Assert.That(stats.LastErrorAt, Is.Not.Null);
+        Assert.That(cluster["node1"].Cancelled, Is.EqualTo(1), "the hung open was stopped by its connect timeout");
+        await connection.DisposeAsync();
+    }
+
+    [Test]
+    public async Task OpenConnectionAsync_CancelledMidRace_ThrowsAndLeaksNothing()
+    {
+        await using var cluster = FakeCluster.Create(3, o => o.Policy = AcquirePolicy.Race);
+        cluster["node1"].Script = OpenScript.Hang;
+        cluster["node2"].Script = OpenScript.SucceedAfter(50 * Ms);
+        cluster["node3"].Script = OpenScript.SucceedAfterIgnoringCancellation(50 * Ms);
+
+        using var cts = new CancellationTokenSource();
+        var open = cluster.DataSource.OpenConnectionAsync(cts.Token).AsTask();
+        cluster.Time.Advance(10 * Ms);
+        await cts.CancelAsync();
+
+        Assert.That(async () => await open, Throws.InstanceOf<OperationCanceledException>());
+        await FakeCluster.WaitFor(() => cluster["node1"].Cancelled == 1 && cluster["node2"].Cancelled == 1, "attempts cancelled");
+
+        // A provider that ignores the token still opens; that connection is disposed, never leaked.
+        cluster.Time.Advance(100 * Ms);
+        await FakeCluster.WaitFor(() => cluster["node3"].Disposed == 1, "late connection disposed");
+        Assert.That(cluster.Alive, Is.All.EqualTo(0));
+        foreach (var node in cluster.DataSource.Nodes)
+        {
+            var stats = node.GetStatistics();
+            Assert.That(stats.Failures, Is.Zero, $"{node.Name}: cancellation is never held against a node");
+            Assert.That(stats.PendingOpens, Is.Zero);
+        }
+
+        Assert.That(cluster.Node("node1").GetStatistics().Cancellations, Is.EqualTo(1));
+    }
+
+    [Test]
+    public async Task OpenConnectionAsync_AlreadyCancelled_StartsNothing()
+    {
+        await using var cluster = FakeCluster.Create(2);
+        Assert.That(async () => await cluster.DataSource.OpenConnectionAsync(new CancellationToken(true)), Throws.InstanceOf<OperationCanceledException>());
+        Assert.That(cluster.TotalOpens, Is.Zero);
+    }
+
+    [Test]
+    public async Task LatencyAware_OneNodeTenTimesSlower_SendsAtLeast95PercentElsewhere()
+    {
+        await using var cluster = FakeCluster.Create(3);
+        cluster["node1"].Script = OpenScript.Takes(Ms);
+        cluster["node2"].Script = OpenScript.Takes(10 * Ms);
+        cluster["node3"].Script = OpenScript.Takes(Ms);
+
+        for (var i = 0; i < 1000; i++)
+        {
+            await using var connection = await cluster.DataSource.OpenConnectionAsync();
+        }
+
+        var slowWins = cluster.Node("node2").GetStatistics().Wins;
+        Assert.That(slowWins, Is.LessThanOrEqualTo(50), $"the slow node served {slowWins} of 1000");
+        Assert.That(cluster.TotalOpens, Is.EqualTo(1000));
+    }
+
+    [Test]
+    public async Task Race_HealthyNodes_StartsEveryNodePerAcquire()
+    {
+        await using var cluster = FakeCluster.Create(3, o => o.Policy = AcquirePolicy.Race);
+        for (var i = 0; i < 10; i++)
+        {
+            await using var connection = await cluster.DataSource.OpenConnectionAsync();
+        }
+
+        Assert.That(cluster.TotalOpens, Is.EqualTo(30));
+        await FakeCluster.WaitFor(() => cluster.Alive.All(a => a == 0), "losers disposed");
+    }
+
+    [Test]
+    public async Task FailOver_HealthyNodes_AlwaysUsesTheFirstByPriority()
+    {
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        var a = new FakeNode("a", time, OpenScript.Succeed);
+        var b = new FakeNode("b", time, OpenScript.Succeed);
+        await using var cluster = new ClusterDataSourceBuilder()
+            .UsePolicy(AcquirePolicy.FailOver)
+            .UseTimeProvider(time)
+            .AddNode("a", a, new ClusterNodeOptions { Priority = 1 })
+            .AddNode("b", b)
+            .Build();
+
+        for (var i = 0; i < 5; i++)
+        {
+            await using var connection = await cluster.OpenConnectionAsync();
+        }
+
+        Assert.That((a.OpensStarted, b.OpensStarted), Is.EqualTo((0, 5)));
+    }
+
+    [Test]
+    public async Task RoundRobin_HealthyNodes_TakesTurns()
+    {
+        await using var cluster = FakeCluster.Create(3, o => o.Policy = AcquirePolicy.RoundRobin);
+        for (var i = 0; i < 9; i++)
+        {
+            await using var connection = await cluster.DataSource.OpenConnectionAsync();
+        }
+
+        Assert.That(cluster.Nodes.Select(n => n.OpensStarted), Is.All.EqualTo(3));
+    }
+
+    [Test]
+    public async Task OpenConnectionAsync_FastPath_AllocatesNothingOfItsOwn()
+    {
+        await using var cluster = FakeCluster.Create(3);
+        var connection = new FakeConnection(cluster.Nodes[0], open: true);
+        var source = new ReusingNode(connection);
+        await using var single = new ClusterDataSourceBuilder().AddNode("only", source).Build();
+
+        // Warm up: JIT, the cancellation pool, tiered compilation.
+        for (var i = 0; i < 2000; i++)
+        {
+            await single.OpenConnectionAsync();
+        }
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var i = 0; i < 1000; i++)
+        {
+            await single.OpenConnectionAsync();
+        }
+
+        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.That(allocated, Is.Zero, "the synchronous fast path allocates no channel, timer, closure or task");
+    }
+
+    /// <summary>A provider whose open completes synchronously with the same connection and allocates nothing.</summary>
+    private sealed class ReusingNode(DbConnection connection) : DbDataSource
+    {
+        public override string ConnectionString => "reuse";
+
+        protected override DbConnection CreateDbConnection() => connection;
+
+        protected override ValueTask<DbConnection> OpenDbConnectionAsync(CancellationToken cancellationToken = default) => new(connection);
+    }
+}

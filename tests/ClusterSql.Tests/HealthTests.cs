@@ -1,0 +1,223 @@
+using System;
+using System.Collections.Concurrent;
+using System.Linq;
+using System.Threading;
+using System.Threading.Tasks;
+using ClusterSql.Tests.Fakes;
+using NUnit.Framework;
+
+namespace ClusterSql.Tests;
+
+[TestFixture]
+public sealed class HealthTests
+{
+    private static readonly TimeSpan Ms = TimeSpan.FromMilliseconds(1);
+
+    private static FakeCluster FailOverCluster(int nodes = 2) => FakeCluster.Create(nodes, o =>
+    {
+        o.Policy = AcquirePolicy.FailOver;
+        o.EjectionThreshold = 3;
+        o.BaseEjectionTime = TimeSpan.FromSeconds(1);
+        o.MaxEjectionTime = TimeSpan.FromSeconds(5);
+    });
+
+    private static async Task AcquireAndRelease(FakeCluster cluster, int times = 1)
+    {
+        for (var i = 0; i < times; i++)
+        {
+            await using var connection = await cluster.DataSource.OpenConnectionAsync();
+        }
+    }
+
+    [Test]
+    public async Task ConsecutiveFailures_ReachThreshold_EjectTheNode()
+    {
+        await using var cluster = FailOverCluster();
+        cluster["node1"].Script = OpenScript.Fail;
+
+        await AcquireAndRelease(cluster, 2);
+        Assert.That(cluster.Node("node1").State, Is.EqualTo(ClusterNodeState.Healthy), "two failures are below the threshold");
+
+        await AcquireAndRelease(cluster);
+        Assert.That(cluster.Node("node1").State, Is.EqualTo(ClusterNodeState.Ejected));
+        Assert.That(cluster["node1"].OpensStarted, Is.EqualTo(3));
+
+        await AcquireAndRelease(cluster, 10);
+        Assert.That(cluster["node1"].OpensStarted, Is.EqualTo(3), "an ejected node is not tried");
+        var stats = cluster.Node("node1").GetStatistics();
+        Assert.That(stats.Ejections, Is.EqualTo(1));
+        Assert.That(stats.ConsecutiveFailures, Is.EqualTo(3));
+        Assert.That(stats.EjectedUntil, Is.Not.Null);
+    }
+
+    [Test]
+    public async Task Ejection_RepeatedTrialFailures_BackOffExponentiallyUpToTheCap()
+    {
+        await using var cluster = FailOverCluster();
+        cluster["node1"].Script = OpenScript.Fail;
+        await AcquireAndRelease(cluster, 3);
+
+        var expectedSeconds = new[] { 1.0, 2.0, 4.0, 5.0, 5.0 };
+        foreach (var expected in expectedSeconds)
+        {
+            var stats = cluster.Node("node1").GetStatistics();
+            var length = (stats.EjectedUntil!.Value - cluster.Time.GetUtcNow()).TotalSeconds;
+            Assert.That(length, Is.InRange(expected * 0.9, expected * 1.1), "ejection length with ±10% jitter");
+
+            // Past the ejection the node is half-open: one trial, which fails and ejects it for longer.
+            cluster.Time.Advance(TimeSpan.FromSeconds(length + 0.001));
+            Assert.That(cluster.Node("node1").State, Is.EqualTo(ClusterNodeState.HalfOpen));
+            var opensBefore = cluster["node1"].OpensStarted;
+            await AcquireAndRelease(cluster);
+            Assert.That(cluster["node1"].OpensStarted, Is.EqualTo(opensBefore + 1), "exactly one trial open");
+            Assert.That(cluster.Node("node1").State, Is.EqualTo(ClusterNodeState.Ejected));
+        }
+    }
+
+    [Test]
+    public async Task HalfOpen_TrialSucceeds_NodeRecovers()
+    {
+        await using var cluster = FailOverCluster();
+        cluster["node1"].Script = OpenScript.Fail;
+        await AcquireAndRelease(cluster, 3);
+        Assert.That(cluster.Node("node1").State, Is.EqualTo(ClusterNodeState.Ejected));
+
+        cluster["node1"].Script = OpenScript.Succeed;
+        cluster.Time.Advance(TimeSpan.FromSeconds(1.2));
+        await AcquireAndRelease(cluster);
+
+        var stats = cluster.Node("node1").GetStatistics();
+        Assert.That(stats.State, Is.EqualTo(ClusterNodeState.Healthy));
+        Assert.That(stats.ConsecutiveFailures, Is.Zero);
+        Assert.That(stats.EjectedUntil, Is.Null);
+        Assert.That(stats.Wins, Is.EqualTo(1));
+
+        // Recovery resets the backoff: the next ejection is the base length again.
+        cluster["node1"].Script = OpenScript.Fail;
+        await AcquireAndRelease(cluster, 3);
+        var length = (cluster.Node("node1").GetStatistics().EjectedUntil!.Value - cluster.Time.GetUtcNow()).TotalSeconds;
+        Assert.That(length, Is.InRange(0.9, 1.1));
+    }
+
+    [Test]
+    public async Task HalfOpen_TrialInFlight_OtherAcquiresDoNotPickTheNode()
+    {
+        await using var cluster = FailOverCluster();
+        cluster["node1"].Script = OpenScript.Fail;
+        await AcquireAndRelease(cluster, 3);
+        cluster.Time.Advance(TimeSpan.FromSeconds(1.2));
+
+        cluster["node1"].Script = OpenScript.Hang;
+        var trial = cluster.DataSource.OpenConnectionAsync().AsTask();
+        await FakeCluster.WaitFor(() => cluster["node1"].OpensStarted == 4, "trial started");
+
+        var opensBefore = cluster["node1"].OpensStarted;
+        await AcquireAndRelease(cluster, 5);
+        Assert.That(cluster["node1"].OpensStarted, Is.EqualTo(opensBefore), "only one trial at a time");
+
+        var connection = await cluster.RunUntilDone(trial, TimeSpan.FromMilliseconds(100));
+        Assert.That(((FakeConnection)connection).Node.Name, Is.EqualTo("node2"), "the trial was hedged by node2");
+        await connection.DisposeAsync();
+    }
+
+    [Test]
+    public async Task Panic_EveryNodeEjected_TriesThemAllAnyway()
+    {
+        await using var cluster = FailOverCluster();
+        foreach (var node in cluster.Nodes)
+        {
+            node.Script = OpenScript.Fail;
+        }
+
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.ThrowsAsync<ClusterException>(async () => await cluster.DataSource.OpenConnectionAsync());
+        }
+
+        Assert.That(cluster.DataSource.Nodes.Select(n => n.State), Is.All.EqualTo(ClusterNodeState.Ejected));
+
+        cluster["node2"].Script = OpenScript.Succeed;
+        await using var connection = await cluster.DataSource.OpenConnectionAsync();
+        Assert.That(((FakeConnection)connection).Node.Name, Is.EqualTo("node2"), "panic tried the ejected nodes rather than fail");
+        Assert.That(cluster.Node("node2").State, Is.EqualTo(ClusterNodeState.Healthy));
+    }
+
+    [Test]
+    public async Task MarkDown_Node_IsNeverHandedOutUntilMarkedUp()
+    {
+        await using var cluster = FakeCluster.Create(2);
+        cluster.Node("node1").MarkDown("wsrep_local_state is 2 (Donor)");
+
+        await AcquireAndRelease(cluster, 20);
+        Assert.That(cluster["node1"].OpensStarted, Is.Zero);
+        Assert.That(cluster.Node("node1").GetStatistics().DownReason, Is.EqualTo("wsrep_local_state is 2 (Donor)"));
+
+        cluster.Node("node2").MarkDown("not primary");
+        var opensBefore = cluster.TotalOpens;
+        var ex = Assert.ThrowsAsync<ClusterException>(async () => await cluster.DataSource.OpenConnectionAsync());
+        Assert.That(ex!.Message, Does.Contain("node1: ClusterNodeUnavailableException: Not tried: the node is marked down: wsrep_local_state is 2 (Donor)"));
+        Assert.That(cluster.TotalOpens, Is.EqualTo(opensBefore), "down nodes are not tried even in panic");
+
+        cluster.Node("node1").MarkUp();
+        await AcquireAndRelease(cluster);
+        Assert.That(cluster["node1"].OpensStarted, Is.EqualTo(1));
+    }
+
+    [Test]
+    public async Task HealthProbe_FailingCheck_MarksNodeDownUntilACheckPasses()
+    {
+        var probe = new ScriptedProbe();
+        await using var cluster = FakeCluster.Create(2, o => o.HealthCheckInterval = TimeSpan.FromSeconds(2), probe: probe);
+        await FakeCluster.WaitFor(() => probe.Checks.Count >= 2, "first checks");
+
+        probe.Unhealthy["node1"] = "wsrep_cluster_status is non-Primary";
+        cluster.Time.Advance(TimeSpan.FromSeconds(2));
+        await FakeCluster.WaitFor(() => cluster.Node("node1").State == ClusterNodeState.Down, "node1 down");
+        await AcquireAndRelease(cluster, 10);
+        Assert.That(cluster["node1"].OpensStarted, Is.Zero);
+
+        probe.Unhealthy.Clear();
+        cluster.Time.Advance(TimeSpan.FromSeconds(2));
+        await FakeCluster.WaitFor(() => cluster.Node("node1").State == ClusterNodeState.Healthy, "node1 up");
+    }
+
+    [Test]
+    public async Task HealthProbe_CheckThrowsOrHangs_MarksNodeDownWithTheReason()
+    {
+        var probe = new ScriptedProbe { Throw = "node1", Hang = "node2" };
+        await using var cluster = FakeCluster.Create(2, o => o.HealthCheckTimeout = TimeSpan.FromSeconds(1), probe: probe);
+        await FakeCluster.WaitFor(() => cluster.Node("node1").State == ClusterNodeState.Down, "node1 down");
+        Assert.That(cluster.Node("node1").GetStatistics().DownReason, Is.EqualTo("health check failed: InvalidOperationException: probe broke"));
+
+        cluster.Time.Advance(TimeSpan.FromSeconds(1));
+        await FakeCluster.WaitFor(() => cluster.Node("node2").State == ClusterNodeState.Down, "node2 down");
+        Assert.That(cluster.Node("node2").GetStatistics().DownReason, Is.EqualTo("health check timed out after 1000 ms"));
+    }
+
+    private sealed class ScriptedProbe : IClusterNodeHealthProbe
+    {
+        public ConcurrentDictionary<string, string> Unhealthy { get; } = new();
+
+        public ConcurrentQueue<string> Checks { get; } = new();
+
+        public string? Throw { get; init; }
+
+        public string? Hang { get; init; }
+
+        public async ValueTask<ClusterNodeHealth> CheckAsync(ClusterNode node, CancellationToken cancellationToken)
+        {
+            Checks.Enqueue(node.Name);
+            if (node.Name == Throw)
+            {
+                throw new InvalidOperationException("probe broke");
+            }
+
+            if (node.Name == Hang)
+            {
+                await Task.Delay(Timeout.Infinite, cancellationToken);
+            }
+
+            return Unhealthy.TryGetValue(node.Name, out var reason) ? ClusterNodeHealth.Unhealthy(reason) : ClusterNodeHealth.Healthy;
+        }
+    }
+}
