@@ -233,13 +233,16 @@ public sealed class ClusterNode
         if (connection is not null)
         {
             Interlocked.Increment(ref _successes);
-            Latency.Observe(_context.ToSeconds(start, now), now);
+            var seconds = _context.ToSeconds(start, now);
+            Latency.Observe(seconds, now);
             Volatile.Write(ref _lastSuccessStamp, now);
             Volatile.Write(ref _consecutiveFailures, 0);
             if (Volatile.Read(ref _ejectedUntil) != 0 || Volatile.Read(ref _ejectionStreak) != 0)
             {
+                // Recovered: a fresh start for the backoff and for the latency that steers the load.
                 Volatile.Write(ref _ejectionStreak, 0);
                 Volatile.Write(ref _ejectedUntil, 0);
+                Latency.ResetPeak(seconds, now);
             }
 
             Volatile.Write(ref _trialInFlight, 0);

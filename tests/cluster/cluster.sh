@@ -514,7 +514,8 @@ check_ports_free() {
     node_pid "${n}" >/dev/null && continue
     if ss -Hltn "( sport = :${PORT} or sport = :${GCOMM_PORT} )" 2>/dev/null \
         | awk '{ print $4 }' | grep -qE "^(0\.0\.0\.0|\*|\[::\]|$(client_addr "${n}")|$(group_addr "${n}")):"; then
-      die "a port needed by $(name "${n}") is already taken: $(ss -Hltnp "( sport = :${PORT} or sport = :${GCOMM_PORT} )" | tr '\n' ' ')"
+      ss -Hltnp "( sport = :${PORT} or sport = :${GCOMM_PORT} )" >&2 || true
+      die "a port needed by $(name "${n}") is taken (listeners above); is another cluster (other CLUSTERSQL_CLUSTER_DIR) or server running?"
     fi
   done
 }
@@ -560,17 +561,19 @@ cmd_up() {
     print_conn
     return 0
   fi
-  prepare_dir
   for n in "${NODES[@]}"; do node_pid "${n}" >/dev/null && any=1; done
   if [[ ${CLUSTERSQL_FRESH:-0} == 1 ]]; then
-    (( any )) && cmd_down
+    if (( any )); then cmd_down; fi
     check_ports_free
+    prepare_dir
     fresh_bootstrap
   elif (( any )); then
     log "some nodes are running: healing the cluster"
+    prepare_dir
     heal_all_inner
   else
     check_ports_free
+    prepare_dir
     if [[ -d $(data_of 1)/mysql || -d $(data_of 2)/mysql || -d $(data_of 3)/mysql ]]; then
       restart_from_data
     else

@@ -49,6 +49,12 @@ internal sealed class HealthProbeRunner : IAsyncDisposable
 
         _probes.Clear();
         _stopping.Dispose();
+
+        // The data source owns the probe it was given, like its nodes' data sources.
+        if (_probe is IAsyncDisposable disposable)
+        {
+            await disposable.DisposeAsync().ConfigureAwait(false);
+        }
     }
 
     private sealed class NodeProbe

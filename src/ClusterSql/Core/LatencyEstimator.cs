@@ -56,6 +56,16 @@ internal sealed class LatencyEstimator
     }
 
     /// <summary>
+    /// Forgets the failure penalties of an ejected node once its trial open succeeds: otherwise the penalty would keep
+    /// a recovered node out of the two choices until it decayed, and the node would never be sampled again.
+    /// </summary>
+    public void ResetPeak(double seconds, long timestamp)
+    {
+        Volatile.Write(ref _peak, seconds);
+        Volatile.Write(ref _peakStamp, timestamp);
+    }
+
+    /// <summary>
     /// Raises the peak to a latency known to be at least <paramref name="seconds"/> (an open still pending, or one that
     /// failed), without touching the smoothed latency: a node that refuses at once must not look fast.
     /// </summary>

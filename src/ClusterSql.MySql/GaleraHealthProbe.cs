@@ -1,0 +1,152 @@
+using System;
+using System.Collections.Concurrent;
+using System.Collections.Generic;
+using System.Globalization;
+using System.Threading;
+using System.Threading.Tasks;
+using MySqlConnector;
+
+namespace ClusterSql.MySql;
+
+/// <summary>
+/// The Galera health check that ProxySQL and MaxScale apply: a node serves only when <c>wsrep_ready=ON</c>,
+/// <c>wsrep_local_state=4</c> (Synced; 2, Donor, only when allowed), <c>wsrep_cluster_status=Primary</c>,
+/// <c>wsrep_desync=OFF</c> and <c>wsrep_reject_queries=NONE</c>. A node that still accepts connections after falling
+/// out of the primary component is therefore never handed out.
+/// </summary>
+/// <remarks>
+/// Each node is checked on a dedicated, unpooled connection that is kept between checks (one round trip per check)
+/// and replaced after any error, so the check neither borrows from nor disturbs the node's pool.
+/// </remarks>
+public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposable
+{
+    internal const string Query =
+        "SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS " +
+        "WHERE VARIABLE_NAME IN ('WSREP_READY', 'WSREP_LOCAL_STATE', 'WSREP_CLUSTER_STATUS') " +
+        "UNION ALL SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.GLOBAL_VARIABLES " +
+        "WHERE VARIABLE_NAME IN ('WSREP_DESYNC', 'WSREP_REJECT_QUERIES')";
+
+    private readonly ConcurrentDictionary<ClusterNode, MySqlConnection> _connections = new();
+
+    /// <summary>Creates the probe.</summary>
+    /// <param name="allowDonor">Whether a state-transfer donor (wsrep_local_state 2) may serve.</param>
+    public GaleraHealthProbe(bool allowDonor = false) => AllowDonor = allowDonor;
+
+    /// <summary>Whether a state-transfer donor (wsrep_local_state 2) may serve.</summary>
+    public bool AllowDonor { get; }
+
+    /// <inheritdoc/>
+    public async ValueTask<ClusterNodeHealth> CheckAsync(ClusterNode node, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        if (node.DataSource is not MySqlDataSource mySql)
+        {
+            return ClusterNodeHealth.Unhealthy("not a MySqlConnector node: the Galera check needs a MySqlDataSource");
+        }
+
+        var connection = _connections.GetOrAdd(node, static (_, cs) => new MySqlConnection(ProbeConnectionString(cs)), mySql.ConnectionString);
+        try
+        {
+            if (connection.State != System.Data.ConnectionState.Open)
+            {
+                await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            var values = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+            var command = new MySqlCommand(Query, connection);
+            await using (command.ConfigureAwait(false))
+            {
+                var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                await using (reader.ConfigureAwait(false))
+                {
+                    while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                    {
+                        values[reader.GetString(0)] = reader.IsDBNull(1) ? string.Empty : reader.GetString(1);
+                    }
+                }
+            }
+
+            return Evaluate(values, AllowDonor);
+        }
+        catch
+        {
+            // A broken or cancelled probe connection is not reused.
+            if (_connections.TryRemove(new KeyValuePair<ClusterNode, MySqlConnection>(node, connection)))
+            {
+                await connection.DisposeAsync().ConfigureAwait(false);
+            }
+
+            throw;
+        }
+    }
+
+    /// <summary>Closes the probe's connections.</summary>
+    /// <returns>A task that completes when they are closed.</returns>
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var node in _connections.Keys)
+        {
+            if (_connections.TryRemove(node, out var connection))
+            {
+                await connection.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>Applies the rules to the wsrep values a node reported; null reason when it may serve.</summary>
+    internal static ClusterNodeHealth Evaluate(IReadOnlyDictionary<string, string> values, bool allowDonor)
+    {
+        if (!values.TryGetValue("wsrep_local_state", out var state) || !values.TryGetValue("wsrep_cluster_status", out var status))
+        {
+            return ClusterNodeHealth.Unhealthy("no wsrep status: the node is not a Galera node, or wsrep is off");
+        }
+
+        if (!values.TryGetValue("wsrep_ready", out var ready) || !string.Equals(ready, "ON", StringComparison.OrdinalIgnoreCase))
+        {
+            return ClusterNodeHealth.Unhealthy($"wsrep_ready is {ready ?? "missing"}, not ON");
+        }
+
+        if (!string.Equals(status, "Primary", StringComparison.OrdinalIgnoreCase))
+        {
+            return ClusterNodeHealth.Unhealthy($"wsrep_cluster_status is {status}, not Primary");
+        }
+
+        var localState = int.TryParse(state, NumberStyles.Integer, CultureInfo.InvariantCulture, out var parsed) ? parsed : -1;
+        if (localState != 4 && !(allowDonor && localState == 2))
+        {
+            return ClusterNodeHealth.Unhealthy($"wsrep_local_state is {state} ({StateName(localState)}), not 4 (Synced){(allowDonor ? " or 2 (Donor)" : string.Empty)}");
+        }
+
+        if (values.TryGetValue("wsrep_desync", out var desync) && !string.Equals(desync, "OFF", StringComparison.OrdinalIgnoreCase))
+        {
+            return ClusterNodeHealth.Unhealthy($"wsrep_desync is {desync}, not OFF");
+        }
+
+        if (values.TryGetValue("wsrep_reject_queries", out var reject) && !string.Equals(reject, "NONE", StringComparison.OrdinalIgnoreCase))
+        {
+            return ClusterNodeHealth.Unhealthy($"wsrep_reject_queries is {reject}, not NONE");
+        }
+
+        return ClusterNodeHealth.Healthy;
+    }
+
+    private static string StateName(int state) => state switch
+    {
+        1 => "Joining",
+        2 => "Donor/Desynced",
+        3 => "Joined",
+        4 => "Synced",
+        _ => "unknown",
+    };
+
+    private static string ProbeConnectionString(string nodeConnectionString)
+    {
+        // Unpooled and kept open by the probe itself: a check must reach the server, not an idle pooled session.
+        var builder = new MySqlConnectionStringBuilder(nodeConnectionString)
+        {
+            Pooling = false,
+            ConnectionReset = false,
+        };
+        return builder.ConnectionString;
+    }
+}
