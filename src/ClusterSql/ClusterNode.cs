@@ -119,7 +119,8 @@ public sealed class ClusterNode
         Exception? error = null;
         try
         {
-            connection = await DataSource.OpenConnectionAsync(timeout.Token).ConfigureAwait(false);
+            var open = DataSource.OpenConnectionAsync(timeout.Token);
+            connection = open.IsCompleted ? open.Result : await WaitOrAbandonAsync(open.AsTask(), timeout.Token).ConfigureAwait(false);
         }
         catch (Exception ex)
         {
@@ -128,7 +129,7 @@ public sealed class ClusterNode
 
         link.Dispose();
         var callerCancelled = cancellationToken.IsCancellationRequested;
-        error = CompleteAttempt(start, connection, error, timeout, callerCancelled);
+        error = CompleteAttempt(start, ref connection, error, timeout, callerCancelled);
         _context.Cancellations.Return(timeout);
         if (error is not null)
         {
@@ -142,6 +143,33 @@ public sealed class ClusterNode
         }
 
         return connection!;
+    }
+
+    /// <summary>
+    /// Waits for an open until the token fires, even when the provider does not stop at its token; an open left behind
+    /// is disposed when it completes.
+    /// </summary>
+    private static async Task<DbConnection> WaitOrAbandonAsync(Task<DbConnection> open, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await open.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!open.IsCompleted)
+        {
+            _ = open.ContinueWith(
+                static t =>
+                {
+                    if (t.IsCompletedSuccessfully)
+                    {
+                        _ = Attempt.DisposeQuietlyAsync(t.Result);
+                    }
+                },
+                CancellationToken.None,
+                TaskContinuationOptions.ExecuteSynchronously,
+                TaskScheduler.Default);
+            throw;
+        }
     }
 
     /// <summary>Opens a connection on this node alone; the synchronous form of <see cref="OpenConnectionAsync(CancellationToken)"/>.</summary>
@@ -226,10 +254,23 @@ public sealed class ClusterNode
     /// Records how an attempt ended and returns the error to report (a timeout made explicit), or null on success.
     /// A caller's cancellation is not held against the node.
     /// </summary>
-    internal Exception? CompleteAttempt(long start, DbConnection? connection, Exception? error, CancellationTokenSource timeout, bool callerCancelled)
+    internal Exception? CompleteAttempt(long start, ref DbConnection? connection, Exception? error, CancellationTokenSource timeout, bool callerCancelled)
     {
         var now = _context.TimeProvider.GetTimestamp();
         Interlocked.Decrement(ref _pending);
+        if (!callerCancelled && timeout.IsCancellationRequested)
+        {
+            // Past the connect timeout the acquire has moved on: a connection that arrives now is a loser, and the
+            // node's slowness counts against it even if the provider ignored its token and got through.
+            if (connection is not null)
+            {
+                _ = Attempt.DisposeQuietlyAsync(connection);
+                connection = null;
+            }
+
+            error = TimeoutError(error);
+        }
+
         if (connection is not null)
         {
             Interlocked.Increment(ref _successes);
@@ -256,15 +297,13 @@ public sealed class ClusterNode
             return error;
         }
 
-        if (timeout.IsCancellationRequested)
-        {
-            error = new TimeoutException($"Opening a connection to node '{Name}' timed out after {ConnectTimeout.TotalMilliseconds:0} ms.", error);
-        }
-
         error ??= new InvalidOperationException($"Node '{Name}' returned no connection.");
         RecordFailure(error, start, now);
         return error;
     }
+
+    internal TimeoutException TimeoutError(Exception? inner) =>
+        new($"Opening a connection to node '{Name}' timed out after {ConnectTimeout.TotalMilliseconds:0} ms.", inner);
 
     internal void RecordFailure(Exception error, long start, long now)
     {

@@ -220,6 +220,50 @@ public sealed class AcquireTests
     }
 
     [Test]
+    public async Task OpenConnectionAsync_ProviderIgnoresItsToken_AcquireMovesOnAtTheConnectTimeout()
+    {
+        await using var cluster = FakeCluster.Create(2, o =>
+        {
+            o.Policy = AcquirePolicy.FailOver;
+            o.ConnectTimeout = TimeSpan.FromSeconds(2);
+            o.HedgeBudget = 0;
+        });
+        cluster["node1"].Script = OpenScript.SucceedAfterIgnoringCancellation(TimeSpan.FromSeconds(10));
+
+        var open = cluster.DataSource.OpenConnectionAsync().AsTask();
+        cluster.Time.Advance(TimeSpan.FromSeconds(2) - TimeSpan.FromTicks(1));
+        await FakeCluster.Settle(open);
+        Assert.That(cluster["node2"].OpensStarted, Is.Zero, "no hedging, and the timeout has not fired");
+
+        cluster.Time.Advance(TimeSpan.FromTicks(1));
+        await FakeCluster.WaitFor(() => open.IsCompleted, "acquire completed at the connect timeout");
+        var connection = await open;
+        Assert.That(((FakeConnection)connection).Node.Name, Is.EqualTo("node2"));
+
+        // The abandoned open completes later; its connection is disposed and the node is charged with the timeout.
+        cluster.Time.Advance(TimeSpan.FromSeconds(10));
+        await FakeCluster.WaitFor(() => cluster["node1"].Disposed == 1, "late connection disposed");
+        var stats = cluster.Node("node1").GetStatistics();
+        Assert.That((stats.Failures, stats.Successes, stats.PendingOpens), Is.EqualTo((1L, 0L, 0)));
+        Assert.That(stats.LastErrorType, Is.EqualTo(nameof(TimeoutException)));
+        await connection.DisposeAsync();
+    }
+
+    [Test]
+    public async Task NodeOpenConnectionAsync_ProviderIgnoresItsToken_ThrowsAtTheConnectTimeout()
+    {
+        await using var cluster = FakeCluster.Create(1, o => o.ConnectTimeout = TimeSpan.FromSeconds(1));
+        cluster["node1"].Script = OpenScript.SucceedAfterIgnoringCancellation(TimeSpan.FromSeconds(5));
+
+        var open = cluster.Node("node1").OpenConnectionAsync().AsTask();
+        cluster.Time.Advance(TimeSpan.FromSeconds(1));
+        Assert.That(async () => await open, Throws.TypeOf<TimeoutException>());
+
+        cluster.Time.Advance(TimeSpan.FromSeconds(5));
+        await FakeCluster.WaitFor(() => cluster["node1"].Disposed == 1, "late connection disposed");
+    }
+
+    [Test]
     public async Task OpenConnectionAsync_CancelledMidRace_ThrowsAndLeaksNothing()
     {
         await using var cluster = FakeCluster.Create(3, o => o.Policy = AcquirePolicy.Race);

@@ -194,6 +194,26 @@ public sealed class HealthTests
         Assert.That(cluster.Node("node2").GetStatistics().DownReason, Is.EqualTo("health check timed out after 1000 ms"));
     }
 
+    [Test]
+    public async Task HealthProbe_CheckIgnoresCancellation_NodeIsMarkedDownAtTheTimeoutAndNoCheckPilesUp()
+    {
+        var probe = new ScriptedProbe { HangIgnoringCancellation = "node1" };
+        await using var cluster = FakeCluster.Create(2, o =>
+        {
+            o.HealthCheckTimeout = TimeSpan.FromSeconds(1);
+            o.HealthCheckInterval = TimeSpan.FromSeconds(2);
+        }, probe: probe);
+        await FakeCluster.WaitFor(() => probe.Checks.Count(n => n == "node1") == 1, "first check started");
+
+        cluster.Time.Advance(TimeSpan.FromSeconds(1));
+        await FakeCluster.WaitFor(() => cluster.Node("node1").State == ClusterNodeState.Down, "node1 down");
+        Assert.That(cluster.Node("node1").GetStatistics().DownReason, Is.EqualTo("health check timed out after 1000 ms"));
+
+        cluster.Time.Advance(TimeSpan.FromSeconds(2));
+        await FakeCluster.WaitFor(() => cluster.Node("node1").GetStatistics().DownReason!.EndsWith("has not returned", StringComparison.Ordinal), "still stuck");
+        Assert.That(probe.Checks.Count(n => n == "node1"), Is.EqualTo(1), "no second check while the first is stuck");
+    }
+
     private sealed class ScriptedProbe : IClusterNodeHealthProbe
     {
         public ConcurrentDictionary<string, string> Unhealthy { get; } = new();
@@ -203,6 +223,8 @@ public sealed class HealthTests
         public string? Throw { get; init; }
 
         public string? Hang { get; init; }
+
+        public string? HangIgnoringCancellation { get; init; }
 
         public async ValueTask<ClusterNodeHealth> CheckAsync(ClusterNode node, CancellationToken cancellationToken)
         {
@@ -215,6 +237,11 @@ public sealed class HealthTests
             if (node.Name == Hang)
             {
                 await Task.Delay(Timeout.Infinite, cancellationToken);
+            }
+
+            if (node.Name == HangIgnoringCancellation)
+            {
+                await Task.Delay(Timeout.Infinite, CancellationToken.None);
             }
 
             return Unhealthy.TryGetValue(node.Name, out var reason) ? ClusterNodeHealth.Unhealthy(reason) : ClusterNodeHealth.Healthy;

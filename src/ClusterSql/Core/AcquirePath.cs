@@ -67,7 +67,7 @@ internal sealed class Acquirer
             error = ex;
         }
 
-        error = first.CompleteAttempt(start, connection, error, timeout, callerCancelled: false);
+        error = first.CompleteAttempt(start, ref connection, error, timeout, callerCancelled: false);
         _context.Cancellations.Return(timeout);
         if (connection is not null)
         {
@@ -105,7 +105,9 @@ internal sealed class Attempt
     private readonly CancellationTokenSource _timeout;
     private readonly long _start;
     private readonly ValueTask<DbConnection> _open;
+    private ChannelWriter<Attempt?>? _results;
     private int _state;
+    private volatile bool _resultReady;
 
     public Attempt(ClusterNode node, ClusterContext context, long start, CancellationTokenSource timeout, ValueTask<DbConnection> open)
     {
@@ -120,12 +122,28 @@ internal sealed class Attempt
 
     public long StartTimestamp => _start;
 
-    public bool IsCompleted => Volatile.Read(ref _state) != Running;
+    /// <summary>Whether <see cref="Connection"/> and <see cref="Error"/> hold the outcome.</summary>
+    public bool IsCompleted => _resultReady;
+
+    /// <summary>
+    /// The connect timeout fired while the provider had not returned. Some providers do not stop at once when their
+    /// token is cancelled (a pooled session waiting for a hung server's reply), so the acquire moves on at the timeout
+    /// itself; the open is left to finish in the background and whatever it returns is disposed.
+    /// </summary>
+    public bool TimedOut => !_resultReady && _timeout.IsCancellationRequested && Volatile.Read(ref _state) == Running;
 
     public DbConnection? Connection { get; private set; }
 
     /// <summary>The error to report for this node; null on success.</summary>
     public Exception? Error { get; private set; }
+
+    /// <summary>Hands the connection to the winner's caller: no later clean-up may dispose it.</summary>
+    public DbConnection TakeConnection()
+    {
+        var connection = Connection!;
+        Connection = null;
+        return connection;
+    }
 
     public static Attempt Start(ClusterNode node, ClusterContext context, bool isHedge)
     {
@@ -154,17 +172,25 @@ internal sealed class Attempt
     /// <summary>Awaits the open, records it on the node, and posts it; a result nobody takes any more is disposed.</summary>
     public async Task RunAsync(ChannelWriter<Attempt?> results)
     {
+        _results = results;
+        var timeoutWatch = _timeout.Token.UnsafeRegister(static s => ((Attempt)s!).OnTimeout(), this);
+        DbConnection? connection = null;
+        Exception? error = null;
         try
         {
-            Connection = await _open.ConfigureAwait(false);
+            connection = await _open.ConfigureAwait(false);
         }
         catch (Exception ex)
         {
-            Error = ex;
+            error = ex;
         }
 
+        // Disposing the registration before the source goes back to the pool: a reused source must not call us.
+        timeoutWatch.Dispose();
         var callerCancelled = Interlocked.CompareExchange(ref _state, Completed, Running) == CancelledByCaller;
-        Error = Node.CompleteAttempt(_start, Connection, Error, _timeout, callerCancelled);
+        Error = Node.CompleteAttempt(_start, ref connection, error, _timeout, callerCancelled);
+        Connection = connection;
+        _resultReady = true;
         if (callerCancelled)
         {
             // Cancelled sources are never reused.
@@ -175,11 +201,18 @@ internal sealed class Attempt
             _context.Cancellations.Return(_timeout);
         }
 
-        if (!results.TryWrite(this) && Connection is { } connection)
+        if (!results.TryWrite(this) && Connection is not null)
         {
             // The acquire is over (another node won, or the caller cancelled): back to this node's pool.
-            Connection = null;
-            await DisposeQuietlyAsync(connection).ConfigureAwait(false);
+            await DisposeQuietlyAsync(TakeConnection()).ConfigureAwait(false);
+        }
+    }
+
+    private void OnTimeout()
+    {
+        if (Volatile.Read(ref _state) == Running)
+        {
+            _results?.TryWrite(this);
         }
     }
 
@@ -196,10 +229,9 @@ internal sealed class Attempt
 
     public void DisposeConnectionInBackground()
     {
-        if (Connection is { } connection)
+        if (Connection is not null)
         {
-            Connection = null;
-            _ = DisposeQuietlyAsync(connection);
+            _ = DisposeQuietlyAsync(TakeConnection());
         }
     }
 
@@ -302,9 +334,8 @@ internal sealed class AcquireOperation
 
                 if (cancellationToken.IsCancellationRequested)
                 {
-                    if (done is not null)
+                    if (done is not null && _running.Remove(done))
                     {
-                        _running.Remove(done);
                         done.DisposeConnectionInBackground();
                     }
 
@@ -322,13 +353,23 @@ internal sealed class AcquireOperation
                     continue;
                 }
 
-                _running.Remove(done);
-                if (done.Connection is { } connection)
+                if (!_running.Remove(done))
+                {
+                    // Already given up at its connect timeout; it reported again when the provider returned.
+                    continue;
+                }
+
+                if (!done.IsCompleted)
+                {
+                    // The connect timeout fired and the provider has not returned: move on without waiting for it.
+                    _errors.Add(new ClusterNodeError(done.Node.Name, done.Node.TimeoutError(inner: null)));
+                }
+                else if (done.Connection is not null)
                 {
                     if (!done.Node.IsRemoved)
                     {
                         done.Node.RecordWin();
-                        return connection;
+                        return done.TakeConnection();
                     }
 
                     done.DisposeConnectionInBackground();
@@ -410,7 +451,7 @@ internal sealed class AcquireOperation
         }
 
         var slow = _hedgeTarget;
-        if (slow is null || slow.IsCompleted || !_running.Contains(slow))
+        if (slow is null || slow.IsCompleted || slow.TimedOut || !_running.Contains(slow))
         {
             return;
         }

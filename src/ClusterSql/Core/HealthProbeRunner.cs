@@ -63,6 +63,7 @@ internal sealed class HealthProbeRunner : IAsyncDisposable
         private readonly ClusterNode _node;
         private readonly ITimer _timer;
         private Task _running = Task.CompletedTask;
+        private Task _stuck = Task.CompletedTask;
         private volatile bool _stopped;
 
         public NodeProbe(HealthProbeRunner runner, ClusterNode node)
@@ -89,7 +90,16 @@ internal sealed class HealthProbeRunner : IAsyncDisposable
         public Task StopAsync()
         {
             Stop();
+
+            // A check stuck in a provider that ignores cancellation is not waited for.
             return _running;
+        }
+
+        private async Task<ClusterNodeHealth> RunProbeAsync(CancellationToken cancellationToken)
+        {
+            // Yield first, so that a probe that blocks synchronously cannot hold the timer's thread.
+            await Task.Yield();
+            return await _runner._probe.CheckAsync(_node, cancellationToken).ConfigureAwait(false);
         }
 
         private void OnTimer()
@@ -104,25 +114,50 @@ internal sealed class HealthProbeRunner : IAsyncDisposable
         {
             var context = _runner._context;
             var timeout = context.Options.HealthCheckTimeout;
-            using var checkTimeout = new CancellationTokenSource(timeout, context.TimeProvider);
-            using var link = _runner._stopping.Token.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), checkTimeout);
             string? downReason;
-            try
+            if (!_stuck.IsCompleted)
             {
-                var health = await _runner._probe.CheckAsync(_node, checkTimeout.Token).ConfigureAwait(false);
-                downReason = health.Reason;
+                // The last check outlived its timeout and still runs (its provider ignores cancellation): the node
+                // stays down, and no second check piles onto a server that does not answer.
+                downReason = $"health check timed out after {timeout.TotalMilliseconds:0} ms and has not returned";
             }
-            catch (Exception) when (_runner._stopping.IsCancellationRequested)
+            else
             {
-                return;
-            }
-            catch (Exception) when (checkTimeout.IsCancellationRequested)
-            {
-                downReason = $"health check timed out after {timeout.TotalMilliseconds:0} ms";
-            }
-            catch (Exception ex)
-            {
-                downReason = $"health check failed: {ex.GetType().Name}: {ex.Message}";
+                var checkTimeout = new CancellationTokenSource(timeout, context.TimeProvider);
+                var link = _runner._stopping.Token.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), checkTimeout);
+                var check = RunProbeAsync(checkTimeout.Token);
+                try
+                {
+                    // The wait ends at the timeout even when the probe does not.
+                    var health = await check.WaitAsync(checkTimeout.Token).ConfigureAwait(false);
+                    downReason = health.Reason;
+                }
+                catch (Exception) when (_runner._stopping.IsCancellationRequested)
+                {
+                    return;
+                }
+                catch (Exception) when (checkTimeout.IsCancellationRequested)
+                {
+                    downReason = $"health check timed out after {timeout.TotalMilliseconds:0} ms";
+                }
+                catch (Exception ex)
+                {
+                    downReason = $"health check failed: {ex.GetType().Name}: {ex.Message}";
+                }
+                finally
+                {
+                    if (!check.IsCompleted)
+                    {
+                        _stuck = check;
+                        _ = check.ContinueWith(static (_, s) => ((IDisposable)s!).Dispose(), checkTimeout, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                    }
+                    else
+                    {
+                        checkTimeout.Dispose();
+                    }
+
+                    link.Dispose();
+                }
             }
 
             if (_stopped)

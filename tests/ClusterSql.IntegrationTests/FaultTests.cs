@@ -1,0 +1,171 @@
+using System;
+using System.Linq;
+using System.Threading;
+using System.Threading.Tasks;
+using MySqlConnector;
+using NUnit.Framework;
+
+namespace ClusterSql.IntegrationTests;
+
+/// <summary>
+/// Faults injected by tests/cluster/cluster.sh (loopback only) on galera2 while a bounded load runs through the
+/// cluster. Each test asserts what a user relies on: no failed acquire and none that waits out a connect timeout, no
+/// new connection from the faulted node while it is faulted, connections from it again once it recovers, no server
+/// connection leaked, and every acknowledged insert present exactly once.
+/// </summary>
+[TestFixture]
+[NonParallelizable]
+public sealed class FaultTests
+{
+    private const int Faulted = 2;
+    private static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(2);
+
+    [SetUp]
+    public void SetUp() => ClusterSetUp.RequireCluster();
+
+    [TearDown]
+    public async Task TearDown()
+    {
+        if (ClusterSetUp.Available)
+        {
+            await TestCluster.Harness("heal-all");
+        }
+    }
+
+    [Test]
+    public Task Crash_AndRestart_LoadCarriesOnAndTheNodeComesBack() =>
+        RunFault("crash", fault: ["crash", "galera2"], undo: [["restart", "galera2"]], detection: TimeSpan.Zero);
+
+    [Test]
+    public Task Hang_AndResume_LoadCarriesOnAndTheNodeComesBack() =>
+        RunFault("hang", fault: ["hang", "galera2"], undo: [["resume", "galera2"], ["wait-healthy"]], detection: TimeSpan.Zero);
+
+    [Test]
+    public Task Blackhole_AndRestore_LoadCarriesOnAndTheNodeComesBack() =>
+        RunFault("blackhole", fault: ["blackhole", "galera2"], undo: [["restore", "galera2"]], detection: TimeSpan.Zero);
+
+    [Test]
+    public Task Partition_AndHeal_NothingIsHandedOutFromTheNonPrimaryNode() =>
+        // The harness returns once galera2 is non-Primary; the probe (every 0.5 s, 1 s timeout) then marks it down.
+        RunFault("partition", fault: ["partition", "galera2"], undo: [["heal", "galera2"]], detection: TimeSpan.FromSeconds(2));
+
+    [Test]
+    public Task Slow_NewConnectionsDelayed_LoadMovesAway() =>
+        // The delay applies to new TCP connections, so this load opens unpooled connections.
+        RunFault("slow", fault: ["slow", "galera2", "50"], undo: [["unslow", "galera2"]], detection: TimeSpan.FromSeconds(1), pooling: false);
+
+    private static async Task RunFault(string name, string[] fault, string[][] undo, TimeSpan detection, bool pooling = true)
+    {
+        var table = $"load_{name}";
+        await MySqlConnection.ClearAllPoolsAsync();
+        var baseline = await ThreadsConnected();
+
+        var extra = pooling ? string.Empty : "Pooling=false";
+        var load = default(LoadDriver);
+        await using (var cluster = TestCluster.Build(o => o.ConnectTimeout = ConnectTimeout, extra: extra))
+        {
+            await LoadDriver.CreateTableAsync(cluster, table);
+            load = new LoadDriver(cluster, table);
+            using var stop = new CancellationTokenSource();
+            var running = load.RunAsync(workers: 6, stop.Token, limit: TimeSpan.FromMinutes(2));
+
+            await Task.Delay(TimeSpan.FromSeconds(2));
+            var faultStart = load.Now;
+            await TestCluster.Harness(fault);
+
+            // Measured once the harness returns: acquires that started before the fault took hold may use the node.
+            var faultDetected = load.Now + detection;
+            await Task.Delay(TimeSpan.FromSeconds(6));
+            var faultEnd = load.Now;
+            foreach (var step in undo)
+            {
+                await TestCluster.Harness(step);
+            }
+
+            var healed = load.Now;
+            var node = cluster.GetNode(TestCluster.NodeName(Faulted))!;
+            var winsAtHeal = node.GetStatistics().Wins;
+            var comeback = Task.Delay(TimeSpan.FromSeconds(30));
+            while (!comeback.IsCompleted && load.Acquires.Count(a => a.Node == Faulted && a.StartedAt > healed) < 10)
+            {
+                await Task.Delay(100);
+            }
+
+            await stop.CancelAsync();
+            await running;
+
+            var acquires = load.Acquires.ToArray();
+            var failures = acquires.Where(a => a.Error is not null).ToArray();
+            var slowest = acquires.Max(a => a.Duration);
+            var duringFault = acquires.Where(a => a.StartedAt >= faultDetected && a.StartedAt + a.Duration < faultEnd).ToArray();
+            var fromFaulted = duringFault.Count(a => a.Node == Faulted);
+            var afterHeal = acquires.Count(a => a.Node == Faulted && a.StartedAt > healed);
+            var stats = node.GetStatistics();
+            TestContext.Progress.WriteLine(
+                $"{name}: {acquires.Length} acquires, {failures.Length} failed, slowest {slowest.TotalMilliseconds:0} ms, " +
+                $"{duringFault.Length} during the fault ({fromFaulted} from galera2), {afterHeal} from galera2 after recovery, " +
+                $"{load.StatementErrors.Count} statement errors, {load.AcknowledgedInserts.Count} inserts acknowledged, " +
+                $"{string.Join("; ", cluster.Nodes.Select(n => n.GetStatistics()))}, ejections {stats.Ejections}, hedges into others {cluster.Nodes.Sum(n => n.GetStatistics().Hedges)}, " +
+                $"fault at {faultStart.TotalSeconds:0.0}s, undo at {faultEnd.TotalSeconds:0.0}s, healed at {healed.TotalSeconds:0.0}s, " +
+                $"failures from {(failures.Length > 0 ? failures.Min(f => f.StartedAt).TotalSeconds : 0):0.00}s to {(failures.Length > 0 ? failures.Max(f => f.StartedAt).TotalSeconds : 0):0.00}s; first statement error: {load.StatementErrors.FirstOrDefault()?.Message}");
+
+            foreach (var slow in acquires.Where(a => a.Duration > TimeSpan.FromSeconds(1) || a.Error is not null).OrderBy(a => a.StartedAt).Take(6))
+            {
+                TestContext.Progress.WriteLine($"{name}: slow acquire at {slow.StartedAt.TotalSeconds:0.000}s took {slow.Duration.TotalMilliseconds:0} ms, node {slow.Node}, {slow.Error?.Message}");
+            }
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(failures.Select(f => f.Error!.Message), Is.Empty, "no acquire fails");
+                Assert.That(slowest, Is.LessThan(ConnectTimeout), "no acquire waits out a connect timeout");
+                Assert.That(duringFault, Is.Not.Empty, "the load ran during the fault");
+                if (name == "slow")
+                {
+                    Assert.That(fromFaulted, Is.LessThan(duringFault.Length / 10), "the load moves away from the slow node");
+                }
+                else
+                {
+                    Assert.That(fromFaulted, Is.Zero, "no new connection from the faulted node while it is faulted");
+                }
+
+                Assert.That(afterHeal, Is.GreaterThanOrEqualTo(10), "the node serves again after recovery");
+            });
+
+            // Stop the load's table reads before checking rows: nothing runs but the check.
+            var (missing, duplicated, failedButPresent) = await load.VerifyInsertsAsync();
+            TestContext.Progress.WriteLine($"{name}: {load.FailedInserts.Count} inserts failed and were reported ({failedButPresent} of them committed before the error)");
+            Assert.That((missing, duplicated), Is.EqualTo((0, 0)), "every acknowledged insert is present exactly once");
+            Assert.That(winsAtHeal, Is.LessThan(node.GetStatistics().Wins));
+        }
+
+        await MySqlConnection.ClearAllPoolsAsync();
+        await WaitForBaseline(baseline);
+        await using (var cleanup = TestCluster.Build(galera: false))
+        await using (var connection = await ClusterSql.MySql.MySqlCluster.OpenMySqlConnectionAsync(cleanup))
+        await using (var drop = new MySqlCommand($"DROP TABLE IF EXISTS {table}", connection))
+        {
+            await drop.ExecuteNonQueryAsync();
+        }
+    }
+
+    private static async Task<long[]> ThreadsConnected() =>
+        await Task.WhenAll(Enumerable.Range(1, TestCluster.NodeCount).Select(n => TestCluster.Status(n, "Threads_connected")));
+
+    /// <summary>Every node's Threads_connected back at its baseline (or below): no server-side connection leaked.</summary>
+    private static async Task WaitForBaseline(long[] baseline)
+    {
+        long[] now = [];
+        for (var i = 0; i < 100; i++)
+        {
+            now = await ThreadsConnected();
+            if (now.Zip(baseline).All(p => p.First <= p.Second))
+            {
+                return;
+            }
+
+            await Task.Delay(100);
+        }
+
+        Assert.Fail($"Threads_connected did not return to its baseline: before [{string.Join(", ", baseline)}], now [{string.Join(", ", now)}]");
+    }
+}
