@@ -28,6 +28,7 @@ public sealed class ClusterNode
     private long _ejectedUntil;
     private int _trialInFlight;
     private long _lastSuccessStamp;
+    private long _lastAttemptStamp;
     private long _lastErrorStamp;
     private ErrorInfo? _lastError;
     private volatile string? _downReason;
@@ -247,7 +248,20 @@ public sealed class ClusterNode
             Interlocked.Increment(ref _hedges);
         }
 
-        return _context.TimeProvider.GetTimestamp();
+        var now = _context.TimeProvider.GetTimestamp();
+        Volatile.Write(ref _lastAttemptStamp, now);
+        return now;
+    }
+
+    /// <summary>
+    /// Claims one exploratory acquire for a node that nobody tried for <paramref name="intervalTicks"/>: a node that
+    /// was slow keeps a high estimate until it is sampled again, so without an occasional try it would never be seen
+    /// to recover. Only one caller per interval wins the claim.
+    /// </summary>
+    internal bool TryClaimExploration(long now, long intervalTicks)
+    {
+        var last = Volatile.Read(ref _lastAttemptStamp);
+        return now - last >= intervalTicks && Interlocked.CompareExchange(ref _lastAttemptStamp, now, last) == last;
     }
 
     /// <summary>

@@ -36,7 +36,10 @@ public sealed class ClusterOptions
     /// <summary>The longest ejection. Default 30 s.</summary>
     public TimeSpan MaxEjectionTime { get; set; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>The time constant with which a node's latency estimate forgets old samples. Default 10 s.</summary>
+    /// <summary>
+    /// The time constant with which a node's latency estimate forgets old samples. Default 10 s. A node that nobody
+    /// tried for a tenth of it gets one exploratory acquire, so a node that was slow is seen when it recovers.
+    /// </summary>
     public TimeSpan LatencyDecayTime { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>How often a configured health probe checks each node. Default 2 s.</summary>

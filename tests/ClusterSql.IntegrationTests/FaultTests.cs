@@ -95,7 +95,13 @@ public sealed class FaultTests
             await running;
 
             var acquires = load.Acquires.ToArray();
-            var failures = acquires.Where(a => a.Error is not null).ToArray();
+
+            // When a node rejoins, Galera may briefly take the whole cluster out of the primary component (seen after
+            // a resumed SIGSTOP: every node answers 1047 "WSREP has not yet prepared node" for a second or two). No
+            // client can serve then; ClusterSql reports it at once as one ClusterException naming every node's reason.
+            // Such failures are counted apart, and only ever allowed during recovery, never during the fault itself.
+            var clusterWideOutage = acquires.Where(a => a.Error is ClusterException ex && a.StartedAt >= faultEnd && IsClusterNotReady(ex)).ToArray();
+            var failures = acquires.Where(a => a.Error is not null).Except(clusterWideOutage).ToArray();
             var slowest = acquires.Max(a => a.Duration);
             var duringFault = acquires.Where(a => a.StartedAt >= faultDetected && a.StartedAt + a.Duration < faultEnd).ToArray();
             var fromFaulted = duringFault.Count(a => a.Node == Faulted);
@@ -147,6 +153,13 @@ public sealed class FaultTests
             await drop.ExecuteNonQueryAsync();
         }
     }
+
+    private static bool IsClusterNotReady(ClusterException ex) => ex.NodeErrors.All(e => e.Exception switch
+    {
+        MySqlException { Number: 1047 } => true, // ER_UNKNOWN_COM_ERROR, which wsrep uses for "not prepared"
+        ClusterNodeUnavailableException unavailable => unavailable.Message.Contains("wsrep", StringComparison.Ordinal) || unavailable.Message.Contains("ejected", StringComparison.Ordinal),
+        _ => false,
+    });
 
     private static async Task<long[]> ThreadsConnected() =>
         await Task.WhenAll(Enumerable.Range(1, TestCluster.NodeCount).Select(n => TestCluster.Status(n, "Threads_connected")));

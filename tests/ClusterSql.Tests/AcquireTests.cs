@@ -320,6 +320,34 @@ public sealed class AcquireTests
     }
 
     [Test]
+    public async Task LatencyAware_SlowNodeRecovers_IsExploredAndWinsAgain()
+    {
+        await using var cluster = FakeCluster.Create(3);
+        foreach (var node in cluster.Nodes)
+        {
+            node.Script = OpenScript.Takes(Ms);
+        }
+
+        cluster["node2"].Script = OpenScript.Takes(50 * Ms);
+        for (var i = 0; i < 200; i++)
+        {
+            await using var connection = await cluster.DataSource.OpenConnectionAsync();
+        }
+
+        cluster["node2"].Script = OpenScript.Takes(Ms);
+        var winsBefore = cluster.Node("node2").GetStatistics().Wins;
+        var opensBefore = cluster["node2"].OpensStarted;
+        for (var i = 0; i < 3000; i++)
+        {
+            await using var connection = await cluster.DataSource.OpenConnectionAsync();
+        }
+
+        // About 3 s of fake time: one exploration a second at first, then the decayed estimate lets it compete.
+        Assert.That(cluster.Node("node2").GetStatistics().Wins - winsBefore, Is.GreaterThanOrEqualTo(3));
+        Assert.That(cluster["node2"].OpensStarted - opensBefore, Is.LessThan(3000 / 3 + 100), "it does not take more than its share at once");
+    }
+
+    [Test]
     public async Task Race_HealthyNodes_StartsEveryNodePerAcquire()
     {
         await using var cluster = FakeCluster.Create(3, o => o.Policy = AcquirePolicy.Race);

@@ -26,7 +26,7 @@ internal sealed class Acquirer
     public Acquirer(ClusterContext context)
     {
         _context = context;
-        _selector = new NodeSelector(context.Options.Policy, context.Random);
+        _selector = new NodeSelector(context.Options, context.TimeProvider, context.Random);
     }
 
     public ClusterContext Context => _context;

@@ -9,12 +9,16 @@ internal sealed class NodeSelector
 {
     private readonly AcquirePolicy _policy;
     private readonly Random _random;
+    private readonly long _explorationTicks;
     private int _roundRobin = -1;
 
-    public NodeSelector(AcquirePolicy policy, Random random)
+    public NodeSelector(ClusterOptions options, TimeProvider timeProvider, Random random)
     {
-        _policy = policy;
+        _policy = options.Policy;
         _random = random;
+
+        // A tenth of the decay time (1 s by default): at most one exploratory open per node per interval.
+        _explorationTicks = (long)(options.LatencyDecayTime.TotalSeconds / 10 * timeProvider.TimestampFrequency);
     }
 
     /// <summary>
@@ -87,6 +91,16 @@ internal sealed class NodeSelector
             ClusterNode a = nodes[i], b = nodes[j];
             if (a.CanServe(now) && b.CanServe(now))
             {
+                if (a.TryClaimExploration(now, _explorationTicks))
+                {
+                    return a;
+                }
+
+                if (b.TryClaimExploration(now, _explorationTicks))
+                {
+                    return b;
+                }
+
                 return b.Cost(now) < a.Cost(now) ? b : a;
             }
         }
