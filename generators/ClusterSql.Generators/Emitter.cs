@@ -289,7 +289,7 @@ internal static class Emitter
             writer.WriteLine("return string.IsNullOrWhiteSpace(value)");
             writer.Indent();
             writer.WriteLine($"? throw new {InvalidOperationException}($\"The connection string of node '{{node}}' is read from the configuration key '{{key}}', which is not set.\")");
-            writer.WriteLine(": value!;");
+            writer.WriteLine(": value;");
             writer.Unindent();
             writer.CloseBlock();
         }
