@@ -1,0 +1,193 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Globalization;
+using System.Linq;
+using System.Threading;
+using System.Threading.Tasks;
+using ClusterSql.MySql;
+using MySqlConnector;
+
+namespace ClusterSql.Cli;
+
+/// <summary>
+/// Validates a cluster the way the Go seed asked its users to do by running its tests: every node reachable, its open
+/// latency, its Galera state, and a write through one node read back on every other.
+/// </summary>
+internal static class CheckCommand
+{
+    public const int Healthy = 0;
+    public const int Degraded = 1;
+    public const int Failed = 2;
+
+    private const int OpensPerNode = 5;
+
+    public static async Task<int> RunAsync(ClusterDataSource cluster, CancellationToken cancellationToken)
+    {
+        var output = Console.Out;
+        await output.WriteLineAsync($"clustersql check: {cluster.Nodes.Count} nodes ({string.Join(", ", cluster.Nodes.Select(n => n.Name))})");
+        var reports = new List<NodeReport>();
+        foreach (var node in cluster.Nodes)
+        {
+            reports.Add(await CheckNodeAsync(node, cancellationToken));
+        }
+
+        await output.WriteLineAsync(Table.Render(
+            ["node", "reachable", "open p50", "open max", "galera", "state", "problem"],
+            reports.Select(r => new[]
+            {
+                r.Name,
+                r.Reachable ? "yes" : "NO",
+                r.Reachable ? Format.Millis(r.OpenMedian) : "-",
+                r.Reachable ? Format.Millis(r.OpenMax) : "-",
+                r.GaleraSummary,
+                r.Serves ? "serving" : "NOT SERVING",
+                r.Problem ?? string.Empty,
+            })));
+
+        var serving = reports.Where(r => r.Serves).ToList();
+        var replication = serving.Count > 0 ? await CheckReplicationAsync(cluster, serving, cancellationToken) : "no node can serve: replication not checked";
+        await output.WriteLineAsync(replication);
+
+        var verdict = serving.Count == 0 || !replication.StartsWith("replication: ok", StringComparison.Ordinal)
+            ? Failed
+            : serving.Count < reports.Count ? Degraded : Healthy;
+        await output.WriteLineAsync(verdict switch
+        {
+            Healthy => "verdict: HEALTHY (every node serves; a write replicates to every node)",
+            Degraded => $"verdict: DEGRADED ({reports.Count - serving.Count} of {reports.Count} nodes not serving; the rest replicate)",
+            _ => "verdict: FAILED",
+        });
+        return verdict;
+    }
+
+    private static async Task<NodeReport> CheckNodeAsync(ClusterNode node, CancellationToken cancellationToken)
+    {
+        var report = new NodeReport(node.Name);
+        if (node.DataSource is not MySqlDataSource mySql)
+        {
+            report.Problem = "not a MySqlConnector node";
+            return report;
+        }
+
+        // Unpooled opens, so that each one is a real login and its latency is the node's.
+        var unpooled = new MySqlConnectionStringBuilder(mySql.ConnectionString) { Pooling = false, ConnectionTimeout = 3 }.ConnectionString;
+        var latencies = new List<TimeSpan>();
+        try
+        {
+            for (var i = 0; i < OpensPerNode; i++)
+            {
+                var started = Stopwatch.GetTimestamp();
+                await using var connection = new MySqlConnection(unpooled);
+                await connection.OpenAsync(cancellationToken);
+                latencies.Add(Stopwatch.GetElapsedTime(started));
+                if (i == OpensPerNode - 1)
+                {
+                    await ReadGaleraAsync(connection, report, cancellationToken);
+                }
+            }
+        }
+        catch (Exception ex) when (ex is MySqlException or TimeoutException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
+        {
+            report.Problem = $"{ex.GetType().Name}: {ex.Message}";
+            return report;
+        }
+
+        latencies.Sort();
+        report.Reachable = true;
+        report.OpenMedian = latencies[latencies.Count / 2];
+        report.OpenMax = latencies[^1];
+        return report;
+    }
+
+    private static async Task ReadGaleraAsync(MySqlConnection connection, NodeReport report, CancellationToken cancellationToken)
+    {
+        var values = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        await using (var command = new MySqlCommand(GaleraHealthProbe.Query + " UNION ALL SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME IN ('WSREP_CLUSTER_SIZE', 'WSREP_LOCAL_STATE_COMMENT')", connection))
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
+        {
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                values[reader.GetString(0)] = reader.IsDBNull(1) ? string.Empty : reader.GetString(1);
+            }
+        }
+
+        if (!values.ContainsKey("wsrep_local_state"))
+        {
+            report.GaleraSummary = "not Galera";
+            report.IsGalera = false;
+            return;
+        }
+
+        report.GaleraSummary = string.Create(CultureInfo.InvariantCulture,
+            $"{values.GetValueOrDefault("wsrep_local_state_comment", "?")}, {values.GetValueOrDefault("wsrep_cluster_status", "?")}, ready {values.GetValueOrDefault("wsrep_ready", "?")}, size {values.GetValueOrDefault("wsrep_cluster_size", "?")}");
+        var health = GaleraHealthProbe.Evaluate(values, allowDonor: false);
+        if (!health.IsHealthy)
+        {
+            report.Problem = health.Reason;
+        }
+    }
+
+    /// <summary>Writes a row through the first serving node and reads it back on every other one (read-your-writes).</summary>
+    private static async Task<string> CheckReplicationAsync(ClusterDataSource cluster, List<NodeReport> serving, CancellationToken cancellationToken)
+    {
+        var id = Guid.NewGuid().ToString("N");
+        var writer = cluster.GetNode(serving[0].Name)!;
+        try
+        {
+            await using (var connection = (MySqlConnection)await writer.OpenConnectionAsync(cancellationToken))
+            await using (var command = new MySqlCommand(
+                "CREATE TABLE IF NOT EXISTS clustersql_check (id VARCHAR(40) NOT NULL PRIMARY KEY, written_at DATETIME(6) NOT NULL); " +
+                "DELETE FROM clustersql_check WHERE written_at < NOW(6) - INTERVAL 1 HOUR; " +
+                "INSERT INTO clustersql_check VALUES (@id, NOW(6))", connection))
+            {
+                command.Parameters.AddWithValue("@id", id);
+                await command.ExecuteNonQueryAsync(cancellationToken);
+            }
+
+            var results = new List<string>();
+            var galera = serving.All(s => s.IsGalera);
+            foreach (var reader in serving.Skip(1))
+            {
+                var started = Stopwatch.GetTimestamp();
+                await using var connection = (MySqlConnection)await cluster.GetNode(reader.Name)!.OpenConnectionAsync(cancellationToken);
+                await using var command = new MySqlCommand((galera ? "SET SESSION wsrep_sync_wait=1; " : string.Empty) + "SELECT COUNT(*) FROM clustersql_check WHERE id = @id", connection);
+                command.Parameters.AddWithValue("@id", id);
+                var found = Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken), CultureInfo.InvariantCulture);
+                if (found != 1)
+                {
+                    return $"replication: FAILED: the row written on {writer.Name} is not on {reader.Name}";
+                }
+
+                results.Add($"{reader.Name} ({Format.Millis(Stopwatch.GetElapsedTime(started))})");
+            }
+
+            return results.Count == 0
+                ? $"replication: ok (a write on {writer.Name}; no other serving node to read it back)"
+                : $"replication: ok (written on {writer.Name}, read back on {string.Join(", ", results)})";
+        }
+        catch (Exception ex) when (ex is MySqlException or ClusterException or TimeoutException)
+        {
+            return $"replication: FAILED: {ex.GetType().Name}: {ex.Message}";
+        }
+    }
+
+    private sealed class NodeReport(string name)
+    {
+        public string Name { get; } = name;
+
+        public bool Reachable { get; set; }
+
+        public bool IsGalera { get; set; } = true;
+
+        public TimeSpan OpenMedian { get; set; }
+
+        public TimeSpan OpenMax { get; set; }
+
+        public string GaleraSummary { get; set; } = "-";
+
+        public string? Problem { get; set; }
+
+        public bool Serves => Reachable && Problem is null;
+    }
+}

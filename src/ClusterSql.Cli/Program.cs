@@ -1,0 +1,85 @@
+using System;
+using System.CommandLine;
+using System.Linq;
+using System.Threading;
+using System.Threading.Tasks;
+using ClusterSql;
+using ClusterSql.Cli;
+
+var connectionString = new Option<string?>("--connection-string", "-c")
+{
+    Description = "A MySqlConnector connection string; several hosts (Server=a,b,c) make several nodes. Default: $CLUSTERSQL_CONNECTION_STRING, else the local test cluster.",
+};
+var config = new Option<string?>("--config")
+{
+    Description = "A JSON file: { \"nodes\": { \"name\": \"connection string\" }, \"policy\": \"LatencyAware\", \"connectTimeoutMs\": 2000 }.",
+};
+var noGalera = new Option<bool>("--no-galera") { Description = "Do not check Galera state (a cluster that is not Galera)." };
+var duration = new Option<int>("--duration") { Description = "Seconds the load runs; it always stops by itself.", DefaultValueFactory = _ => 30 };
+var workers = new Option<int>("--workers") { Description = "Concurrent workers of the load.", DefaultValueFactory = _ => 4 };
+var interval = new Option<int>("--interval-ms") { Description = "Milliseconds between refreshes.", DefaultValueFactory = _ => 1000 };
+var query = new Option<string>("--query") { Description = "The statement each worker runs on every connection.", DefaultValueFactory = _ => "SELECT 1" };
+
+var check = new Command("check", "Check every node (reachable, open latency, Galera state) and that a write replicates; exit 0 healthy, 1 degraded, 2 failed.")
+{
+    connectionString, config, noGalera,
+};
+check.SetAction(async (parse, cancellationToken) =>
+{
+    await using var cluster = ClusterTarget.Open(parse.GetValue(connectionString), parse.GetValue(config), !parse.GetValue(noGalera));
+    return await CheckCommand.RunAsync(cluster, cancellationToken);
+});
+
+var watch = new Command("watch", "Run a bounded acquire load and show live per-node statistics; failover shows when a node is faulted.")
+{
+    connectionString, config, noGalera, duration, workers, interval, query,
+};
+watch.SetAction(async (parse, cancellationToken) =>
+{
+    var (seconds, count, every) = Validate(parse.GetValue(duration), parse.GetValue(workers), parse.GetValue(interval));
+    await using var cluster = ClusterTarget.Open(parse.GetValue(connectionString), parse.GetValue(config), !parse.GetValue(noGalera));
+    var summary = await WatchCommand.RunAsync(cluster, count, seconds, every, parse.GetValue(query)!, cancellationToken);
+    Console.WriteLine($"watch: {summary.Acquires} acquires, {summary.AcquireFailures} failed, slowest {Format.Millis(summary.Slowest)}");
+    return summary.AcquireFailures == 0 ? 0 : 1;
+});
+
+var demo = new Command("demo", "The main job against the local cluster: check it, then watch a steady load (run tests/cluster faults meanwhile to see failover).")
+{
+    duration, workers,
+};
+demo.SetAction(async (parse, cancellationToken) =>
+{
+    var (seconds, count, _) = Validate(parse.GetValue(duration), parse.GetValue(workers), 1000);
+    return await DemoCommand.RunAsync(seconds, count, cancellationToken);
+});
+
+var root = new RootCommand("clustersql: check, watch and demo a replicated database cluster through ClusterSql.") { check, watch, demo };
+try
+{
+    return await root.Parse(args).InvokeAsync();
+}
+catch (ArgumentException ex)
+{
+    await Console.Error.WriteLineAsync($"clustersql: {ex.Message}");
+    return 64;
+}
+
+static (TimeSpan Duration, int Workers, TimeSpan Interval) Validate(int seconds, int workers, int intervalMs)
+{
+    if (seconds is < 1 or > 3600)
+    {
+        throw new ArgumentException($"--duration must be 1 to 3600 seconds; got {seconds}.");
+    }
+
+    if (workers is < 1 or > 256)
+    {
+        throw new ArgumentException($"--workers must be 1 to 256; got {workers}.");
+    }
+
+    if (intervalMs is < 100 or > 60_000)
+    {
+        throw new ArgumentException($"--interval-ms must be 100 to 60000; got {intervalMs}.");
+    }
+
+    return (TimeSpan.FromSeconds(seconds), workers, TimeSpan.FromMilliseconds(intervalMs));
+}
