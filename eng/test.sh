@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Passes every test from a fresh Debian machine, as root: installs and starts the Galera test cluster (loopback only),
+# builds with warnings as errors, runs the unit, generator and integration suites, publishes the NativeAOT CLI and
+# checks the cluster with it, packs the packages, and runs every benchmark in its shortest form.
+# Ends with its own line "N passed, N failed" (test cases plus the steps above) and exits non-zero on any failure.
+# The cluster is left running for the next run; `tests/cluster/cluster.sh down` stops it.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$(pwd)
+results="$root/artifacts/test-results"
+rm -rf "$results" && mkdir -p "$results"
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+export CLUSTERSQL_REQUIRE_CLUSTER=1
+
+steps_passed=0
+steps_failed=0
+failed_steps=()
+step() {
+  local name=$1; shift
+  echo "==> $name"
+  local start=$SECONDS
+  if "$@"; then
+    steps_passed=$((steps_passed + 1)); echo "==> $name: ok ($((SECONDS - start)) s)"
+  else
+    steps_failed=$((steps_failed + 1)); failed_steps+=("$name"); echo "==> $name: FAILED ($((SECONDS - start)) s)"
+  fi
+}
+
+# The cluster's scripts need root (apt, iptables, signals); everything targets 127.0.0.0/8 only.
+step "cluster install" bash tests/cluster/cluster.sh install
+step "cluster up" bash tests/cluster/cluster.sh up
+
+build() { dotnet build ClusterSql.sln -c Release -warnaserror -nologo -clp:ErrorsOnly; }
+step "build (warnings as errors)" build
+
+run_tests() {
+  local project=$1 name
+  name=$(basename "$project" .csproj)
+  # Fault tests take the cluster lock so that nothing else faults the same cluster meanwhile.
+  flock /tmp/clustersql-cluster.lock dotnet test "$project" -c Release --no-build --nologo \
+    --logger "trx;LogFileName=$name.trx" --results-directory "$results" -- NUnit.DefaultTimeout=600000
+}
+for project in tests/ClusterSql.Tests/ClusterSql.Tests.csproj \
+               tests/ClusterSql.Generators.Tests/ClusterSql.Generators.Tests.csproj \
+               tests/ClusterSql.IntegrationTests/ClusterSql.IntegrationTests.csproj; do
+  step "test $(basename "$project" .csproj)" run_tests "$project"
+done
+
+publish() {
+  rm -rf artifacts/clustersql
+  local log=artifacts/publish.log
+  dotnet publish src/ClusterSql.Cli -c Release -r linux-x64 -o artifacts/clustersql -warnaserror -nologo >"$log" 2>&1 || { cat "$log"; return 1; }
+  # Any trim or AOT analysis warning fails (they are errors under -warnaserror; this guards the count too).
+  if grep -qE "warning (IL|CS)[0-9]+" "$log"; then grep -E "warning" "$log"; return 1; fi
+  test -x artifacts/clustersql/clustersql
+}
+step "NativeAOT publish of clustersql (0 trim/AOT warnings)" publish
+step "clustersql check against the test cluster" artifacts/clustersql/clustersql check
+
+if [[ -f benchmarks/run.sh ]]; then
+  step "benchmarks, shortest form" bash benchmarks/run.sh --quick
+fi
+if [[ -f eng/pack-test.sh ]]; then
+  step "pack and consume the packages from a local feed" bash eng/pack-test.sh
+fi
+
+# Test cases from the TRX files: a missing file means its suite did not run.
+cases_passed=0
+cases_failed=0
+cases_skipped=0
+for trx in "$results"/*.trx; do
+  [[ -f $trx ]] || continue
+  counters=$(grep -o '<Counters [^>]*>' "$trx" | head -n 1)
+  value() { local v; v=$(sed -n "s/.* $1=\"\([0-9]*\)\".*/\1/p" <<<"$counters"); echo "${v:-0}"; }
+  cases_passed=$((cases_passed + $(value passed)))
+  cases_failed=$((cases_failed + $(value failed) + $(value error) + $(value timeout) + $(value aborted)))
+  cases_skipped=$((cases_skipped + $(value notExecuted)))
+done
+
+echo
+echo "test cases: $cases_passed passed, $cases_failed failed, $cases_skipped skipped; steps: $steps_passed passed, $steps_failed failed"
+for name in "${failed_steps[@]}"; do echo "failed step: $name"; done
+passed=$((cases_passed + steps_passed))
+failed=$((cases_failed + steps_failed))
+summary="$passed passed, $failed failed"
+[[ $cases_skipped -gt 0 ]] && summary="$summary, $cases_skipped skipped"
+mkdir -p artifacts && echo "$summary" > artifacts/test-summary.txt
+echo "$summary"
+[[ $failed -eq 0 && $cases_passed -gt 0 ]]
