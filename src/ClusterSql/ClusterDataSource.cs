@@ -4,6 +4,7 @@ using System.Data.Common;
 using System.Threading;
 using System.Threading.Tasks;
 using ClusterSql.Core;
+using ClusterSql.Telemetry;
 
 namespace ClusterSql;
 
@@ -39,6 +40,7 @@ public sealed class ClusterDataSource : DbDataSource
         }
 
         _nodes = array;
+        ClusterTelemetry.Register(this);
         if (probe is not null)
         {
             _probes = new HealthProbeRunner(probe, context);
@@ -190,6 +192,7 @@ public sealed class ClusterDataSource : DbDataSource
             return;
         }
 
+        ClusterTelemetry.Unregister(this);
         if (_probes is not null)
         {
             await _probes.DisposeAsync().ConfigureAwait(false);

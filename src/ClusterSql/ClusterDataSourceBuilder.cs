@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Data.Common;
 using ClusterSql.Core;
+using Microsoft.Extensions.Logging;
 
 namespace ClusterSql;
 
@@ -22,6 +23,7 @@ public sealed class ClusterDataSourceBuilder
     private readonly List<(string Name, DbDataSource DataSource, ClusterNodeOptions? Options)> _nodes = [];
     private TimeProvider _timeProvider = TimeProvider.System;
     private IClusterNodeHealthProbe? _healthProbe;
+    private ILoggerFactory? _loggerFactory;
 
     /// <summary>The cluster's settings; they are copied and validated by <see cref="Build"/>.</summary>
     public ClusterOptions Options { get; } = new();
@@ -82,6 +84,16 @@ public sealed class ClusterDataSourceBuilder
         return this;
     }
 
+    /// <summary>Logs node ejections and recoveries, health-check changes and acquires that failed on every node (category "ClusterSql").</summary>
+    /// <param name="loggerFactory">The logger factory.</param>
+    /// <returns>This builder.</returns>
+    public ClusterDataSourceBuilder UseLoggerFactory(ILoggerFactory loggerFactory)
+    {
+        ArgumentNullException.ThrowIfNull(loggerFactory);
+        _loggerFactory = loggerFactory;
+        return this;
+    }
+
     /// <summary>Builds the data source.</summary>
     /// <returns>The data source; dispose it to dispose every node's data source.</returns>
     /// <exception cref="InvalidOperationException">No node was added.</exception>
@@ -103,7 +115,7 @@ public sealed class ClusterDataSourceBuilder
             }
         }
 
-        var context = new ClusterContext(options, _timeProvider, Random);
+        var context = new ClusterContext(options, _timeProvider, Random, _loggerFactory?.CreateLogger("ClusterSql"));
         return new ClusterDataSource(context, _nodes.ToArray(), _healthProbe);
     }
 

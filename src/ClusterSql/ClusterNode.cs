@@ -1,9 +1,11 @@
 using System;
 using System.Data.Common;
+using System.Diagnostics;
 using System.Runtime.ExceptionServices;
 using System.Threading;
 using System.Threading.Tasks;
 using ClusterSql.Core;
+using ClusterSql.Telemetry;
 
 namespace ClusterSql;
 
@@ -246,6 +248,10 @@ public sealed class ClusterNode
         if (isHedge)
         {
             Interlocked.Increment(ref _hedges);
+            if (ClusterTelemetry.Hedges.Enabled)
+            {
+                ClusterTelemetry.Hedges.Add(1, Tags);
+            }
         }
 
         var now = _context.TimeProvider.GetTimestamp();
@@ -272,8 +278,21 @@ public sealed class ClusterNode
     {
         var now = _context.TimeProvider.GetTimestamp();
         Interlocked.Decrement(ref _pending);
-        if (!callerCancelled && timeout.IsCancellationRequested)
+        var timedOut = !callerCancelled && timeout.IsCancellationRequested;
+        if (ClusterTelemetry.CreateTime.Enabled)
         {
+            var tags = Tags;
+            tags.Add(ClusterTelemetry.OutcomeTag, timedOut ? "timeout" : connection is not null ? "success" : callerCancelled ? "cancelled" : "failure");
+            ClusterTelemetry.CreateTime.Record(_context.ToSeconds(start, now), tags);
+        }
+
+        if (timedOut)
+        {
+            if (ClusterTelemetry.Timeouts.Enabled)
+            {
+                ClusterTelemetry.Timeouts.Add(1, Tags);
+            }
+
             // Past the connect timeout the acquire has moved on: a connection that arrives now is a loser, and the
             // node's slowness counts against it even if the provider ignored its token and got through.
             if (connection is not null)
@@ -295,9 +314,14 @@ public sealed class ClusterNode
             if (Volatile.Read(ref _ejectedUntil) != 0 || Volatile.Read(ref _ejectionStreak) != 0)
             {
                 // Recovered: a fresh start for the backoff and for the latency that steers the load.
+                var wasEjected = Volatile.Read(ref _ejectedUntil) != 0;
                 Volatile.Write(ref _ejectionStreak, 0);
                 Volatile.Write(ref _ejectedUntil, 0);
                 Latency.ResetPeak(seconds, now);
+                if (wasEjected)
+                {
+                    ClusterLog.NodeRecovered(_context.Logger, _context.Options.Name, Name);
+                }
             }
 
             Volatile.Write(ref _trialInFlight, 0);
@@ -343,7 +367,40 @@ public sealed class ClusterNode
 
     internal void RecordHedgedAway(long start, long now) => Latency.ObserveAtLeast(_context.ToSeconds(start, now), now);
 
-    internal void RecordWin() => Interlocked.Increment(ref _wins);
+    internal void RecordWin()
+    {
+        Interlocked.Increment(ref _wins);
+        if (ClusterTelemetry.Wins.Enabled)
+        {
+            ClusterTelemetry.Wins.Add(1, Tags);
+        }
+    }
+
+    /// <summary>A connection this node opened that another node beat to the acquire; it goes back to the pool.</summary>
+    internal void RecordLoss()
+    {
+        if (ClusterTelemetry.Losses.Enabled)
+        {
+            ClusterTelemetry.Losses.Add(1, Tags);
+        }
+    }
+
+    /// <summary>The probe's verdict; logged only when it changes the node's state.</summary>
+    internal void SetProbeResult(string? downReason)
+    {
+        var previous = _downReason;
+        _downReason = downReason;
+        if (downReason is not null && previous is null)
+        {
+            ClusterLog.ProbeFailed(_context.Logger, _context.Options.Name, Name, downReason);
+        }
+        else if (downReason is null && previous is not null)
+        {
+            ClusterLog.ProbePassed(_context.Logger, _context.Options.Name, Name);
+        }
+    }
+
+    private TagList Tags => ClusterTelemetry.NodeTags(_context.Options.Name, Name);
 
     internal void MarkRemoved() => _removed = true;
 
@@ -388,6 +445,13 @@ public sealed class ClusterNode
         {
             Volatile.Write(ref _ejectionStreak, streak);
             Interlocked.Increment(ref _ejections);
+            if (ClusterTelemetry.Ejections.Enabled)
+            {
+                ClusterTelemetry.Ejections.Add(1, Tags);
+            }
+
+            var lastError = Volatile.Read(ref _lastError);
+            ClusterLog.NodeEjected(_context.Logger, _context.Options.Name, Name, seconds * 1000, Volatile.Read(ref _consecutiveFailures), lastError?.TypeName ?? "none", lastError?.Message ?? string.Empty);
         }
     }
 

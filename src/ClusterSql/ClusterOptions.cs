@@ -5,6 +5,11 @@ namespace ClusterSql;
 /// <summary>Cluster-wide settings of a <see cref="ClusterDataSource"/>; validated when the data source is built.</summary>
 public sealed class ClusterOptions
 {
+    /// <summary>
+    /// The cluster's name in telemetry and logs (the <c>db.client.connection.pool.name</c> attribute). Default "default".
+    /// </summary>
+    public string Name { get; set; } = "default";
+
     /// <summary>How nodes are ordered for each acquire. Default <see cref="AcquirePolicy.LatencyAware"/>.</summary>
     public AcquirePolicy Policy { get; set; } = AcquirePolicy.LatencyAware;
 
@@ -52,6 +57,11 @@ public sealed class ClusterOptions
 
     internal void Validate()
     {
+        if (string.IsNullOrWhiteSpace(Name))
+        {
+            throw new ArgumentOutOfRangeException(nameof(Name), Name, "The cluster needs a name for its telemetry.");
+        }
+
         if (!Enum.IsDefined(Policy))
         {
             throw new ArgumentOutOfRangeException(nameof(Policy), Policy, "Unknown acquire policy.");

@@ -4,6 +4,7 @@ using System.Data.Common;
 using System.Threading;
 using System.Threading.Channels;
 using System.Threading.Tasks;
+using ClusterSql.Telemetry;
 
 namespace ClusterSql.Core;
 
@@ -42,17 +43,18 @@ internal sealed class Acquirer
 
         _context.HedgeBudget.Deposit();
         var now = _context.TimeProvider.GetTimestamp();
+        var telemetry = AcquireTelemetry.Start(_context);
         var first = _selector.PickFirst(nodes, now);
         if (first is null || !first.TryClaim(now, panic: false))
         {
-            return new AcquireOperation(this, nodes).RunAsync(first: null, pending: null, initialError: null, cancellationToken);
+            return new AcquireOperation(this, nodes, now, telemetry).RunAsync(first: null, pending: null, initialError: null, cancellationToken);
         }
 
         var open = Attempt.StartOpen(first, _context, isHedge: false, out var start, out var timeout);
         if (!open.IsCompleted)
         {
             var pending = new Attempt(first, _context, start, timeout, open);
-            return new AcquireOperation(this, nodes).RunAsync(first, pending, initialError: null, cancellationToken);
+            return new AcquireOperation(this, nodes, now, telemetry).RunAsync(first, pending, initialError: null, cancellationToken);
         }
 
         // The fast path: the open finished synchronously (typically a pooled idle connection). Nothing is allocated.
@@ -74,6 +76,7 @@ internal sealed class Acquirer
             if (!first.IsRemoved)
             {
                 first.RecordWin();
+                telemetry.Succeeded(_context, now, first, attempts: 1, hedges: 0);
                 return new ValueTask<DbConnection>(connection);
             }
 
@@ -82,7 +85,7 @@ internal sealed class Acquirer
         }
 
         var initialError = new ClusterNodeError(first.Name, error!);
-        return new AcquireOperation(this, nodes).RunAsync(first, pending: null, initialError, cancellationToken);
+        return new AcquireOperation(this, nodes, now, telemetry).RunAsync(first, pending: null, initialError, cancellationToken);
     }
 
     public DbConnection Acquire(ClusterNode[] nodes)
@@ -204,6 +207,7 @@ internal sealed class Attempt
         if (!results.TryWrite(this) && Connection is not null)
         {
             // The acquire is over (another node won, or the caller cancelled): back to this node's pool.
+            Node.RecordLoss();
             await DisposeQuietlyAsync(TakeConnection()).ConfigureAwait(false);
         }
     }
@@ -231,6 +235,7 @@ internal sealed class Attempt
     {
         if (Connection is not null)
         {
+            Node.RecordLoss();
             _ = DisposeQuietlyAsync(TakeConnection());
         }
     }
@@ -264,6 +269,8 @@ internal sealed class AcquireOperation
     private readonly Acquirer _acquirer;
     private readonly ClusterContext _context;
     private readonly ClusterNode[] _nodes;
+    private readonly long _started;
+    private readonly AcquireTelemetry _telemetry;
 
     // A null item wakes the reader without a result: the hedge timer fired, or the caller cancelled.
     private readonly Channel<Attempt?> _results = Channel.CreateUnbounded<Attempt?>(s_channelOptions);
@@ -276,12 +283,16 @@ internal sealed class AcquireOperation
     private Attempt? _hedgeTarget;
     private int _hedgeDue;
     private bool _hedgingStopped;
+    private int _attempts;
+    private int _hedges;
 
-    public AcquireOperation(Acquirer acquirer, ClusterNode[] nodes)
+    public AcquireOperation(Acquirer acquirer, ClusterNode[] nodes, long started, AcquireTelemetry telemetry)
     {
         _acquirer = acquirer;
         _context = acquirer.Context;
         _nodes = nodes;
+        _started = started;
+        _telemetry = telemetry;
     }
 
     /// <param name="first">The node already tried, or null.</param>
@@ -302,6 +313,7 @@ internal sealed class AcquireOperation
         if (initialError is not null)
         {
             _errors.Add(initialError);
+            _attempts = 1;
         }
 
         var registration = cancellationToken.UnsafeRegister(static s => ((AcquireOperation)s!).WakeUp(), this);
@@ -323,7 +335,10 @@ internal sealed class AcquireOperation
             {
                 if (_running.Count == 0 && !TryStartNext(isHedge: false))
                 {
-                    throw Failure();
+                    var failure = Failure();
+                    ClusterLog.EveryNodeFailed(_context.Logger, _context.Options.Name, failure.Message);
+                    _telemetry.Failed(_context, _started, failure, _attempts, _hedges);
+                    throw failure;
                 }
 
                 if (!_results.Reader.TryRead(out var done))
@@ -344,7 +359,9 @@ internal sealed class AcquireOperation
                         attempt.CancelForCaller();
                     }
 
-                    cancellationToken.ThrowIfCancellationRequested();
+                    var cancelled = new OperationCanceledException(cancellationToken);
+                    _telemetry.Failed(_context, _started, cancelled, _attempts, _hedges);
+                    throw cancelled;
                 }
 
                 if (done is null)
@@ -369,6 +386,7 @@ internal sealed class AcquireOperation
                     if (!done.Node.IsRemoved)
                     {
                         done.Node.RecordWin();
+                        _telemetry.Succeeded(_context, _started, done.Node, _attempts, _hedges);
                         return done.TakeConnection();
                     }
 
@@ -393,6 +411,7 @@ internal sealed class AcquireOperation
 
     private void Track(Attempt attempt)
     {
+        _attempts++;
         _running.Add(attempt);
         _ = attempt.RunAsync(_results.Writer);
         ArmHedgeTimer(attempt);
@@ -464,7 +483,10 @@ internal sealed class AcquireOperation
         }
 
         slow.Node.RecordHedgedAway(slow.StartTimestamp, _context.TimeProvider.GetTimestamp());
-        TryStartNext(isHedge: true);
+        if (TryStartNext(isHedge: true))
+        {
+            _hedges++;
+        }
     }
 
     private ClusterException Failure()

@@ -1,13 +1,19 @@
 using System;
+using System.Diagnostics;
+using ClusterSql.Telemetry;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace ClusterSql.Core;
 
 /// <summary>What every node of one data source shares: its settings, clock, pools and budget.</summary>
 internal sealed class ClusterContext
 {
-    public ClusterContext(ClusterOptions options, TimeProvider timeProvider, Random random)
+    public ClusterContext(ClusterOptions options, TimeProvider timeProvider, Random random, ILogger? logger = null)
     {
         Options = options;
+        Logger = logger ?? NullLogger.Instance;
+        PoolTag = new TagList { { ClusterTelemetry.PoolNameTag, options.Name } };
         TimeProvider = timeProvider;
         Random = random;
         Cancellations = new CancellationPool(timeProvider);
@@ -15,6 +21,11 @@ internal sealed class ClusterContext
     }
 
     public ClusterOptions Options { get; }
+
+    public ILogger Logger { get; }
+
+    /// <summary>The cluster's attribute for acquire-level instruments, built once.</summary>
+    public TagList PoolTag { get; }
 
     public TimeProvider TimeProvider { get; }
 

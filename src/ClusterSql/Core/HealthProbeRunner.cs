@@ -165,14 +165,7 @@ internal sealed class HealthProbeRunner : IAsyncDisposable
                 return;
             }
 
-            if (downReason is null)
-            {
-                _node.MarkUp();
-            }
-            else
-            {
-                _node.MarkDown(downReason);
-            }
+            _node.SetProbeResult(downReason);
 
             Schedule(context.Options.HealthCheckInterval);
         }
