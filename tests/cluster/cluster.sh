@@ -307,6 +307,14 @@ prepare_dir() {
 }
 
 # start_node N [mariadbd args...]: start node N's mariadbd in its own session (no-op if running)
+# detach PIDFILE CMD...: runs CMD in its own session, writing its pid to PIDFILE. bash writes its own pid, then execs
+# CMD under that pid, so the pid file is right whatever setsid does. Every inherited descriptor above 2 is closed
+# first: a long-lived server must not keep a caller's lock file (flock) or pipe open after the caller is gone.
+detach() {
+  # shellcheck disable=SC2016
+  setsid -f /bin/bash -c 'for fd in /proc/$$/fd/*; do fd=${fd##*/}; if [[ $fd -gt 2 ]]; then eval "exec $fd>&-" 2>/dev/null; fi; done; echo $$ >"$0"; exec "$@"' "$@"
+}
+
 start_node() {
   local n=$1; shift
   local i err
@@ -318,10 +326,7 @@ start_node() {
   chown mysql:mysql "${err}"
   rm -f "$(pidf_of "${n}")"
   printf -- '----- %s cluster.sh starting %s %s -----\n' "$(date '+%F %T')" "$(name "${n}")" "$*" >>"${err}"
-  # sh writes its own pid, then execs mariadbd under that pid: the pid file is right whatever setsid does
-  # shellcheck disable=SC2016
-  setsid -f /bin/sh -c 'echo $$ >"$0"; exec "$@"' "$(pidf_of "${n}")" \
-    "${MARIADBD}" --defaults-file="$(cnf_of "${n}")" "$@" </dev/null >>"${err}" 2>&1
+  detach "$(pidf_of "${n}")" "${MARIADBD}" --defaults-file="$(cnf_of "${n}")" "$@" </dev/null >>"${err}" 2>&1
   for ((i = 0; i < 50; i++)); do node_pid "${n}" >/dev/null && return 0; sleep 0.1; done
   logs_tail 20
   die "$(name "${n}") did not start (see $(err_of "${n}"))"
@@ -806,8 +811,7 @@ cmd_slow() {
   fi
   stop_proxy "${n}"
   touch "$(proxy_log_of "${n}")"
-  # shellcheck disable=SC2016
-  setsid -f /bin/sh -c 'echo $$ >"$0"; exec "$@"' "$(proxy_pidf_of "${n}")" \
+  detach "$(proxy_pidf_of "${n}")" \
     "${PERL}" "${HERE}/delay-proxy.pl" "$(proxy_addr "${n}"):${PORT}" "$(client_addr "${n}"):${PORT}" \
     "$(proxy_addr "${n}")" "${ms}" </dev/null >>"$(proxy_log_of "${n}")" 2>&1
   echo "${ms}" >"$(proxy_pidf_of "${n}").ms"
