@@ -22,15 +22,19 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
 {
     internal const string Query =
         "SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS " +
-        "WHERE VARIABLE_NAME IN ('WSREP_READY', 'WSREP_LOCAL_STATE', 'WSREP_CLUSTER_STATUS') " +
+        "WHERE VARIABLE_NAME IN ('WSREP_READY', 'WSREP_LOCAL_STATE', 'WSREP_CLUSTER_STATUS', 'WSREP_CLUSTER_CONF_ID', 'WSREP_CLUSTER_STATE_UUID', 'WSREP_CLUSTER_SIZE') " +
         "UNION ALL SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.GLOBAL_VARIABLES " +
         "WHERE VARIABLE_NAME IN ('WSREP_DESYNC', 'WSREP_REJECT_QUERIES')";
 
     private readonly ConcurrentDictionary<ClusterNode, MySqlConnection> _connections = new();
+    private readonly ConfigurationTracker _configurations = new(TimeProvider.System);
 
     /// <summary>Creates the probe.</summary>
     /// <param name="allowDonor">Whether a state-transfer donor (wsrep_local_state 2) may serve.</param>
     public GaleraHealthProbe(bool allowDonor = false) => AllowDonor = allowDonor;
+
+    internal GaleraHealthProbe(bool allowDonor, TimeProvider timeProvider)
+        : this(allowDonor) => _configurations = new ConfigurationTracker(timeProvider);
 
     /// <summary>Whether a state-transfer donor (wsrep_local_state 2) may serve.</summary>
     public bool AllowDonor { get; }
@@ -66,7 +70,8 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
                 }
             }
 
-            return Evaluate(values, AllowDonor);
+            var health = Evaluate(values, AllowDonor);
+            return health.IsHealthy ? _configurations.Check(values) : health;
         }
         catch
         {
@@ -128,6 +133,49 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
         }
 
         return ClusterNodeHealth.Healthy;
+    }
+
+    /// <summary>
+    /// Catches a node with a stale view of the group. A node resumed after a long pause (SIGSTOP, a VM freeze) still
+    /// reports Synced, Primary and the old size for a few seconds after the others evicted it, and may acknowledge
+    /// commits that the group never sees and that are gone once it rejoins. Its configuration id then lags behind the
+    /// one the other nodes of the same cluster report, which is what this tracks.
+    /// </summary>
+    internal sealed class ConfigurationTracker(TimeProvider timeProvider)
+    {
+        // How long the newest configuration id is trusted without being seen again: a cluster bootstrapped afresh
+        // starts counting again, and must not be held to the old count for ever.
+        private static readonly TimeSpan s_memory = TimeSpan.FromSeconds(30);
+
+        private readonly Lock _lock = new();
+        private string? _stateUuid;
+        private long _confId = -1;
+        private DateTimeOffset _seenAt;
+
+        public ClusterNodeHealth Check(IReadOnlyDictionary<string, string> values)
+        {
+            if (!values.TryGetValue("wsrep_cluster_state_uuid", out var uuid) ||
+                !values.TryGetValue("wsrep_cluster_conf_id", out var text) ||
+                !long.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var confId))
+            {
+                return ClusterNodeHealth.Healthy;
+            }
+
+            var now = timeProvider.GetUtcNow();
+            lock (_lock)
+            {
+                // The newest id of this cluster, refreshed by every node that reports it; anything older is stale.
+                if (!string.Equals(uuid, _stateUuid, StringComparison.Ordinal) || confId >= _confId || now - _seenAt > s_memory)
+                {
+                    _stateUuid = uuid;
+                    _confId = confId;
+                    _seenAt = now;
+                    return ClusterNodeHealth.Healthy;
+                }
+
+                return ClusterNodeHealth.Unhealthy($"stale view of the group: wsrep_cluster_conf_id is {confId}, other nodes are at {_confId}");
+            }
+        }
     }
 
     private static string StateName(int state) => state switch

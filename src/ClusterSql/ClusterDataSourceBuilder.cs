@@ -121,8 +121,17 @@ public sealed class ClusterDataSourceBuilder
 
     internal static void ValidateNode(string name, DbDataSource dataSource, ClusterNodeOptions? options)
     {
-        ArgumentNullException.ThrowIfNull(name);
         ArgumentNullException.ThrowIfNull(dataSource);
+        ValidateName(name);
+        if (options?.ConnectTimeout is { } timeout)
+        {
+            ClusterOptions.RequirePositive(timeout, nameof(options.ConnectTimeout));
+        }
+    }
+
+    internal static void ValidateName(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
         if (name.Length == 0 || name.Length > MaxNameLength)
         {
             throw new ArgumentException($"A node name must have 1 to {MaxNameLength} characters; got {name.Length}.", nameof(name));
@@ -134,11 +143,6 @@ public sealed class ClusterDataSourceBuilder
             {
                 throw new ArgumentException($"The node name '{name}' has the character '{c}'; use letters, digits, '_', '-' or '.'.", nameof(name));
             }
-        }
-
-        if (options?.ConnectTimeout is { } timeout)
-        {
-            ClusterOptions.RequirePositive(timeout, nameof(options.ConnectTimeout));
         }
     }
 }
