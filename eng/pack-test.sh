@@ -25,7 +25,7 @@ require() { # require PACKAGE ENTRY...
 require "ClusterSql.$version.nupkg" lib/net10.0/ClusterSql.dll lib/net10.0/ClusterSql.xml analyzers/dotnet/cs/ClusterSql.Generators.dll README.md
 require "ClusterSql.MySql.$version.nupkg" lib/net10.0/ClusterSql.MySql.dll README.md
 require "ClusterSql.Extensions.$version.nupkg" lib/net10.0/ClusterSql.Extensions.dll README.md
-require "ClusterSql.Cli.$version.nupkg" DotnetToolSettings.xml README.md
+require "ClusterSql.Cli.$version.nupkg" tools/net10.0/any/DotnetToolSettings.xml README.md
 for package in ClusterSql ClusterSql.MySql ClusterSql.Extensions; do
   [[ -f "$out/$package.$version.snupkg" ]] || { echo "missing symbols for $package"; exit 1; }
 done
@@ -61,6 +61,7 @@ cat >"$work/consumer/consumer.csproj" <<XML
 </Project>
 XML
 cat >"$work/consumer/Program.cs" <<'CS'
+using System;
 using ClusterSql;
 using Microsoft.Data.Sqlite;
 
@@ -76,7 +77,6 @@ Console.WriteLine($"answer={await command.ExecuteScalarAsync()} node={Shop.NodeN
 internal sealed partial class Shop;
 CS
 cp "$work/nuget.config" "$work/consumer/"
-dotnet nuget add source "$HOME/.nuget/packages" -n cache --configfile "$work/consumer/nuget.config" >/dev/null 2>&1 || true
 result=$(dotnet run --project "$work/consumer" -c Release 2>&1) || { echo "$result"; exit 1; }
 echo "consumer: $result"
 grep -q "answer=42 node=primary wins=" <<<"$result"
