@@ -241,7 +241,10 @@ public sealed class ClusterNode
         return now >= ejectedUntil && Interlocked.CompareExchange(ref _trialInFlight, 1, 0) == 0;
     }
 
-    internal long BeginAttempt(bool isHedge)
+    internal long BeginAttempt(bool isHedge) => BeginAttempt(isHedge, _context.TimeProvider.GetTimestamp());
+
+    /// <summary>Counts an attempt starting at <paramref name="now"/> (the caller's clock reading, to save one).</summary>
+    internal long BeginAttempt(bool isHedge, long now)
     {
         Interlocked.Increment(ref _opens);
         Interlocked.Increment(ref _pending);
@@ -254,7 +257,6 @@ public sealed class ClusterNode
             }
         }
 
-        var now = _context.TimeProvider.GetTimestamp();
         Volatile.Write(ref _lastAttemptStamp, now);
         return now;
     }

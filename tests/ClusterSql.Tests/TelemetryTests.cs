@@ -142,6 +142,8 @@ public sealed class TelemetryTests
         builder.Options.Name = "logged";
         await using var cluster = builder.Build();
 
+        // The first checks run at once; the fake clock moves only once they are done, so none of them times out.
+        await FakeCluster.WaitFor(() => probe.Checks >= 2, "first checks");
         for (var i = 0; i < 3; i++)
         {
             await using var connection = await cluster.OpenConnectionAsync();
@@ -237,10 +239,19 @@ public sealed class TelemetryTests
 
     private sealed class ToggleProbe : IClusterNodeHealthProbe
     {
+        private int _checks;
+
         public volatile string? Down;
 
-        public ValueTask<ClusterNodeHealth> CheckAsync(ClusterNode node, System.Threading.CancellationToken cancellationToken) =>
-            new(Down is { } reason && node.Name == "node1" || Down == "down for the test" ? ClusterNodeHealth.Unhealthy(Down!) : ClusterNodeHealth.Healthy);
+        public int Checks => System.Threading.Volatile.Read(ref _checks);
+
+        public ValueTask<ClusterNodeHealth> CheckAsync(ClusterNode node, System.Threading.CancellationToken cancellationToken)
+        {
+            var down = Down;
+            var health = down is not null && (node.Name == "node1" || down == "down for the test") ? ClusterNodeHealth.Unhealthy(down) : ClusterNodeHealth.Healthy;
+            System.Threading.Interlocked.Increment(ref _checks);
+            return new(health);
+        }
     }
 
     /// <summary>Every measurement of the ClusterSql meter for one cluster name (tests run clusters side by side).</summary>

@@ -50,7 +50,7 @@ internal sealed class Acquirer
             return new AcquireOperation(this, nodes, now, telemetry).RunAsync(first: null, pending: null, initialError: null, cancellationToken);
         }
 
-        var open = Attempt.StartOpen(first, _context, isHedge: false, out var start, out var timeout);
+        var open = Attempt.StartOpen(first, _context, isHedge: false, now, out var start, out var timeout);
         if (!open.IsCompleted)
         {
             var pending = new Attempt(first, _context, start, timeout, open);
@@ -150,14 +150,14 @@ internal sealed class Attempt
 
     public static Attempt Start(ClusterNode node, ClusterContext context, bool isHedge)
     {
-        var open = StartOpen(node, context, isHedge, out var start, out var timeout);
+        var open = StartOpen(node, context, isHedge, context.TimeProvider.GetTimestamp(), out var start, out var timeout);
         return new Attempt(node, context, start, timeout, open);
     }
 
     /// <summary>Starts an open on a node, bounded by its connect timeout; a synchronous throw becomes a faulted result.</summary>
-    public static ValueTask<DbConnection> StartOpen(ClusterNode node, ClusterContext context, bool isHedge, out long start, out CancellationTokenSource timeout)
+    public static ValueTask<DbConnection> StartOpen(ClusterNode node, ClusterContext context, bool isHedge, long now, out long start, out CancellationTokenSource timeout)
     {
-        start = node.BeginAttempt(isHedge);
+        start = node.BeginAttempt(isHedge, now);
         timeout = context.Cancellations.Rent(node.ConnectTimeout);
         try
         {
