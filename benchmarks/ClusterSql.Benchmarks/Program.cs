@@ -1,0 +1,28 @@
+using System;
+using System.Globalization;
+using System.Linq;
+using BenchmarkDotNet.Running;
+
+namespace ClusterSql.Benchmarks;
+
+/// <summary><c>dotnet run -c Release -- [BenchmarkDotNet arguments]</c> runs the suites (e.g. <c>--filter *</c>).</summary>
+internal static class Program
+{
+    public static int Main(string[] args)
+    {
+        // Numbers in tables, JSON and SVG read the same on every machine.
+        CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
+        CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+
+        var summaries = BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args, BenchmarkConfig.Create(args)).ToArray();
+
+        // A benchmark that threw, or did not build, must fail the run: the quick mode exists so that nothing rots.
+        var failed = summaries.Where(s => s.HasCriticalValidationErrors || s.Reports.Any(r => !r.Success)).ToArray();
+        foreach (var summary in failed)
+        {
+            Console.Error.WriteLine($"benchmarks: {summary.Title} failed (see {summary.LogFilePath})");
+        }
+
+        return failed.Length == 0 ? 0 : 1;
+    }
+}
