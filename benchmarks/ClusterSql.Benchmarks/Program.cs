@@ -1,18 +1,28 @@
 using System;
 using System.Globalization;
 using System.Linq;
+using System.Threading.Tasks;
 using BenchmarkDotNet.Running;
+using ClusterSql.Benchmarks.Load;
 
 namespace ClusterSql.Benchmarks;
 
-/// <summary><c>dotnet run -c Release -- [BenchmarkDotNet arguments]</c> runs the suites (e.g. <c>--filter *</c>).</summary>
+/// <summary>
+/// <c>dotnet run -c Release -- [BenchmarkDotNet arguments]</c> runs the suites (e.g. <c>--filter *</c>);
+/// <c>-- load [--quick] ...</c> runs the fault-scenario load tool.
+/// </summary>
 internal static class Program
 {
-    public static int Main(string[] args)
+    public static async Task<int> Main(string[] args)
     {
         // Numbers in tables, JSON and SVG read the same on every machine.
         CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
         CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+
+        if (args.Length > 0 && args[0] == "load")
+        {
+            return await LoadCommand.RunAsync(args[1..]);
+        }
 
         var summaries = BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args, BenchmarkConfig.Create(args)).ToArray();
 
