@@ -4,12 +4,13 @@ using System.Linq;
 using System.Threading.Tasks;
 using BenchmarkDotNet.Running;
 using ClusterSql.Benchmarks.Load;
+using ClusterSql.Benchmarks.Report;
 
 namespace ClusterSql.Benchmarks;
 
 /// <summary>
 /// <c>dotnet run -c Release -- [BenchmarkDotNet arguments]</c> runs the suites (e.g. <c>--filter *</c>);
-/// <c>-- load [--quick] ...</c> runs the fault-scenario load tool.
+/// <c>-- load [--quick] ...</c> runs the fault-scenario load tool; <c>-- report ...</c> writes docs/benchmarks.md.
 /// </summary>
 internal static class Program
 {
@@ -22,6 +23,11 @@ internal static class Program
         if (args.Length > 0 && args[0] == "load")
         {
             return await LoadCommand.RunAsync(args[1..]);
+        }
+
+        if (args.Length > 0 && args[0] == "report")
+        {
+            return ReportCommand.Run(args[1..]);
         }
 
         var summaries = BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args, BenchmarkConfig.Create(args)).ToArray();

@@ -32,6 +32,7 @@ internal sealed class LoadRunner
     {
         var result = new ScenarioResult { Id = scenario.Id, Title = scenario.Title, Fault = scenario.Fault.ToString(), Pooled = scenario.Pooled };
         Console.WriteLine($"== {scenario.Id}: {scenario.Title}");
+        var clock = Stopwatch.StartNew();
         foreach (var client in Client.For(scenario))
         {
             if (_stop.IsCancellationRequested)
@@ -56,6 +57,8 @@ internal sealed class LoadRunner
             Print(clientResult);
         }
 
+        result.DurationSeconds = clock.Elapsed.TotalSeconds;
+        Console.WriteLine($"== {scenario.Id}: {result.DurationSeconds:0} s");
         return result;
     }
 

@@ -60,6 +60,9 @@ internal sealed class ScenarioResult
 
     public bool Pooled { get; set; }
 
+    /// <summary>Wall time of the scenario, fault injection and healing included.</summary>
+    public double DurationSeconds { get; set; }
+
     public List<ClientResult> Clients { get; set; } = [];
 }
 
