@@ -9,8 +9,8 @@ namespace ClusterSql.Benchmarks;
 
 /// <summary>
 /// Open + <c>SELECT 1</c> + close against the real three-node Galera cluster on loopback (tests/cluster/cluster.sh up),
-/// pooled and unpooled: MySqlConnector to one node directly (the baseline), ClusterSql over the three nodes, and
-/// MySqlConnector's own multi-host balancing over the same nodes. Healthy cluster only: faults belong to the load tool.
+/// unpooled, pooled, and pooled without MySqlConnector's session reset: MySqlConnector to one node directly (the
+/// baseline), ClusterSql over the three nodes, and MySqlConnector's own multi-host balancing over the same nodes. Healthy cluster only: faults belong to the load tool.
 /// </summary>
 /// <remarks>
 /// MySqlConnector supports only FailOver and Random without pooling: an unpooled <c>LoadBalance=RoundRobin</c> open
@@ -27,17 +27,29 @@ public class RealClusterBenchmarks
     private MySqlDataSource _roundRobin = null!;
     private MySqlDataSource _failOver = null!;
 
-    [Params(true, false)]
-    public bool Pooled { get; set; }
+    /// <summary>Unpooled; pooled with MySqlConnector's default session reset on every open; pooled without it.</summary>
+    public enum PoolingMode
+    {
+        Unpooled,
+        Pooled,
+        PooledNoReset,
+    }
+
+    [Params(PoolingMode.Unpooled, PoolingMode.Pooled, PoolingMode.PooledNoReset)]
+    public PoolingMode Pooling { get; set; }
 
     [GlobalSetup]
     public void Setup()
     {
-        _direct = new MySqlDataSource(TestCluster.NodeConnectionString(1, Pooled, ConnectTimeoutSeconds));
-        _clusterSql = BuildCluster(AcquirePolicy.LatencyAware, Pooled);
-        _clusterSqlRace = BuildCluster(AcquirePolicy.Race, Pooled);
-        _roundRobin = new MySqlDataSource(TestCluster.MultiHostConnectionString("RoundRobin", Pooled, ConnectTimeoutSeconds));
-        _failOver = new MySqlDataSource(TestCluster.MultiHostConnectionString("FailOver", Pooled, ConnectTimeoutSeconds));
+        var pooled = Pooling != PoolingMode.Unpooled;
+
+        // Without the reset a pooled MySqlConnector open completes in-process, so ClusterSql can take its fast path.
+        var extra = Pooling == PoolingMode.PooledNoReset ? ";Connection Reset=false" : string.Empty;
+        _direct = new MySqlDataSource(TestCluster.NodeConnectionString(1, pooled, ConnectTimeoutSeconds) + extra);
+        _clusterSql = BuildCluster(AcquirePolicy.LatencyAware, pooled, extra);
+        _clusterSqlRace = BuildCluster(AcquirePolicy.Race, pooled, extra);
+        _roundRobin = new MySqlDataSource(TestCluster.MultiHostConnectionString("RoundRobin", pooled, ConnectTimeoutSeconds) + extra);
+        _failOver = new MySqlDataSource(TestCluster.MultiHostConnectionString("FailOver", pooled, ConnectTimeoutSeconds) + extra);
 
         // Fail at once, with the reason, when the cluster is not up, rather than after a run of timeouts.
         foreach (var source in new DbDataSource[] { _direct, _clusterSql, _roundRobin })
@@ -78,13 +90,13 @@ public class RealClusterBenchmarks
     [Benchmark(Description = "MySqlConnector multi-host FailOver")]
     public ValueTask MultiHostFailOver() => OpenSelectClose(_failOver);
 
-    internal static ClusterDataSource BuildCluster(AcquirePolicy policy, bool pooled)
+    internal static ClusterDataSource BuildCluster(AcquirePolicy policy, bool pooled, string extra)
     {
         var builder = new ClusterDataSourceBuilder().UsePolicy(policy);
         builder.Options.ConnectTimeout = TimeSpan.FromSeconds(ConnectTimeoutSeconds);
         for (var node = 1; node <= TestCluster.NodeCount; node++)
         {
-            builder.AddMySqlNode(TestCluster.NodeName(node), TestCluster.NodeConnectionString(node, pooled, ConnectTimeoutSeconds));
+            builder.AddMySqlNode(TestCluster.NodeName(node), TestCluster.NodeConnectionString(node, pooled, ConnectTimeoutSeconds) + extra);
         }
 
         return builder.Build();

@@ -69,3 +69,27 @@ internal sealed class ReusedConnection : DbConnection
 
     protected override DbCommand CreateDbCommand() => throw new NotSupportedException();
 }
+
+/// <summary>
+/// The same backend, but every open completes asynchronously on the thread pool (as a real network open does), so the
+/// cluster takes its slow path: what every unpooled open, and every pooled MySqlConnector open that resets its
+/// session, pays.
+/// </summary>
+public sealed class AsyncDataSource : DbDataSource
+{
+    private readonly ReusedConnection _connection;
+
+    public AsyncDataSource(string name) => _connection = new ReusedConnection(name);
+
+    public override string ConnectionString => "Data Source=" + _connection.DataSource;
+
+    protected override DbConnection CreateDbConnection() => _connection;
+
+    protected override DbConnection OpenDbConnection() => _connection;
+
+    protected override async ValueTask<DbConnection> OpenDbConnectionAsync(CancellationToken cancellationToken = default)
+    {
+        await Task.Yield();
+        return _connection;
+    }
+}

@@ -20,7 +20,7 @@ internal static class LoadCommand
 
     private const string Usage =
         "usage: load [--quick] [--scenarios id,id,...] [--no-faults] [--connect-timeout SECONDS] [--out FILE]\n" +
-        "  scenarios: healthy-pooled, healthy, blackhole, hang, crash, slow (default: all)\n" +
+        "  scenarios: healthy-pooled, healthy, healthy-interleaved, blackhole, hang, crash, slow (default: all)\n" +
         "  faults are injected into galera1 under flock /tmp/clustersql-cluster.lock and always removed in a finally";
 
     public static async Task<int> RunAsync(string[] args)
@@ -73,8 +73,8 @@ internal static class LoadCommand
         }
 
         var settings = quick
-            ? new LoadSettings { WarmUp = 5, Sequential = 10, Concurrent = 20, Workers = 4, CappedSequential = 1, CappedConcurrent = 4, SlowCappedSequential = 10, SlowCappedConcurrent = 20, ModeDeadlineSeconds = 20 }
-            : new LoadSettings { WarmUp = 30, Sequential = 300, Concurrent = 600, Workers = 8, CappedSequential = 8, CappedConcurrent = 16, SlowCappedSequential = 100, SlowCappedConcurrent = 200, ModeDeadlineSeconds = 90 };
+            ? new LoadSettings { WarmUp = 5, Sequential = 10, Concurrent = 20, Workers = 4, CappedSequential = 1, CappedConcurrent = 4, SlowCappedSequential = 10, SlowCappedConcurrent = 20, ModeDeadlineSeconds = 20, InterleavedRounds = 2, InterleavedBlock = 5 }
+            : new LoadSettings { WarmUp = 30, Sequential = 300, Concurrent = 600, Workers = 8, CappedSequential = 8, CappedConcurrent = 16, SlowCappedSequential = 100, SlowCappedConcurrent = 200, ModeDeadlineSeconds = 90, InterleavedRounds = 30, InterleavedBlock = 20 };
         settings.ConnectTimeoutSeconds = connectTimeout;
         output ??= Path.Combine(TestCluster.RepositoryRoot, "BenchmarkDotNet.Artifacts", quick ? "quick" : "full", "load-results.json");
 

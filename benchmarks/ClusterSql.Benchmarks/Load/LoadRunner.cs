@@ -33,6 +33,14 @@ internal sealed class LoadRunner
         var result = new ScenarioResult { Id = scenario.Id, Title = scenario.Title, Fault = scenario.Fault.ToString(), Pooled = scenario.Pooled };
         Console.WriteLine($"== {scenario.Id}: {scenario.Title}");
         var clock = Stopwatch.StartNew();
+        if (scenario.Interleaved)
+        {
+            await RunInterleavedAsync(scenario, result);
+            result.DurationSeconds = clock.Elapsed.TotalSeconds;
+            Console.WriteLine($"== {scenario.Id}: {result.DurationSeconds:0} s");
+            return result;
+        }
+
         foreach (var client in Client.For(scenario))
         {
             if (_stop.IsCancellationRequested)
@@ -60,6 +68,65 @@ internal sealed class LoadRunner
         result.DurationSeconds = clock.Elapsed.TotalSeconds;
         Console.WriteLine($"== {scenario.Id}: {result.DurationSeconds:0} s");
         return result;
+    }
+
+    /// <summary>
+    /// Sequential acquires of every client in turn, one block each per round, on the healthy cluster: the clients see
+    /// the same moments of a shared, noisy machine, which measuring them one after another does not give.
+    /// </summary>
+    private async Task RunInterleavedAsync(Scenario scenario, ScenarioResult result)
+    {
+        var clients = Client.For(scenario);
+        var sources = clients.Select(c => c.CreateDataSource(scenario.Pooled, _settings.ConnectTimeoutSeconds)).ToArray();
+        try
+        {
+            foreach (var source in sources)
+            {
+                await RunModeAsync(source, "warm-up", 1, _settings.WarmUp);
+            }
+
+            var samples = clients.Select(_ => new List<AcquireSample>()).ToArray();
+            var start = Stopwatch.GetTimestamp();
+            var deadline = start + (long)(2 * _settings.ModeDeadlineSeconds * Stopwatch.Frequency);
+            var stopped = false;
+            for (var round = 0; round < _settings.InterleavedRounds && !stopped; round++)
+            {
+                for (var c = 0; c < clients.Count && !stopped; c++)
+                {
+                    for (var i = 0; i < _settings.InterleavedBlock; i++)
+                    {
+                        if (_stop.IsCancellationRequested || Stopwatch.GetTimestamp() >= deadline)
+                        {
+                            stopped = true;
+                            break;
+                        }
+
+                        samples[c].Add(await AcquireOnceAsync(sources[c], start, _stop));
+                    }
+                }
+            }
+
+            var wall = Stopwatch.GetElapsedTime(start).TotalSeconds;
+            var planned = _settings.InterleavedRounds * _settings.InterleavedBlock;
+            for (var c = 0; c < clients.Count; c++)
+            {
+                var client = new ClientResult
+                {
+                    Client = clients[c].Name,
+                    Sequential = ModeResult.From("interleaved", 1, planned, samples[c], wall, stopped && samples[c].Count < planned),
+                    Concurrent = new ModeResult { Mode = "concurrent" },
+                };
+                result.Clients.Add(client);
+                Print(client);
+            }
+        }
+        finally
+        {
+            foreach (var source in sources)
+            {
+                await source.DisposeAsync();
+            }
+        }
     }
 
     private async Task<ClientResult> RunClientAsync(Scenario scenario, Client client)
@@ -187,7 +254,7 @@ internal sealed class LoadRunner
                     return;
                 }
 
-                samples.Enqueue(await AcquireOnceAsync(source, _stop));
+                samples.Enqueue(await AcquireOnceAsync(source, start, _stop));
             }
         }
 
@@ -197,9 +264,10 @@ internal sealed class LoadRunner
     }
 
     /// <summary>One acquire, timed until the open returns; then the serving node is asked its name (not timed).</summary>
-    private static async Task<AcquireSample> AcquireOnceAsync(DbDataSource source, CancellationToken stop)
+    private static async Task<AcquireSample> AcquireOnceAsync(DbDataSource source, long modeStart, CancellationToken stop)
     {
         var start = Stopwatch.GetTimestamp();
+        var offset = (start - modeStart) / (double)Stopwatch.Frequency;
         DbConnection connection;
         try
         {
@@ -207,7 +275,7 @@ internal sealed class LoadRunner
         }
         catch (Exception ex)
         {
-            return new AcquireSample(Stopwatch.GetElapsedTime(start).TotalMilliseconds, 0, Failed: true, Describe(ex), StatementFailed: false);
+            return new AcquireSample(offset, Stopwatch.GetElapsedTime(start).TotalMilliseconds, 0, Failed: true, Describe(ex), StatementFailed: false);
         }
 
         var milliseconds = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
@@ -230,7 +298,7 @@ internal sealed class LoadRunner
             await connection.DisposeAsync();
         }
 
-        return new AcquireSample(milliseconds, node, Failed: false, statementError, StatementFailed: statementError is not null);
+        return new AcquireSample(offset, milliseconds, node, Failed: false, statementError, StatementFailed: statementError is not null);
     }
 
     private static string Describe(Exception ex)
@@ -284,7 +352,7 @@ internal sealed class LoadRunner
         }
 
         var connections = result.ConnectionsPerAcquire is { } c ? c.ToString("0.00", CultureInfo.InvariantCulture) : "?";
-        foreach (var mode in new[] { result.Sequential, result.Concurrent })
+        foreach (var mode in new[] { result.Sequential, result.Concurrent }.Where(m => m.Planned > 0))
         {
             var share = mode.Acquires == 0 ? "-" : string.Join("/", mode.NodeAcquires.Select(n => (100.0 * n / mode.Acquires).ToString("0", CultureInfo.InvariantCulture)));
             Console.WriteLine(string.Create(

@@ -5,7 +5,19 @@ using System.Linq;
 namespace ClusterSql.Benchmarks.Load;
 
 /// <summary>One acquire as the load saw it: its latency, the node that served it (0 when none), and any error.</summary>
-internal readonly record struct AcquireSample(double Milliseconds, int Node, bool Failed, string? Error, bool StatementFailed);
+internal readonly record struct AcquireSample(double StartSeconds, double Milliseconds, int Node, bool Failed, string? Error, bool StatementFailed);
+
+/// <summary>One of the slowest acquires of a mode: when it started (seconds into the mode), how long, which node.</summary>
+internal sealed class SlowAcquire
+{
+    public double StartSeconds { get; set; }
+
+    public double Milliseconds { get; set; }
+
+    public int Node { get; set; }
+
+    public string? Error { get; set; }
+}
 
 /// <summary>Everything one run of the load tool measured, as written to its JSON file.</summary>
 internal sealed class LoadResults
@@ -48,6 +60,11 @@ internal sealed class LoadSettings
     public int SlowCappedConcurrent { get; set; }
 
     public double ModeDeadlineSeconds { get; set; }
+
+    /// <summary>The interleaved healthy comparison: rounds of one block of sequential acquires per client.</summary>
+    public int InterleavedRounds { get; set; }
+
+    public int InterleavedBlock { get; set; }
 }
 
 internal sealed class ScenarioResult
@@ -141,6 +158,9 @@ internal sealed class ModeResult
     /// <summary>The most frequent errors, "count x message".</summary>
     public List<string> Errors { get; set; } = [];
 
+    /// <summary>The three slowest acquires, to tell a start-up cost from a recurring one.</summary>
+    public List<SlowAcquire> Slowest { get; set; } = [];
+
     public static ModeResult From(string mode, int workers, int planned, IReadOnlyCollection<AcquireSample> samples, double wallSeconds, bool stoppedAtDeadline)
     {
         var latencies = samples.Select(s => s.Milliseconds).Order().ToArray();
@@ -174,6 +194,8 @@ internal sealed class ModeResult
                 .OrderByDescending(g => g.Count())
                 .Take(3)
                 .Select(g => $"{g.Count()} x {g.Key}")],
+            Slowest = [.. samples.OrderByDescending(s => s.Milliseconds).Take(3)
+                .Select(s => new SlowAcquire { StartSeconds = s.StartSeconds, Milliseconds = s.Milliseconds, Node = s.Node, Error = s.Error })],
         };
     }
 

@@ -16,7 +16,7 @@ internal enum FaultKind
 }
 
 /// <summary>One state of the cluster in which every client is measured; faults always hit galera1, the first host.</summary>
-internal sealed record Scenario(string Id, string Title, FaultKind Fault, bool Pooled)
+internal sealed record Scenario(string Id, string Title, FaultKind Fault, bool Pooled, bool Interleaved = false)
 {
     public const int FaultNode = 1;
     public const int SlowMilliseconds = 50;
@@ -25,6 +25,7 @@ internal sealed record Scenario(string Id, string Title, FaultKind Fault, bool P
     [
         new("healthy-pooled", "All healthy, pooled", FaultKind.None, Pooled: true),
         new("healthy", "All healthy, unpooled", FaultKind.None, Pooled: false),
+        new("healthy-interleaved", "All healthy, unpooled, sequential, clients interleaved in blocks", FaultKind.None, Pooled: false, Interleaved: true),
         new("blackhole", "galera1 blackholed (TCP connects hang), unpooled", FaultKind.Blackhole, Pooled: false),
         new("hang", "galera1 hung (SIGSTOP: TCP connects, no greeting), unpooled", FaultKind.Hang, Pooled: false),
         new("crash", "galera1 crashed (kill -9: connects refused), unpooled", FaultKind.Crash, Pooled: false),
@@ -67,6 +68,12 @@ internal sealed record Client(string Name, ClientKind Kind)
     /// <summary>The clients measured in a scenario: single nodes and the Go seed's race only where the cluster is healthy.</summary>
     public static IReadOnlyList<Client> For(Scenario scenario)
     {
+        if (scenario.Interleaved)
+        {
+            // The median comparison: the same moments for everyone, so drift on a shared machine cancels out.
+            return [ClusterSql, Direct(1), Direct(2), Direct(3), Random];
+        }
+
         var clients = new List<Client> { ClusterSql };
         if (scenario.Fault == FaultKind.None && !scenario.Pooled)
         {

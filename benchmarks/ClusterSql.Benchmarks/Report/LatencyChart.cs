@@ -26,13 +26,13 @@ internal static class LatencyChart
 
     public static string Draw(LoadResults results)
     {
-        var rows = results.Scenarios.Sum(s => HeaderHeight + (s.Clients.Count(c => c.Error is null) * 2 * RowHeight) + 8);
+        var rows = results.Scenarios.Sum(s => HeaderHeight + (s.Clients.Where(c => c.Error is null).Sum(c => Modes(c).Count()) * RowHeight) + 8);
         var height = Top + rows + 30;
         var svg = new StringBuilder();
         svg.Append(CultureInfo.InvariantCulture, $"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{Width}\" height=\"{height}\" viewBox=\"0 0 {Width} {height}\" font-family=\"sans-serif\" font-size=\"11\">\n");
         svg.Append(CultureInfo.InvariantCulture, $"<rect width=\"{Width}\" height=\"{height}\" fill=\"white\"/>\n");
         svg.Append("<text x=\"10\" y=\"20\" font-size=\"14\" font-weight=\"bold\">Acquire latency per scenario (log scale; failed acquires included)</text>\n");
-        svg.Append("<text x=\"10\" y=\"38\" fill=\"#444\">bar: p50 to p90 · tick: p99 · dot: max · right: p99 and failed acquires · seq = sequential, conc = concurrent</text>\n");
+        svg.Append("<text x=\"10\" y=\"38\" fill=\"#444\">bar: p50 to p90 · tick: p99 · dot: max · right: p99 and failed acquires · seq = sequential, conc = concurrent, interleaved = sequential, clients taking turns</text>\n");
 
         // Decade grid lines over the whole height.
         for (var ms = MinMs; ms <= MaxMs * 1.0001; ms *= 10)
@@ -50,7 +50,7 @@ internal static class LatencyChart
             y += HeaderHeight;
             foreach (var client in scenario.Clients.Where(c => c.Error is null))
             {
-                foreach (var mode in new[] { client.Sequential, client.Concurrent })
+                foreach (var mode in Modes(client))
                 {
                     DrawRow(svg, y, client.Client, mode, Color(client.Client));
                     y += RowHeight;
@@ -67,7 +67,7 @@ internal static class LatencyChart
     private static void DrawRow(StringBuilder svg, int y, string client, ModeResult mode, string color)
     {
         var mid = y + (RowHeight / 2.0);
-        var label = $"{client} ({(mode.Mode == "sequential" ? "seq" : "conc")})";
+        var label = $"{client} ({ShortMode(mode.Mode)})";
         svg.Append(CultureInfo.InvariantCulture, $"<text x=\"{LabelWidth}\" y=\"{mid + 4:0.0}\" text-anchor=\"end\">{Escape(label)}</text>\n");
         if (mode.Acquires == 0)
         {
@@ -84,6 +84,16 @@ internal static class LatencyChart
         var note = $"p99 {FormatMs(mode.P99)}" + (failed ? $", {mode.Failures}/{mode.Acquires} failed" : string.Empty);
         svg.Append(CultureInfo.InvariantCulture, $"<text x=\"{PlotRight + 12}\" y=\"{mid + 4:0.0}\" fill=\"{(failed ? "#c00" : "#222")}\">{Escape(note)}</text>\n");
     }
+
+    internal static IEnumerable<ModeResult> Modes(ClientResult client) =>
+        new[] { client.Sequential, client.Concurrent }.Where(m => m.Planned > 0);
+
+    internal static string ShortMode(string mode) => mode switch
+    {
+        "sequential" => "seq",
+        "concurrent" => "conc",
+        _ => mode,
+    };
 
     internal static string FormatMs(double ms) => ms switch
     {
