@@ -73,8 +73,8 @@ internal static class LoadCommand
         }
 
         var settings = quick
-            ? new LoadSettings { WarmUp = 5, Sequential = 10, Concurrent = 20, Workers = 4, CappedSequential = 1, CappedConcurrent = 4, SlowCappedSequential = 10, SlowCappedConcurrent = 20, ModeDeadlineSeconds = 20, InterleavedRounds = 2, InterleavedBlock = 5 }
-            : new LoadSettings { WarmUp = 30, Sequential = 300, Concurrent = 600, Workers = 8, CappedSequential = 8, CappedConcurrent = 16, SlowCappedSequential = 100, SlowCappedConcurrent = 200, ModeDeadlineSeconds = 90, InterleavedRounds = 30, InterleavedBlock = 20 };
+            ? new LoadSettings { WarmUp = 5, Sequential = 10, Concurrent = 20, Workers = 4, CappedSequential = 1, CappedConcurrent = 4, SlowCappedSequential = 10, SlowCappedConcurrent = 20, ModeDeadlineSeconds = 20, InterleavedRounds = 2, InterleavedBlock = 5, Paced = 4, PacedIntervalMilliseconds = 500 }
+            : new LoadSettings { WarmUp = 100, Sequential = 300, Concurrent = 600, Workers = 8, CappedSequential = 8, CappedConcurrent = 16, SlowCappedSequential = 100, SlowCappedConcurrent = 200, ModeDeadlineSeconds = 90, InterleavedRounds = 30, InterleavedBlock = 20, Paced = 20, PacedIntervalMilliseconds = 500 };
         settings.ConnectTimeoutSeconds = connectTimeout;
         output ??= Path.Combine(TestCluster.RepositoryRoot, "BenchmarkDotNet.Artifacts", quick ? "quick" : "full", "load-results.json");
 
@@ -107,6 +107,7 @@ internal static class LoadCommand
 
         results.Machine = await MachineInfo.GatherAsync();
         var runner = new LoadRunner(settings, stop.Token);
+        await runner.WarmUpProcessAsync();
         foreach (var scenario in scenarios)
         {
             if (stop.IsCancellationRequested)

@@ -65,6 +65,11 @@ internal sealed class LoadSettings
     public int InterleavedRounds { get; set; }
 
     public int InterleavedBlock { get; set; }
+
+    /// <summary>ClusterSql's paced acquires per scenario (unpooled) and the pause between them.</summary>
+    public int Paced { get; set; }
+
+    public int PacedIntervalMilliseconds { get; set; }
 }
 
 internal sealed class ScenarioResult
@@ -92,6 +97,9 @@ internal sealed class ClientResult
     public ModeResult Sequential { get; set; } = new();
 
     public ModeResult Concurrent { get; set; } = new();
+
+    /// <summary>ClusterSql only: sequential acquires with a pause between them, as a rarely acquiring client makes.</summary>
+    public ModeResult Paced { get; set; } = new();
 
     /// <summary>Server connections opened per node during both modes (Connections status delta); null where unreadable.</summary>
     public List<long?> ServerConnections { get; set; } = [];

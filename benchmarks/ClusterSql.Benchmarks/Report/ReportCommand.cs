@@ -311,7 +311,8 @@ internal static class ReportCommand
         md.AppendLine();
         md.AppendLine(Inv($"`{load.Command.Trim()}` ({(load.Quick ? "quick mode: a smoke test, not a measurement" : "full mode")}, {load.DurationSeconds / 60:0.0} min). Faults hit galera1, the first host of the multi-host string, through tests/cluster/cluster.sh under `flock /tmp/clustersql-cluster.lock`, and are removed in a `finally`."));
         md.AppendLine();
-        md.AppendLine(Inv($"- Per client and scenario: a fresh data source, {s.WarmUp} sequential acquires on the healthy cluster (pools fill, ClusterSql learns each node's latency), the server counters read, the fault injected, then **{s.Sequential} sequential** acquires and **{s.Concurrent} concurrent** ones from {s.Workers} workers, the counters read again, the fault removed, and `cluster.sh wait-healthy`."));
+        md.AppendLine(Inv($"- Before the first scenario, ClusterSql, its Race, MySqlConnector multi-host and a single node each run {10 * s.WarmUp} sequential and {10 * s.WarmUp} concurrent acquires, pooled and unpooled, unmeasured, so that no client pays for JIT compilation."));
+        md.AppendLine(Inv($"- Per client and scenario: a fresh data source, {s.WarmUp} sequential acquires on the healthy cluster (pools fill, ClusterSql learns each node's latency), the server counters read, the fault injected, then **{s.Sequential} sequential** acquires, **{s.Concurrent} concurrent** ones from {s.Workers} workers and, for ClusterSql unpooled, **{s.Paced} paced** ones {s.PacedIntervalMilliseconds} ms apart (a client that acquires rarely, which ClusterSql's memory treats differently), the counters read again, the fault removed, and `cluster.sh wait-healthy`."));
         md.AppendLine(Inv($"- **Connect timeout {s.ConnectTimeoutSeconds} s for everyone**: MySqlConnector `Connection Timeout={s.ConnectTimeoutSeconds}` (its default is 15 s: CLUSTER-NOTES measured every blackholed unpooled open failing after 15 s) and ClusterSql `ConnectTimeout` = {s.ConnectTimeoutSeconds} s. Where galera1 is blackholed or hung, MySqlConnector multi-host opens wait that whole timeout, so its acquires there are **capped at {s.CappedSequential} sequential and {s.CappedConcurrent} concurrent** to keep the run short; where galera1 is slowed, at {s.SlowCappedSequential} and {s.SlowCappedConcurrent} (marked *capped*). ClusterSql and the single nodes always run the full count."));
         md.AppendLine("- Latency is the time until `OpenConnectionAsync` returns or throws; **failed acquires are included** in the percentiles (nearest rank). Each successful acquire then asks `SELECT @@wsrep_node_name` (untimed) for the node's share.");
         md.AppendLine("- Server connections per acquire: the sum over the nodes of the `Connections` status counter's growth, read over each node's unix socket (which a TCP blackhole does not touch) before the fault and after the acquires, minus the reading connection itself; a hung node is read right after `resume` (handshakes queued in its backlog count too), a crashed node accepted none. `Aborted_connects` is the same kind of delta: handshakes a client abandoned. Connections that other programs opened meanwhile would count too.");
@@ -339,7 +340,12 @@ internal static class ReportCommand
                 foreach (var mode in LatencyChart.Modes(client))
                 {
                     var share = mode.Acquires == 0 ? "-" : string.Join(" / ", mode.NodeAcquires.Select(n => Inv($"{100.0 * n / mode.Acquires:0}%")));
-                    var modeName = mode.Mode == "concurrent" ? Inv($"conc x{mode.Workers}") : LatencyChart.ShortMode(mode.Mode);
+                    var modeName = mode.Mode switch
+                    {
+                        "concurrent" => Inv($"conc x{mode.Workers}"),
+                        "paced" => Inv($"paced, {load.Settings.PacedIntervalMilliseconds} ms apart"),
+                        _ => LatencyChart.ShortMode(mode.Mode),
+                    };
                     var failed = mode.Failures == 0 ? "0" : Inv($"**{mode.Failures}**");
                     var planned = mode.StoppedAtDeadline ? Inv($"{mode.Acquires} of {mode.Planned} (deadline)") : Inv($"{mode.Acquires}");
                     md.AppendLine(Inv($"| {name} | {modeName} | {planned} | {failed} | {LatencyChart.FormatMs(mode.P50)} | {LatencyChart.FormatMs(mode.P90)} | {LatencyChart.FormatMs(mode.P99)} | {LatencyChart.FormatMs(mode.Max)} | {(client.ServerConnections.Count == 0 ? "-" : Fmt(client.ConnectionsPerAcquire))} | {(client.ServerConnections.Count == 0 ? "-" : client.AbortedConnects?.ToString(CultureInfo.InvariantCulture) ?? "?")} | {share} |"));
@@ -370,7 +376,7 @@ internal static class ReportCommand
             md.AppendLine();
             md.AppendLine(scenario.Id == "healthy-interleaved"
                 ? "Latency only: the clients take turns, one block of sequential acquires each per round, so that they see the same moments of the shared machine. The goal's median comparison uses this table."
-                : "Server connections are counted over both modes together.");
+                : "Server connections are counted over all of a client's modes together.");
             foreach (var note in notes)
             {
                 md.AppendLine($"- {note.Replace("|", "/", StringComparison.Ordinal)}");
