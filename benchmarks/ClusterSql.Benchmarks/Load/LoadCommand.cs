@@ -20,7 +20,7 @@ internal static class LoadCommand
 
     private const string Usage =
         "usage: load [--quick] [--scenarios id,id,...] [--no-faults] [--connect-timeout SECONDS] [--out FILE]\n" +
-        "  scenarios: healthy-pooled, healthy, healthy-interleaved, blackhole, hang, crash, slow (default: all)\n" +
+        "  scenarios: healthy-pooled, healthy, healthy-interleaved, healthy-pooled-interleaved, blackhole, hang, crash, slow (default: all)\n" +
         "  faults are injected into galera1 under flock /tmp/clustersql-cluster.lock and always removed in a finally";
 
     public static async Task<int> RunAsync(string[] args)

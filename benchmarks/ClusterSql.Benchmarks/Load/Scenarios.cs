@@ -26,6 +26,7 @@ internal sealed record Scenario(string Id, string Title, FaultKind Fault, bool P
         new("healthy-pooled", "All healthy, pooled", FaultKind.None, Pooled: true),
         new("healthy", "All healthy, unpooled", FaultKind.None, Pooled: false),
         new("healthy-interleaved", "All healthy, unpooled, sequential, clients interleaved in blocks", FaultKind.None, Pooled: false, Interleaved: true),
+        new("healthy-pooled-interleaved", "All healthy, pooled, sequential, clients interleaved in blocks", FaultKind.None, Pooled: true, Interleaved: true),
         new("blackhole", "galera1 blackholed (TCP connects hang), unpooled", FaultKind.Blackhole, Pooled: false),
         new("hang", "galera1 hung (SIGSTOP: TCP connects, no greeting), unpooled", FaultKind.Hang, Pooled: false),
         new("crash", "galera1 crashed (kill -9: connects refused), unpooled", FaultKind.Crash, Pooled: false),

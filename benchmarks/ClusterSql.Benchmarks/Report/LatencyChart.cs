@@ -32,7 +32,7 @@ internal static class LatencyChart
         svg.Append(CultureInfo.InvariantCulture, $"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{Width}\" height=\"{height}\" viewBox=\"0 0 {Width} {height}\" font-family=\"sans-serif\" font-size=\"11\">\n");
         svg.Append(CultureInfo.InvariantCulture, $"<rect width=\"{Width}\" height=\"{height}\" fill=\"white\"/>\n");
         svg.Append("<text x=\"10\" y=\"20\" font-size=\"14\" font-weight=\"bold\">Acquire latency per scenario (log scale; failed acquires included)</text>\n");
-        svg.Append("<text x=\"10\" y=\"38\" fill=\"#444\">bar: p50 to p90 · tick: p99 · dot: max · right: p99 and failed acquires · seq = sequential · conc = concurrent · paced = one every 500 ms · interleaved = clients taking turns</text>\n");
+        svg.Append("<text x=\"10\" y=\"38\" fill=\"#444\">bar: p50 to p90 · tick: p99 · dot: max · right: p99, failures · seq: sequential · conc: concurrent · paced: 500 ms apart · interleaved: clients take turns</text>\n");
 
         // Decade grid lines over the whole height.
         for (var ms = MinMs; ms <= MaxMs * 1.0001; ms *= 10)

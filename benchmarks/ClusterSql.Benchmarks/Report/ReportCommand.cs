@@ -374,9 +374,12 @@ internal static class ReportCommand
             }
 
             md.AppendLine();
-            md.AppendLine(scenario.Id == "healthy-interleaved"
-                ? "Latency only: the clients take turns, one block of sequential acquires each per round, so that they see the same moments of the shared machine. The goal's median comparison uses this table."
-                : "Server connections are counted over all of a client's modes together.");
+            md.AppendLine(scenario.Id switch
+            {
+                "healthy-interleaved" => "Latency only: the clients take turns, one block of sequential acquires each per round, so that they see the same moments of the shared machine. The goal's median comparison uses this table.",
+                "healthy-pooled-interleaved" => "Latency only, clients taking turns as above: with MySqlConnector's default session reset every pooled open completes asynchronously, so this is ClusterSql's slow path against a pooled open.",
+                _ => "Server connections are counted over all of a client's modes together.",
+            });
             foreach (var note in notes)
             {
                 md.AppendLine($"- {note.Replace("|", "/", StringComparison.Ordinal)}");
