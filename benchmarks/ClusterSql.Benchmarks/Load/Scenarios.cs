@@ -1,0 +1,121 @@
+using System;
+using System.Collections.Generic;
+using System.Data.Common;
+using ClusterSql.MySql;
+using MySqlConnector;
+
+namespace ClusterSql.Benchmarks.Load;
+
+internal enum FaultKind
+{
+    None,
+    Blackhole,
+    Hang,
+    Crash,
+    Slow,
+}
+
+/// <summary>One state of the cluster in which every client is measured; faults always hit galera1, the first host.</summary>
+internal sealed record Scenario(string Id, string Title, FaultKind Fault, bool Pooled, bool Interleaved = false)
+{
+    public const int FaultNode = 1;
+    public const int SlowMilliseconds = 50;
+
+    public static IReadOnlyList<Scenario> All { get; } =
+    [
+        new("healthy-pooled", "All healthy, pooled", FaultKind.None, Pooled: true),
+        new("healthy", "All healthy, unpooled", FaultKind.None, Pooled: false),
+        new("healthy-interleaved", "All healthy, unpooled, sequential, clients interleaved in blocks", FaultKind.None, Pooled: false, Interleaved: true),
+        new("healthy-pooled-interleaved", "All healthy, pooled, sequential, clients interleaved in blocks", FaultKind.None, Pooled: true, Interleaved: true),
+        new("blackhole", "galera1 blackholed (TCP connects hang), unpooled", FaultKind.Blackhole, Pooled: false),
+        new("hang", "galera1 hung (SIGSTOP: TCP connects, no greeting), unpooled", FaultKind.Hang, Pooled: false),
+        new("crash", "galera1 crashed (kill -9: connects refused), unpooled", FaultKind.Crash, Pooled: false),
+        new("slow", $"galera1 slowed ({SlowMilliseconds} ms per chunk each way), unpooled", FaultKind.Slow, Pooled: false),
+    ];
+
+}
+
+internal enum ClientKind
+{
+    ClusterSql,
+    ClusterSqlRace,
+    MultiHostRoundRobin,
+    MultiHostFailOver,
+    MultiHostRandom,
+    Direct1,
+    Direct2,
+    Direct3,
+}
+
+/// <summary>A way of getting a connection to the cluster.</summary>
+internal sealed record Client(string Name, ClientKind Kind)
+{
+    public bool IsMultiHost => Kind is ClientKind.MultiHostRoundRobin or ClientKind.MultiHostFailOver or ClientKind.MultiHostRandom;
+
+    public bool IsClusterSql => Kind is ClientKind.ClusterSql or ClientKind.ClusterSqlRace;
+
+    public static Client ClusterSql { get; } = new("ClusterSql", ClientKind.ClusterSql);
+
+    public static Client ClusterSqlRace { get; } = new("ClusterSql Race", ClientKind.ClusterSqlRace);
+
+    public static Client RoundRobin { get; } = new("MySqlConnector RoundRobin", ClientKind.MultiHostRoundRobin);
+
+    public static Client FailOver { get; } = new("MySqlConnector FailOver", ClientKind.MultiHostFailOver);
+
+    public static Client Random { get; } = new("MySqlConnector Random", ClientKind.MultiHostRandom);
+
+    public static Client Direct(int node) => new("Direct " + TestCluster.NodeName(node), ClientKind.Direct1 + (node - 1));
+
+    /// <summary>The clients measured in a scenario: single nodes and the Go seed's race only where the cluster is healthy.</summary>
+    public static IReadOnlyList<Client> For(Scenario scenario)
+    {
+        if (scenario.Interleaved)
+        {
+            // The median comparison: the same moments for everyone, so drift on a shared machine cancels out.
+            return [ClusterSql, Direct(1), Direct(2), Direct(3), Random];
+        }
+
+        var clients = new List<Client> { ClusterSql };
+        if (scenario.Fault == FaultKind.None && !scenario.Pooled)
+        {
+            clients.Add(ClusterSqlRace);
+        }
+
+        clients.AddRange([RoundRobin, FailOver, Random]);
+        if (scenario.Fault == FaultKind.None)
+        {
+            clients.AddRange([Direct(1), Direct(2), Direct(3)]);
+        }
+
+        return clients;
+    }
+
+    public DbDataSource CreateDataSource(bool pooled, int connectTimeoutSeconds) => Kind switch
+    {
+        ClientKind.ClusterSql => BuildCluster(AcquirePolicy.LatencyAware, pooled, connectTimeoutSeconds),
+        ClientKind.ClusterSqlRace => BuildCluster(AcquirePolicy.Race, pooled, connectTimeoutSeconds),
+        ClientKind.MultiHostRoundRobin => new MySqlDataSource(TestCluster.MultiHostConnectionString("RoundRobin", pooled, connectTimeoutSeconds)),
+        ClientKind.MultiHostFailOver => new MySqlDataSource(TestCluster.MultiHostConnectionString("FailOver", pooled, connectTimeoutSeconds)),
+        ClientKind.MultiHostRandom => new MySqlDataSource(TestCluster.MultiHostConnectionString("Random", pooled, connectTimeoutSeconds)),
+        ClientKind.Direct1 or ClientKind.Direct2 or ClientKind.Direct3 =>
+            new MySqlDataSource(TestCluster.NodeConnectionString(Kind - ClientKind.Direct1 + 1, pooled, connectTimeoutSeconds)),
+        _ => throw new ArgumentOutOfRangeException(nameof(Kind), Kind, null),
+    };
+
+    /// <summary>
+    /// ClusterSql with its defaults except the connect timeout, which equals MySqlConnector's Connection Timeout for
+    /// fairness. No Galera health probe: these faults are all handled by the passive path, and a probe's own
+    /// connections would blur the server-side connection counts.
+    /// </summary>
+    private static ClusterDataSource BuildCluster(AcquirePolicy policy, bool pooled, int connectTimeoutSeconds)
+    {
+        var builder = new ClusterDataSourceBuilder().UsePolicy(policy);
+        builder.Options.ConnectTimeout = TimeSpan.FromSeconds(connectTimeoutSeconds);
+        for (var node = 1; node <= TestCluster.NodeCount; node++)
+        {
+            builder.AddMySqlNode(TestCluster.NodeName(node), TestCluster.NodeConnectionString(node, pooled, connectTimeoutSeconds));
+        }
+
+        return builder.Build();
+    }
+}
