@@ -31,6 +31,8 @@ public sealed class ClusterNode
     private int _trialInFlight;
     private long _lastSuccessStamp;
     private long _lastAttemptStamp;
+    private int _stalled;
+    private long _stalledSince;
     private long _lastErrorStamp;
     private ErrorInfo? _lastError;
     private volatile string? _downReason;
@@ -202,7 +204,16 @@ public sealed class ClusterNode
     internal TimeSpan HedgeDelay => Latency.HedgeDelay(_context.Options.MinHedgeDelay, _context.Options.MaxHedgeDelay);
 
     /// <summary>The load balancer's cost: peak-EWMA latency × (pending opens + 1).</summary>
-    internal double Cost(long now) => Latency.DecayedPeak(now) * (Volatile.Read(ref _pending) + 1);
+    internal double Cost(long now)
+    {
+        var latency = Latency.DecayedPeak(now);
+        if (Volatile.Read(ref _stalled) > 0)
+        {
+            latency = Math.Max(latency, _context.ToSeconds(Volatile.Read(ref _stalledSince), now));
+        }
+
+        return latency * (Volatile.Read(ref _pending) + 1);
+    }
 
     /// <summary>Whether selection may pick this node now (not removed, down or ejected; a half-open node whose trial is free).</summary>
     internal bool CanServe(long now)
@@ -367,7 +378,27 @@ public sealed class ClusterNode
         }
     }
 
-    internal void RecordHedgedAway(long start, long now) => Latency.ObserveAtLeast(_context.ToSeconds(start, now), now);
+    /// <summary>
+    /// An attempt on this node was slow enough to be hedged and is still pending. Until it ends, the node's cost counts
+    /// at least the age of its oldest such attempt: a node whose opens hang (blackholed, SIGSTOPped) then grows more
+    /// expensive every millisecond instead of looking cheap until its connect timeout finally fails it.
+    /// </summary>
+    internal void BeginStall(long start, long now)
+    {
+        Latency.ObserveAtLeast(_context.ToSeconds(start, now), now);
+        if (Interlocked.Increment(ref _stalled) == 1)
+        {
+            Volatile.Write(ref _stalledSince, start);
+            return;
+        }
+
+        long oldest;
+        while ((oldest = Volatile.Read(ref _stalledSince)) > start && Interlocked.CompareExchange(ref _stalledSince, start, oldest) != oldest)
+        {
+        }
+    }
+
+    internal void EndStall() => Interlocked.Decrement(ref _stalled);
 
     internal void RecordWin()
     {

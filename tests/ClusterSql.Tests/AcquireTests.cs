@@ -130,6 +130,35 @@ public sealed class AcquireTests
     }
 
     [Test]
+    public async Task OpenConnectionAsync_SlowHistoryNode_IsHedgedAfterTheFasterCandidatesDelay()
+    {
+        await using var cluster = FakeCluster.Create(2, o =>
+        {
+            o.Policy = AcquirePolicy.FailOver;
+            o.MinHedgeDelay = Ms;
+            o.MaxHedgeDelay = TimeSpan.FromSeconds(1);
+        });
+        cluster["node1"].Script = OpenScript.Takes(100 * Ms);
+        cluster["node2"].Script = OpenScript.Takes(Ms);
+        for (var i = 0; i < 10; i++)
+        {
+            await using var a = await cluster.Node("node1").OpenConnectionAsync();
+            await using var b = await cluster.Node("node2").OpenConnectionAsync();
+        }
+
+        Assert.That(cluster.Node("node1").GetStatistics().HedgeDelay, Is.GreaterThan(100 * Ms));
+        var node2Delay = cluster.Node("node2").GetStatistics().HedgeDelay;
+        Assert.That(node2Delay, Is.LessThan(5 * Ms));
+
+        cluster["node1"].Script = OpenScript.SucceedAfter(TimeSpan.FromSeconds(1));
+        var open = cluster.DataSource.OpenConnectionAsync().AsTask();
+        cluster.Time.Advance(node2Delay);
+        await FakeCluster.WaitFor(() => open.IsCompleted, "hedged after node2's delay, not node1's");
+        await using var connection = await open;
+        Assert.That(((FakeConnection)connection).Node.Name, Is.EqualTo("node2"));
+    }
+
+    [Test]
     public async Task OpenConnectionAsync_HedgeDelay_AdaptsToTheNodesLatency()
     {
         await using var cluster = FakeCluster.Create(1, o =>
@@ -317,6 +346,30 @@ public sealed class AcquireTests
         var slowWins = cluster.Node("node2").GetStatistics().Wins;
         Assert.That(slowWins, Is.LessThanOrEqualTo(50), $"the slow node served {slowWins} of 1000");
         Assert.That(cluster.TotalOpens, Is.EqualTo(1000));
+    }
+
+    [Test]
+    public async Task LatencyAware_NodeWithAHungOpen_CostsItsAgeAndIsAvoided()
+    {
+        // node2 works but is slow (50 ms); node1 hangs. Without counting the hung open's age, node1's cost would stay
+        // at the few milliseconds it had when hedged, below node2's 50 ms, and every acquire would start on it.
+        await using var cluster = FakeCluster.Create(2, o =>
+        {
+            o.MinHedgeDelay = o.MaxHedgeDelay = 10 * Ms;
+            o.ConnectTimeout = TimeSpan.FromMinutes(1);
+        });
+        cluster["node1"].Script = OpenScript.Hang;
+        cluster["node2"].Script = OpenScript.Takes(50 * Ms);
+
+        for (var i = 0; i < 30; i++)
+        {
+            await using var connection = await cluster.RunUntilDone(cluster.DataSource.OpenConnectionAsync().AsTask(), 5 * Ms);
+            Assert.That(((FakeConnection)connection).Node.Name, Is.EqualTo("node2"));
+        }
+
+        // One hung open to start with (or two, when the first two choices both explored); the rest went to node2.
+        Assert.That(cluster["node1"].OpensStarted, Is.InRange(1, 3), "the hung node is not chosen again while its opens hang");
+        Assert.That(cluster.Node("node1").GetStatistics().PendingOpens, Is.EqualTo(cluster["node1"].OpensStarted));
     }
 
     [Test]

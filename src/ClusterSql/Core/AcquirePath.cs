@@ -110,6 +110,7 @@ internal sealed class Attempt
     private readonly ValueTask<DbConnection> _open;
     private ChannelWriter<Attempt?>? _results;
     private int _state;
+    private int _stall;
     private volatile bool _resultReady;
 
     public Attempt(ClusterNode node, ClusterContext context, long start, CancellationTokenSource timeout, ValueTask<DbConnection> open)
@@ -123,7 +124,7 @@ internal sealed class Attempt
 
     public ClusterNode Node { get; }
 
-    public long StartTimestamp => _start;
+
 
     /// <summary>Whether <see cref="Connection"/> and <see cref="Error"/> hold the outcome.</summary>
     public bool IsCompleted => _resultReady;
@@ -190,6 +191,11 @@ internal sealed class Attempt
 
         // Disposing the registration before the source goes back to the pool: a reused source must not call us.
         timeoutWatch.Dispose();
+        if (Interlocked.Exchange(ref _stall, 2) == 1)
+        {
+            Node.EndStall();
+        }
+
         var callerCancelled = Interlocked.CompareExchange(ref _state, Completed, Running) == CancelledByCaller;
         Error = Node.CompleteAttempt(_start, ref connection, error, _timeout, callerCancelled);
         Connection = connection;
@@ -217,6 +223,15 @@ internal sealed class Attempt
         if (Volatile.Read(ref _state) == Running)
         {
             _results?.TryWrite(this);
+        }
+    }
+
+    /// <summary>Marks the attempt as hedged away while still pending (once; not after it has finished).</summary>
+    public void MarkStalled(long now)
+    {
+        if (Interlocked.CompareExchange(ref _stall, 1, 0) == 0)
+        {
+            Node.BeginStall(_start, now);
         }
     }
 
@@ -440,10 +455,17 @@ internal sealed class AcquireOperation
             return;
         }
 
-        // The timer follows the newest attempt: each hedge waits for the delay of the node it would relieve.
+        // The timer follows the newest attempt. It waits for that node's own delay, or for the next candidate's when
+        // that is shorter: a node with a slow history must not hold up an acquire that a fast node could serve.
         _hedgeTarget = attempt;
         Volatile.Write(ref _hedgeDue, 0);
         var delay = attempt.Node.HedgeDelay;
+        var next = _candidates[_nextCandidate].HedgeDelay;
+        if (next < delay)
+        {
+            delay = next;
+        }
+
         if (_hedgeTimer is null)
         {
             _hedgeTimer = _context.TimeProvider.CreateTimer(static s => ((AcquireOperation)s!).OnTimerFired(), this, delay, Timeout.InfiniteTimeSpan);
@@ -482,7 +504,7 @@ internal sealed class AcquireOperation
             return;
         }
 
-        slow.Node.RecordHedgedAway(slow.StartTimestamp, _context.TimeProvider.GetTimestamp());
+        slow.MarkStalled(_context.TimeProvider.GetTimestamp());
         if (TryStartNext(isHedge: true))
         {
             _hedges++;
