@@ -27,6 +27,7 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
         "WHERE VARIABLE_NAME IN ('WSREP_DESYNC', 'WSREP_REJECT_QUERIES')";
 
     private readonly ConcurrentDictionary<ClusterNode, MySqlConnection> _connections = new();
+    private volatile bool _disposed;
     private readonly ConfigurationTracker _configurations = new(TimeProvider.System);
 
     /// <summary>Creates the probe.</summary>
@@ -48,6 +49,7 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
             return ClusterNodeHealth.Unhealthy("not a MySqlConnector node: the Galera check needs a MySqlDataSource");
         }
 
+        ObjectDisposedException.ThrowIf(_disposed, this);
         var connection = _connections.GetOrAdd(node, static (_, cs) => new MySqlConnection(ProbeConnectionString(cs)), mySql.ConnectionString);
         try
         {
@@ -83,12 +85,21 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
 
             throw;
         }
+        finally
+        {
+            // Disposed while this check ran: its connection must not outlive the probe.
+            if (_disposed && _connections.TryRemove(new KeyValuePair<ClusterNode, MySqlConnection>(node, connection)))
+            {
+                await connection.DisposeAsync().ConfigureAwait(false);
+            }
+        }
     }
 
     /// <summary>Closes the probe's connections.</summary>
     /// <returns>A task that completes when they are closed.</returns>
     public async ValueTask DisposeAsync()
     {
+        _disposed = true;
         foreach (var node in _connections.Keys)
         {
             if (_connections.TryRemove(node, out var connection))

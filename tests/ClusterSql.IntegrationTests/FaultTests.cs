@@ -145,7 +145,12 @@ public sealed class FaultTests
         }
 
         await MySqlConnection.ClearAllPoolsAsync();
-        await WaitForBaseline(baseline);
+        await WaitForNoClientConnections();
+        if (name is not ("blackhole" or "slow"))
+        {
+            await WaitForBaseline(baseline);
+        }
+
         await using (var cleanup = TestCluster.Build(galera: false))
         await using (var connection = await ClusterSql.MySql.MySqlCluster.OpenMySqlConnectionAsync(cleanup))
         await using (var drop = new MySqlCommand($"DROP TABLE IF EXISTS {table}", connection))
@@ -154,17 +159,55 @@ public sealed class FaultTests
         }
     }
 
-    private static bool IsClusterNotReady(ClusterException ex) => ex.NodeErrors.All(e => e.Exception switch
-    {
-        MySqlException { Number: 1047 } => true, // ER_UNKNOWN_COM_ERROR, which wsrep uses for "not prepared"
-        ClusterNodeUnavailableException unavailable => unavailable.Message.Contains("wsrep", StringComparison.Ordinal) || unavailable.Message.Contains("ejected", StringComparison.Ordinal),
-        _ => false,
-    });
+    /// <summary>
+    /// Every node either answered 1047 (ER_UNKNOWN_COM_ERROR, which wsrep uses for "not prepared") or was not tried
+    /// (down, ejected, or its trial taken), and at least one answered 1047: the cluster itself was not ready.
+    /// </summary>
+    private static bool IsClusterNotReady(ClusterException ex) =>
+        ex.NodeErrors.Any(e => e.Exception is MySqlException { Number: 1047 }) &&
+        ex.NodeErrors.All(e => e.Exception is MySqlException { Number: 1047 } or ClusterNodeUnavailableException);
 
     private static async Task<long[]> ThreadsConnected() =>
         await Task.WhenAll(Enumerable.Range(1, TestCluster.NodeCount).Select(n => TestCluster.Status(n, "Threads_connected")));
 
-    /// <summary>Every node's Threads_connected back at its baseline (or below): no server-side connection leaked.</summary>
+    /// <summary>
+    /// No TCP connection of this process to a cluster node is left: ClusterSql closed every connection it opened, the
+    /// losers and the abandoned opens included.
+    /// </summary>
+    private static async Task WaitForNoClientConnections()
+    {
+        var left = 0;
+        for (var i = 0; i < 100; i++)
+        {
+            left = await OwnClusterConnections();
+            if (left == 0)
+            {
+                return;
+            }
+
+            await Task.Delay(100);
+        }
+
+        Assert.Fail($"{left} connections of this process to the cluster are still open after the data source was disposed");
+    }
+
+    private static async Task<int> OwnClusterConnections()
+    {
+        var start = new System.Diagnostics.ProcessStartInfo("ss", "-tnpH state established") { RedirectStandardOutput = true };
+        using var process = System.Diagnostics.Process.Start(start)!;
+        var output = await process.StandardOutput.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        var pid = $"pid={Environment.ProcessId},";
+        return output.Split('\n').Count(line => line.Contains(pid, StringComparison.Ordinal)
+            && System.Text.RegularExpressions.Regex.IsMatch(line, @"\s127\.0\.0\.2[1-3]:3306\s"));
+    }
+
+    /// <summary>
+    /// Every node's Threads_connected back at its baseline (or below): no server-side connection leaked. Not for
+    /// blackhole and slow: there the fault itself swallows the client's FIN (the DROP rule drops it; the proxy's
+    /// relay is cut), so the server keeps threads whose client is long gone until wait_timeout; the client-side check
+    /// above shows that ClusterSql closed them.
+    /// </summary>
     private static async Task WaitForBaseline(long[] baseline)
     {
         long[] now = [];

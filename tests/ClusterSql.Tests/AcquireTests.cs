@@ -130,35 +130,6 @@ public sealed class AcquireTests
     }
 
     [Test]
-    public async Task OpenConnectionAsync_SlowHistoryNode_IsHedgedAfterTheFasterCandidatesDelay()
-    {
-        await using var cluster = FakeCluster.Create(2, o =>
-        {
-            o.Policy = AcquirePolicy.FailOver;
-            o.MinHedgeDelay = Ms;
-            o.MaxHedgeDelay = TimeSpan.FromSeconds(1);
-        });
-        cluster["node1"].Script = OpenScript.Takes(100 * Ms);
-        cluster["node2"].Script = OpenScript.Takes(Ms);
-        for (var i = 0; i < 10; i++)
-        {
-            await using var a = await cluster.Node("node1").OpenConnectionAsync();
-            await using var b = await cluster.Node("node2").OpenConnectionAsync();
-        }
-
-        Assert.That(cluster.Node("node1").GetStatistics().HedgeDelay, Is.GreaterThan(100 * Ms));
-        var node2Delay = cluster.Node("node2").GetStatistics().HedgeDelay;
-        Assert.That(node2Delay, Is.LessThan(5 * Ms));
-
-        cluster["node1"].Script = OpenScript.SucceedAfter(TimeSpan.FromSeconds(1));
-        var open = cluster.DataSource.OpenConnectionAsync().AsTask();
-        cluster.Time.Advance(node2Delay);
-        await FakeCluster.WaitFor(() => open.IsCompleted, "hedged after node2's delay, not node1's");
-        await using var connection = await open;
-        Assert.That(((FakeConnection)connection).Node.Name, Is.EqualTo("node2"));
-    }
-
-    [Test]
     public async Task OpenConnectionAsync_HedgeDelay_AdaptsToTheNodesLatency()
     {
         await using var cluster = FakeCluster.Create(1, o =>

@@ -455,17 +455,10 @@ internal sealed class AcquireOperation
             return;
         }
 
-        // The timer follows the newest attempt. It waits for that node's own delay, or for the next candidate's when
-        // that is shorter: a node with a slow history must not hold up an acquire that a fast node could serve.
+        // The timer follows the newest attempt: each hedge waits for the delay of the node it would relieve.
         _hedgeTarget = attempt;
         Volatile.Write(ref _hedgeDue, 0);
         var delay = attempt.Node.HedgeDelay;
-        var next = _candidates[_nextCandidate].HedgeDelay;
-        if (next < delay)
-        {
-            delay = next;
-        }
-
         if (_hedgeTimer is null)
         {
             _hedgeTimer = _context.TimeProvider.CreateTimer(static s => ((AcquireOperation)s!).OnTimerFired(), this, delay, Timeout.InfiniteTimeSpan);

@@ -64,6 +64,7 @@ internal sealed class HealthProbeRunner : IAsyncDisposable
         private readonly ITimer _timer;
         private Task _running = Task.CompletedTask;
         private Task _stuck = Task.CompletedTask;
+        private Task _check = Task.CompletedTask;
         private volatile bool _stopped;
 
         public NodeProbe(HealthProbeRunner runner, ClusterNode node)
@@ -87,12 +88,19 @@ internal sealed class HealthProbeRunner : IAsyncDisposable
             _timer.Dispose();
         }
 
-        public Task StopAsync()
+        public async Task StopAsync()
         {
             Stop();
+            await _running.ConfigureAwait(false);
 
-            // A check stuck in a provider that ignores cancellation is not waited for.
-            return _running;
+            // The probe's own work may outlive the wait that was cancelled: give it the check timeout to end, so that
+            // the probe is not disposed under a check that is still opening a connection. A check stuck in a provider
+            // that ignores cancellation is not waited for longer.
+            var check = _check;
+            if (!check.IsCompleted)
+            {
+                await Task.WhenAny(check, Task.Delay(_runner._context.Options.HealthCheckTimeout, _runner._context.TimeProvider)).ConfigureAwait(false);
+            }
         }
 
         private async Task<ClusterNodeHealth> RunProbeAsync(CancellationToken cancellationToken)
@@ -126,6 +134,7 @@ internal sealed class HealthProbeRunner : IAsyncDisposable
                 var checkTimeout = new CancellationTokenSource(timeout, context.TimeProvider);
                 var link = _runner._stopping.Token.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), checkTimeout);
                 var check = RunProbeAsync(checkTimeout.Token);
+                _check = check;
                 try
                 {
                     // The wait ends at the timeout even when the probe does not.
