@@ -95,11 +95,12 @@ internal sealed class HealthProbeRunner : IAsyncDisposable
 
             // The probe's own work may outlive the wait that was cancelled: give it the check timeout to end, so that
             // the probe is not disposed under a check that is still opening a connection. A check stuck in a provider
-            // that ignores cancellation is not waited for longer.
+            // that ignores cancellation is not waited for longer. This grace is wall-clock time on purpose: it bounds
+            // real I/O at disposal, and a test's frozen clock must not turn it into a hang.
             var check = _check;
             if (!check.IsCompleted)
             {
-                await Task.WhenAny(check, Task.Delay(_runner._context.Options.HealthCheckTimeout, _runner._context.TimeProvider)).ConfigureAwait(false);
+                await Task.WhenAny(check, Task.Delay(_runner._context.Options.HealthCheckTimeout)).ConfigureAwait(false);
             }
         }
 
