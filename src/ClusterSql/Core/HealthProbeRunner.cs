@@ -47,8 +47,9 @@ internal sealed class HealthProbeRunner : IAsyncDisposable
             await nodeProbe.StopAsync().ConfigureAwait(false);
         }
 
+        // _stopping is not disposed: a check that a timer started just as the probes stopped may still read its token,
+        // and a source with no timer and no wait handle holds nothing to free.
         _probes.Clear();
-        _stopping.Dispose();
 
         // The data source owns the probe it was given, like its nodes' data sources.
         if (_probe is IAsyncDisposable disposable)
@@ -124,6 +125,11 @@ internal sealed class HealthProbeRunner : IAsyncDisposable
             var context = _runner._context;
             var timeout = context.Options.HealthCheckTimeout;
             string? downReason;
+            if (_stopped || _runner._stopping.IsCancellationRequested)
+            {
+                return;
+            }
+
             if (!_stuck.IsCompleted)
             {
                 // The last check outlived its timeout and still runs (its provider ignores cancellation): the node
@@ -156,6 +162,9 @@ internal sealed class HealthProbeRunner : IAsyncDisposable
                 }
                 finally
                 {
+                    // Unregister first: disposing the registration waits for a stop callback in flight, so that callback
+                    // never cancels a source that was just disposed (it would throw out of the runner's disposal).
+                    link.Dispose();
                     if (!check.IsCompleted)
                     {
                         _stuck = check;
@@ -165,8 +174,6 @@ internal sealed class HealthProbeRunner : IAsyncDisposable
                     {
                         checkTimeout.Dispose();
                     }
-
-                    link.Dispose();
                 }
             }
 
