@@ -84,10 +84,19 @@ public sealed class ClusterNodeError
 /// <summary>Why a node was not tried: it was marked down by a health probe, ejected, or removed.</summary>
 public sealed class ClusterNodeUnavailableException : Exception
 {
-    /// <summary>Creates the exception with a message.</summary>
+    /// <summary>Creates the exception.</summary>
+    /// <param name="state">The node's state that kept it from being tried.</param>
     /// <param name="message">Why the node is unavailable.</param>
-    public ClusterNodeUnavailableException(string message)
+    public ClusterNodeUnavailableException(ClusterNodeState state, string message)
         : base(message)
     {
+        State = state;
     }
+
+    /// <summary>
+    /// The node's state when it was passed over: <see cref="ClusterNodeState.Down"/> (a health probe or
+    /// <see cref="ClusterNode.MarkDown(string)"/>), <see cref="ClusterNodeState.Ejected"/>,
+    /// <see cref="ClusterNodeState.HalfOpen"/> (another caller held its trial) or <see cref="ClusterNodeState.Removed"/>.
+    /// </summary>
+    public ClusterNodeState State { get; }
 }

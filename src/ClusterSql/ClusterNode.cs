@@ -453,14 +453,20 @@ public sealed class ClusterNode
         return ejectedUntil == 0 ? ClusterNodeState.Healthy : now < ejectedUntil ? ClusterNodeState.Ejected : ClusterNodeState.HalfOpen;
     }
 
-    internal string UnavailableReason(long now) => GetState(now) switch
+    /// <summary>Why acquires pass this node over now, for the caller's <see cref="ClusterException"/>.</summary>
+    internal ClusterNodeUnavailableException Unavailable(long now)
     {
-        ClusterNodeState.Removed => "the node was removed from the cluster",
-        ClusterNodeState.Down => $"the node is marked down: {_downReason}",
-        ClusterNodeState.Ejected => $"the node is ejected after {Volatile.Read(ref _consecutiveFailures)} consecutive failures",
-        ClusterNodeState.HalfOpen => "the node's trial open is in progress",
-        _ => "the node was not tried",
-    };
+        var state = GetState(now);
+        var reason = state switch
+        {
+            ClusterNodeState.Removed => "the node was removed from the cluster",
+            ClusterNodeState.Down => $"the node is marked down: {_downReason}",
+            ClusterNodeState.Ejected => $"the node is ejected after {Volatile.Read(ref _consecutiveFailures)} consecutive failures",
+            ClusterNodeState.HalfOpen => "the node's trial open is in progress",
+            _ => "the node was not tried",
+        };
+        return new ClusterNodeUnavailableException(state, $"Not tried: {reason}.");
+    }
 
     private void Eject(long expectedUntil, long now)
     {

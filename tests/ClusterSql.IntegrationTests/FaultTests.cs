@@ -160,11 +160,12 @@ public sealed class FaultTests
     }
 
     /// <summary>
-    /// Every node either answered 1047 (ER_UNKNOWN_COM_ERROR, which wsrep uses for "not prepared") or was not tried
-    /// (down, ejected, or its trial taken), and at least one answered 1047: the cluster itself was not ready.
+    /// Every node either answered 1047 (ER_UNKNOWN_COM_ERROR, which wsrep uses for "not prepared") or was passed over
+    /// because the Galera probe had marked it down or earlier 1047s had ejected it, and at least one node was seen not
+    /// ready (a 1047, or marked down by the probe): the cluster itself was not ready.
     /// </summary>
     private static bool IsClusterNotReady(ClusterException ex) =>
-        ex.NodeErrors.Any(e => e.Exception is MySqlException { Number: 1047 }) &&
+        ex.NodeErrors.Any(e => e.Exception is MySqlException { Number: 1047 } or ClusterNodeUnavailableException { State: ClusterNodeState.Down }) &&
         ex.NodeErrors.All(e => e.Exception is MySqlException { Number: 1047 } or ClusterNodeUnavailableException);
 
     private static async Task<long[]> ThreadsConnected() =>

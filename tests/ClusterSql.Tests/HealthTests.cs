@@ -156,6 +156,7 @@ public sealed class HealthTests
         var opensBefore = cluster.TotalOpens;
         var ex = Assert.ThrowsAsync<ClusterException>(async () => await cluster.DataSource.OpenConnectionAsync());
         Assert.That(ex!.Message, Does.Contain("node1: ClusterNodeUnavailableException: Not tried: the node is marked down: wsrep_local_state is 2 (Donor)"));
+        Assert.That(ex.NodeErrors.Select(e => ((ClusterNodeUnavailableException)e.Exception).State), Is.All.EqualTo(ClusterNodeState.Down));
         Assert.That(cluster.TotalOpens, Is.EqualTo(opensBefore), "down nodes are not tried even in panic");
 
         cluster.Node("node1").MarkUp();

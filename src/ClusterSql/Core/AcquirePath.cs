@@ -171,7 +171,7 @@ internal sealed class Attempt
     }
 
     public static ClusterNodeUnavailableException RemovedWhileOpening() =>
-        new("The node was removed from the cluster while it was opening.");
+        new(ClusterNodeState.Removed, "The node was removed from the cluster while it was opening.");
 
     /// <summary>Awaits the open, records it on the node, and posts it; a result nobody takes any more is disposed.</summary>
     public async Task RunAsync(ChannelWriter<Attempt?> results)
@@ -511,7 +511,7 @@ internal sealed class AcquireOperation
         {
             if (!_errors.Exists(e => string.Equals(e.NodeName, node.Name, StringComparison.Ordinal)))
             {
-                _errors.Add(new ClusterNodeError(node.Name, new ClusterNodeUnavailableException($"Not tried: {node.UnavailableReason(now)}.")));
+                _errors.Add(new ClusterNodeError(node.Name, node.Unavailable(now)));
             }
         }
 
