@@ -150,7 +150,13 @@ internal static class CheckCommand
             foreach (var reader in serving.Skip(1))
             {
                 var started = Stopwatch.GetTimestamp();
-                await using var connection = (MySqlConnection)await cluster.GetNode(reader.Name)!.OpenConnectionAsync(cancellationToken);
+
+                // A fresh session, not a pooled one: MariaDB skips wsrep_sync_wait on a session that MySqlConnector reset
+                // for reuse (COM_RESET_CONNECTION clears the flag it checks; see README, "Reading your own writes"), and
+                // the read-back would then race replication.
+                var node = (MySqlDataSource)cluster.GetNode(reader.Name)!.DataSource;
+                await using var connection = new MySqlConnection(new MySqlConnectionStringBuilder(node.ConnectionString) { Pooling = false }.ConnectionString);
+                await connection.OpenAsync(cancellationToken);
                 await using var command = new MySqlCommand((galera ? "SET SESSION wsrep_sync_wait=1; " : string.Empty) + "SELECT COUNT(*) FROM clustersql_check WHERE id = @id", connection);
                 command.Parameters.AddWithValue("@id", id);
                 var found = Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken), CultureInfo.InvariantCulture);

@@ -31,18 +31,21 @@ public sealed class GoSuiteTests
     [Test]
     public async Task Crud_ThroughTheCluster_BehavesAsOnOneServer()
     {
-        await using var cluster = TestCluster.Build();
+        // Each statement may go to another node, so each one first waits for the writes before it to be applied there
+        // (wsrep_sync_wait=7: reads, updates and deletes, inserts); without it an UPDATE can match 0 rows of an INSERT
+        // just made elsewhere. That wait needs sessions that are not reset for reuse (TestCluster.CausalReads).
+        await using var cluster = TestCluster.Build(extra: TestCluster.CausalReads);
         async Task<int> Execute(string sql)
         {
             await using var connection = await cluster.OpenMySqlConnectionAsync();
-            await using var command = new MySqlCommand(sql, connection);
+            await using var command = new MySqlCommand("SET SESSION wsrep_sync_wait=7; " + sql, connection);
             return await command.ExecuteNonQueryAsync();
         }
 
         async Task<object?> Scalar(string sql)
         {
             await using var connection = await cluster.OpenMySqlConnectionAsync();
-            await using var command = new MySqlCommand("SET SESSION wsrep_sync_wait=1; " + sql, connection);
+            await using var command = new MySqlCommand("SET SESSION wsrep_sync_wait=7; " + sql, connection);
             return await command.ExecuteScalarAsync();
         }
 
@@ -133,7 +136,7 @@ public sealed class GoSuiteTests
     [Test]
     public async Task Replication_WriteThroughOneNode_IsReadBackOnEveryNode()
     {
-        await using var cluster = TestCluster.Build();
+        await using var cluster = TestCluster.Build(extra: TestCluster.CausalReads);
         await using (var connection = await cluster.OpenMySqlConnectionAsync())
         {
             await using var command = new MySqlCommand("CREATE TABLE IF NOT EXISTS replication_check (id CHAR(36) PRIMARY KEY)", connection);

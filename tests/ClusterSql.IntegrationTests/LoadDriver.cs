@@ -111,8 +111,11 @@ internal sealed class LoadDriver
     public async Task<(int Missing, int Duplicated, int FailedButPresent)> VerifyInsertsAsync()
     {
         var counts = new Dictionary<string, int>(StringComparer.Ordinal);
-        await using (var connection = await _cluster.OpenMySqlConnectionAsync())
+        // A fresh session on galera1 (never faulted), so that wsrep_sync_wait holds: on a pooled session that was reset
+        // for reuse MariaDB skips it, and a row still in flight would look missing (see TestCluster.CausalReads).
+        await using (var connection = new MySqlConnection(TestCluster.ConnectionString(1, "Pooling=false")))
         {
+            await connection.OpenAsync();
             await using var command = new MySqlCommand($"SET SESSION wsrep_sync_wait=1; SELECT id, COUNT(*) FROM {_table} GROUP BY id", connection);
             await using var reader = await command.ExecuteReaderAsync();
             while (await reader.ReadAsync())

@@ -23,6 +23,14 @@ internal static class TestCluster
 
     public static string Host(int node) => $"127.0.0.2{node}";
 
+    /// <summary>
+    /// Connection-string options for tests that read their own writes through another node with wsrep_sync_wait:
+    /// MariaDB skips the causality wait on a session that MySqlConnector reset for reuse (COM_RESET_CONNECTION clears
+    /// the server's flag for it; mariadb-corporation/galera#613, seen here on 10.11), so such reads need sessions that are
+    /// not reset. README, "Reading your own writes", says the same to users.
+    /// </summary>
+    public const string CausalReads = "ConnectionReset=false";
+
     public static string ConnectionString(int node, string extra = "") =>
         $"Server={Host(node)};Port=3306;User ID={User};Password={Password};Database=test;Connection Timeout=5;{extra}";
 
