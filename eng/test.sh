@@ -80,6 +80,26 @@ for trx in "$results"/*.trx; do
   cases_skipped=$((cases_skipped + $(value notExecuted)))
 done
 
+# CI keeps only the tail of the log: name each failed test case and the start of its message here, at the end.
+failed_cases() {
+  awk '
+    /<UnitTestResult / && /outcome="(Failed|Error|Timeout|Aborted)"/ {
+      match($0, /testName="[^"]*"/); name = substr($0, RSTART + 10, RLENGTH - 11); want = 1; next
+    }
+    /<UnitTestResult / { want = 0 }
+    want && /<(StdOut|Message)>/ { printing = 1; lines = 0; sub(/.*<(StdOut|Message)>/, "") }
+    printing {
+      end = sub(/<\/(StdOut|Message)>.*/, "")
+      if ($0 != "" && lines < 8) { print "  " name ": " $0; lines++ }
+      if (end) printing = 0
+    }' "$1"
+}
+if [[ $cases_failed -gt 0 ]]; then
+  echo
+  echo "failed test cases:"
+  for trx in "$results"/*.trx; do [[ -f $trx ]] && failed_cases "$trx"; done
+fi
+
 echo
 echo "test cases: $cases_passed passed, $cases_failed failed, $cases_skipped skipped; steps: $steps_passed passed, $steps_failed failed"
 for name in "${failed_steps[@]}"; do echo "failed step: $name"; done
