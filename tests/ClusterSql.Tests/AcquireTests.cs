@@ -240,8 +240,15 @@ public sealed class AcquireTests
         var connection = await open;
         Assert.That(((FakeConnection)connection).Node.Name, Is.EqualTo("node2"));
 
-        // The abandoned open completes later; its connection is disposed and the node is charged with the timeout.
-        cluster.Time.Advance(TimeSpan.FromSeconds(10));
+        // Charged at the timeout, not whenever the provider returns: one timeout failure, nothing pending any more, and
+        // a cost that decays from there instead of growing with the hung open's age.
+        var atTimeout = cluster.Node("node1").GetStatistics();
+        Assert.That((atTimeout.Failures, atTimeout.PendingOpens, atTimeout.LastErrorType), Is.EqualTo((1L, 0, nameof(TimeoutException))));
+        cluster.Time.Advance(TimeSpan.FromSeconds(5));
+        Assert.That(cluster.Node("node1").GetStatistics().LatencyEstimate, Is.LessThan(atTimeout.LatencyEstimate));
+
+        // The abandoned open completes later; its connection is disposed and changes nothing more.
+        cluster.Time.Advance(TimeSpan.FromSeconds(5));
         await FakeCluster.WaitFor(() => cluster["node1"].Disposed == 1, "late connection disposed");
         var stats = cluster.Node("node1").GetStatistics();
         Assert.That((stats.Failures, stats.Successes, stats.PendingOpens), Is.EqualTo((1L, 0L, 0)));

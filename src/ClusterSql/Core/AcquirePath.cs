@@ -103,6 +103,7 @@ internal sealed class Attempt
     private const int Running = 0;
     private const int Completed = 1;
     private const int CancelledByCaller = 2;
+    private const int GivenUp = 3;
 
     private readonly ClusterContext _context;
     private readonly CancellationTokenSource _timeout;
@@ -134,7 +135,12 @@ internal sealed class Attempt
     /// token is cancelled (a pooled session waiting for a hung server's reply), so the acquire moves on at the timeout
     /// itself; the open is left to finish in the background and whatever it returns is disposed.
     /// </summary>
-    public bool TimedOut => !_resultReady && _timeout.IsCancellationRequested && Volatile.Read(ref _state) == Running;
+    public bool TimedOut => Volatile.Read(ref _state) switch
+    {
+        GivenUp => true,
+        Running => !_resultReady && _timeout.IsCancellationRequested,
+        _ => false,
+    };
 
     public DbConnection? Connection { get; private set; }
 
@@ -191,12 +197,22 @@ internal sealed class Attempt
 
         // Disposing the registration before the source goes back to the pool: a reused source must not call us.
         timeoutWatch.Dispose();
-        if (Interlocked.Exchange(ref _stall, 2) == 1)
+        var previous = Interlocked.CompareExchange(ref _state, Completed, Running);
+        if (previous == GivenUp)
         {
-            Node.EndStall();
+            // The node was charged with a timeout when the acquire gave up; what the provider returns this late goes
+            // back to its pool, and its source is not reused (it was cancelled).
+            _timeout.Dispose();
+            if (connection is not null)
+            {
+                await DisposeQuietlyAsync(connection).ConfigureAwait(false);
+            }
+
+            return;
         }
 
-        var callerCancelled = Interlocked.CompareExchange(ref _state, Completed, Running) == CancelledByCaller;
+        EndStall();
+        var callerCancelled = previous == CancelledByCaller;
         Error = Node.CompleteAttempt(_start, ref connection, error, _timeout, callerCancelled);
         Connection = connection;
         _resultReady = true;
@@ -215,6 +231,33 @@ internal sealed class Attempt
             // The acquire is over (another node won, or the caller cancelled): back to this node's pool.
             Node.RecordLoss();
             await DisposeQuietlyAsync(TakeConnection()).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// The acquire gives up on this attempt at its connect timeout while the provider has not returned. The node is
+    /// charged now (a timeout failure; no longer pending, no longer stalled), not whenever a provider that ignores its
+    /// token returns: one open hung for minutes must not keep a node's cost growing, nor its pending count up.
+    /// </summary>
+    /// <returns>The error to report for this node.</returns>
+    public Exception GiveUp()
+    {
+        if (Interlocked.CompareExchange(ref _state, GivenUp, Running) != Running)
+        {
+            // The open returned at this very moment: RunAsync records it (as a timeout, its source being cancelled).
+            return Node.TimeoutError(inner: null);
+        }
+
+        EndStall();
+        DbConnection? none = null;
+        return Node.CompleteAttempt(_start, ref none, error: null, _timeout, callerCancelled: false) ?? Node.TimeoutError(inner: null);
+    }
+
+    private void EndStall()
+    {
+        if (Interlocked.Exchange(ref _stall, 2) == 1)
+        {
+            Node.EndStall();
         }
     }
 
@@ -394,7 +437,7 @@ internal sealed class AcquireOperation
                 if (!done.IsCompleted)
                 {
                     // The connect timeout fired and the provider has not returned: move on without waiting for it.
-                    _errors.Add(new ClusterNodeError(done.Node.Name, done.Node.TimeoutError(inner: null)));
+                    _errors.Add(new ClusterNodeError(done.Node.Name, done.GiveUp()));
                 }
                 else if (done.Connection is not null)
                 {
