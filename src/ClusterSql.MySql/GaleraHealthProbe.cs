@@ -50,7 +50,7 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
         }
 
         ObjectDisposedException.ThrowIf(_disposed, this);
-        var connection = _connections.GetOrAdd(node, static (_, cs) => new MySqlConnection(ProbeConnectionString(cs)), mySql.ConnectionString);
+        var connection = _connections.GetOrAdd(node, static (n, cs) => new MySqlConnection(ProbeConnectionString(cs, n.ConnectTimeout)), mySql.ConnectionString);
         try
         {
             if (connection.State != System.Data.ConnectionState.Open)
@@ -198,13 +198,20 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
         _ => "unknown",
     };
 
-    private static string ProbeConnectionString(string nodeConnectionString)
+    internal static string ProbeConnectionString(string nodeConnectionString, TimeSpan connectTimeout)
     {
         // Unpooled and kept open by the probe itself: a check must reach the server, not an idle pooled session.
+        // Its opens and queries are bounded by MySqlConnector itself too, at the node's connect timeout: the check's
+        // token alone does not stop a query whose server stopped answering (MySqlConnector sends KILL QUERY and keeps
+        // reading until the command timeout, 30 s by default), and until a check returns the node stays down.
+        var seconds = (uint)Math.Clamp(Math.Ceiling(connectTimeout.TotalSeconds), 1, 3600);
         var builder = new MySqlConnectionStringBuilder(nodeConnectionString)
         {
             Pooling = false,
             ConnectionReset = false,
+            ConnectionTimeout = seconds,
+            DefaultCommandTimeout = seconds,
+            CancellationTimeout = 1,
         };
         return builder.ConnectionString;
     }

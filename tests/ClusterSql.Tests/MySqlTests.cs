@@ -22,6 +22,17 @@ public sealed class MySqlTests
         ["wsrep_cluster_state_uuid"] = uuid,
     };
 
+    [TestCase(2.5, 3u)]
+    [TestCase(0.2, 1u)]
+    public void ProbeConnectionString_UnpooledAndBoundedByTheNodesConnectTimeout(double connectSeconds, uint expected)
+    {
+        var probe = new MySqlConnector.MySqlConnectionStringBuilder(GaleraHealthProbe.ProbeConnectionString(
+            "Server=127.0.0.21;User ID=app;Password=pw;Connection Timeout=15", TimeSpan.FromSeconds(connectSeconds)));
+        Assert.That(
+            (probe.Pooling, probe.ConnectionReset, probe.ConnectionTimeout, probe.DefaultCommandTimeout, probe.CancellationTimeout, probe.Server),
+            Is.EqualTo((false, false, expected, expected, 1, "127.0.0.21")));
+    }
+
     [Test]
     public void Evaluate_SyncedPrimaryNode_IsHealthy() =>
         Assert.That(GaleraHealthProbe.Evaluate(Synced(), allowDonor: false).IsHealthy, Is.True);
