@@ -111,5 +111,5 @@ public sealed class ClusterNodeStatistics
 
     /// <inheritdoc/>
     public override string ToString() =>
-        $"{Name}: {State}, opens {Opens}, wins {Wins}, failures {Failures}, hedges {Hedges}, latency {LatencyEstimate.TotalMilliseconds:0.###} ms";
+        $"{Name}: {State}{(DownReason is null ? string.Empty : $" ({DownReason})")}, opens {Opens}, wins {Wins}, failures {Failures}, hedges {Hedges}, latency {LatencyEstimate.TotalMilliseconds:0.###} ms";
 }
