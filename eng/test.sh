@@ -90,7 +90,7 @@ failed_cases() {
     want && /<(StdOut|Message)>/ { printing = 1; lines = 0; sub(/.*<(StdOut|Message)>/, "") }
     printing {
       end = sub(/<\/(StdOut|Message)>.*/, "")
-      if ($0 != "" && lines < 8) { print "  " name ": " $0; lines++ }
+      if ($0 != "" && lines < 16) { print "  " name ": " $0; lines++ }
       if (end) printing = 0
     }' "$1"
 }

@@ -62,10 +62,12 @@ public sealed class FaultTests
 
         var extra = pooling ? string.Empty : "Pooling=false";
         var load = default(LoadDriver);
-        await using (var cluster = TestCluster.Build(o => o.ConnectTimeout = ConnectTimeout, extra: extra))
+        var logs = new RecordingLoggerFactory();
+        await using (var cluster = TestCluster.Build(o => o.ConnectTimeout = ConnectTimeout, extra: extra, loggerFactory: logs))
         {
             await LoadDriver.CreateTableAsync(cluster, table);
             load = new LoadDriver(cluster, table);
+            logs.Clock = () => load.Now;
             using var stop = new CancellationTokenSource();
             var running = load.RunAsync(workers: 6, stop.Token, limit: TimeSpan.FromMinutes(2));
 
@@ -118,6 +120,11 @@ public sealed class FaultTests
             foreach (var slow in acquires.Where(a => a.Duration > TimeSpan.FromSeconds(1) || a.Error is not null).OrderBy(a => a.StartedAt).Take(6))
             {
                 TestContext.Progress.WriteLine($"{name}: slow acquire at {slow.StartedAt.TotalSeconds:0.000}s took {slow.Duration.TotalMilliseconds:0} ms, node {slow.Node}, {slow.Error?.Message}");
+            }
+
+            foreach (var line in logs.Lines.Take(30))
+            {
+                TestContext.Progress.WriteLine($"{name}: log {line}");
             }
 
             Assert.Multiple(() =>

@@ -46,9 +46,14 @@ internal static class TestCluster
     };
 
     /// <summary>A cluster of the three nodes, named galera1-3, with settings for quick fault detection.</summary>
-    public static ClusterDataSource Build(Action<ClusterOptions>? configure = null, bool galera = true, string extra = "")
+    public static ClusterDataSource Build(Action<ClusterOptions>? configure = null, bool galera = true, string extra = "", Microsoft.Extensions.Logging.ILoggerFactory? loggerFactory = null)
     {
         var builder = new ClusterDataSourceBuilder();
+        if (loggerFactory is not null)
+        {
+            builder.UseLoggerFactory(loggerFactory);
+        }
+
         for (var node = 1; node <= NodeCount; node++)
         {
             ClusterSql.MySql.MySqlCluster.AddMySqlNode(builder, NodeName(node), ConnectionString(node, extra));
