@@ -257,6 +257,35 @@ public sealed class AcquireTests
     }
 
     [Test]
+    public async Task HedgedAwayLoser_ProviderIgnoresItsToken_NodeIsChargedAtTheConnectTimeoutAfterTheAcquireEnded()
+    {
+        await using var cluster = FakeCluster.Create(2, o =>
+        {
+            o.Policy = AcquirePolicy.FailOver;
+            o.ConnectTimeout = TimeSpan.FromSeconds(2);
+        });
+        cluster["node1"].Script = OpenScript.SucceedAfterIgnoringCancellation(TimeSpan.FromSeconds(60));
+
+        var open = cluster.DataSource.OpenConnectionAsync().AsTask();
+        cluster.Time.Advance(new ClusterOptions().MaxHedgeDelay);
+        await FakeCluster.WaitFor(() => open.IsCompleted, "node2 won the hedge");
+        var connection = await open;
+        Assert.That(((FakeConnection)connection).Node.Name, Is.EqualTo("node2"));
+        Assert.That(cluster.Node("node1").GetStatistics().PendingOpens, Is.EqualTo(1), "the loser still runs");
+
+        // No acquire waits for the loser any more; its node is charged at its connect timeout all the same.
+        cluster.Time.Advance(TimeSpan.FromSeconds(2));
+        await FakeCluster.WaitFor(() => cluster.Node("node1").GetStatistics().PendingOpens == 0, "the loser given up");
+        var stats = cluster.Node("node1").GetStatistics();
+        Assert.That((stats.Failures, stats.Successes, stats.LastErrorType), Is.EqualTo((1L, 0L, nameof(TimeoutException))));
+
+        cluster.Time.Advance(TimeSpan.FromSeconds(60));
+        await FakeCluster.WaitFor(() => cluster["node1"].Disposed == 1, "the late connection goes back to its pool");
+        Assert.That(cluster.Node("node1").GetStatistics().Failures, Is.EqualTo(1L), "charged once");
+        await connection.DisposeAsync();
+    }
+
+    [Test]
     public async Task NodeOpenConnectionAsync_ProviderIgnoresItsToken_ThrowsAtTheConnectTimeout()
     {
         await using var cluster = FakeCluster.Create(1, o => o.ConnectTimeout = TimeSpan.FromSeconds(1));

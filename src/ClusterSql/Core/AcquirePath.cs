@@ -125,8 +125,6 @@ internal sealed class Attempt
 
     public ClusterNode Node { get; }
 
-
-
     /// <summary>Whether <see cref="Connection"/> and <see cref="Error"/> hold the outcome.</summary>
     public bool IsCompleted => _resultReady;
 
@@ -135,16 +133,11 @@ internal sealed class Attempt
     /// token is cancelled (a pooled session waiting for a hung server's reply), so the acquire moves on at the timeout
     /// itself; the open is left to finish in the background and whatever it returns is disposed.
     /// </summary>
-    public bool TimedOut => Volatile.Read(ref _state) switch
-    {
-        GivenUp => true,
-        Running => !_resultReady && _timeout.IsCancellationRequested,
-        _ => false,
-    };
+    public bool TimedOut => Volatile.Read(ref _state) == GivenUp;
 
     public DbConnection? Connection { get; private set; }
 
-    /// <summary>The error to report for this node; null on success.</summary>
+    /// <summary>The error to report for this node; null on success. Set at the timeout for an attempt given up then.</summary>
     public Exception? Error { get; private set; }
 
     /// <summary>Hands the connection to the winner's caller: no later clean-up may dispose it.</summary>
@@ -235,22 +228,23 @@ internal sealed class Attempt
     }
 
     /// <summary>
-    /// The acquire gives up on this attempt at its connect timeout while the provider has not returned. The node is
-    /// charged now (a timeout failure; no longer pending, no longer stalled), not whenever a provider that ignores its
-    /// token returns: one open hung for minutes must not keep a node's cost growing, nor its pending count up.
+    /// The connect timeout fired. Unless the open has returned meanwhile, the attempt is given up now and its node
+    /// charged now (a timeout failure; no longer pending, no longer stalled), whether or not an acquire still waits for
+    /// it (a hedged-away loser's acquire may be long over), and not whenever a provider that ignores its token returns:
+    /// one open hung for minutes must not keep a node's cost growing, nor its pending count up.
     /// </summary>
-    /// <returns>The error to report for this node.</returns>
-    public Exception GiveUp()
+    private void OnTimeout()
     {
         if (Interlocked.CompareExchange(ref _state, GivenUp, Running) != Running)
         {
-            // The open returned at this very moment: RunAsync records it (as a timeout, its source being cancelled).
-            return Node.TimeoutError(inner: null);
+            // Finished (RunAsync records it, as a timeout: its source is cancelled) or cancelled by the caller.
+            return;
         }
 
         EndStall();
         DbConnection? none = null;
-        return Node.CompleteAttempt(_start, ref none, error: null, _timeout, callerCancelled: false) ?? Node.TimeoutError(inner: null);
+        Error = Node.CompleteAttempt(_start, ref none, error: null, _timeout, callerCancelled: false);
+        _results?.TryWrite(this);
     }
 
     private void EndStall()
@@ -258,14 +252,6 @@ internal sealed class Attempt
         if (Interlocked.Exchange(ref _stall, 2) == 1)
         {
             Node.EndStall();
-        }
-    }
-
-    private void OnTimeout()
-    {
-        if (Volatile.Read(ref _state) == Running)
-        {
-            _results?.TryWrite(this);
         }
     }
 
@@ -437,7 +423,7 @@ internal sealed class AcquireOperation
                 if (!done.IsCompleted)
                 {
                     // The connect timeout fired and the provider has not returned: move on without waiting for it.
-                    _errors.Add(new ClusterNodeError(done.Node.Name, done.GiveUp()));
+                    _errors.Add(new ClusterNodeError(done.Node.Name, done.Error ?? done.Node.TimeoutError(inner: null)));
                 }
                 else if (done.Connection is not null)
                 {
