@@ -22,9 +22,9 @@ require() { # require PACKAGE ENTRY...
     grep -q " $entry\$" <<<"$listing" || { echo "$(basename "$package") lacks $entry"; return 1; }
   done
 }
-require "ClusterSql.$version.nupkg" lib/net10.0/ClusterSql.dll lib/net10.0/ClusterSql.xml analyzers/dotnet/cs/ClusterSql.Generators.dll README.md
-require "ClusterSql.MySql.$version.nupkg" lib/net10.0/ClusterSql.MySql.dll README.md
-require "ClusterSql.Extensions.$version.nupkg" lib/net10.0/ClusterSql.Extensions.dll README.md
+require "ClusterSql.$version.nupkg" lib/net10.0/ClusterSql.dll lib/net10.0/ClusterSql.xml lib/net8.0/ClusterSql.dll analyzers/dotnet/cs/ClusterSql.Generators.dll README.md
+require "ClusterSql.MySql.$version.nupkg" lib/net10.0/ClusterSql.MySql.dll lib/net8.0/ClusterSql.MySql.dll README.md
+require "ClusterSql.Extensions.$version.nupkg" lib/net10.0/ClusterSql.Extensions.dll lib/net8.0/ClusterSql.Extensions.dll README.md
 require "ClusterSql.Cli.$version.nupkg" tools/net10.0/any/DotnetToolSettings.xml README.md
 for package in ClusterSql ClusterSql.MySql ClusterSql.Extensions; do
   [[ -f "$out/$package.$version.snupkg" ]] || { echo "missing symbols for $package"; exit 1; }
@@ -48,7 +48,7 @@ cat >"$work/consumer/consumer.csproj" <<XML
 <Project Sdk="Microsoft.NET.Sdk">
   <PropertyGroup>
     <OutputType>Exe</OutputType>
-    <TargetFramework>net10.0</TargetFramework>
+    <TargetFrameworks>net10.0;net8.0</TargetFrameworks>
     <Nullable>enable</Nullable>
     <TreatWarningsAsErrors>true</TreatWarningsAsErrors>
     <IsAotCompatible>true</IsAotCompatible>
@@ -77,9 +77,14 @@ Console.WriteLine($"answer={await command.ExecuteScalarAsync()} node={Shop.NodeN
 internal sealed partial class Shop;
 CS
 cp "$work/nuget.config" "$work/consumer/"
-result=$(dotnet run --project "$work/consumer" -c Release 2>&1) || { echo "$result"; exit 1; }
+result=$(dotnet run --project "$work/consumer" -c Release --framework net10.0 2>&1) || { echo "$result"; exit 1; }
 echo "consumer: $result"
 grep -q "answer=42 node=primary wins=" <<<"$result"
+
+# The packages carry net8.0 too: the same consumer, generated code included, builds for net8.0 with warnings as errors
+# (this machine has no .NET 8 runtime to run it).
+result=$(dotnet build "$work/consumer" -c Release --framework net8.0 -nologo 2>&1) || { echo "$result"; exit 1; }
+echo "consumer for net8.0: built"
 
 dotnet tool install ClusterSql.Cli --version "$version" --tool-path "$work/tool" --add-source "$out" >/dev/null
 "$work/tool/clustersql" --help | head -n 3
