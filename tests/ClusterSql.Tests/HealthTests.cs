@@ -215,8 +215,37 @@ public sealed class HealthTests
         Assert.That(probe.Checks.Count(n => n == "node1"), Is.EqualTo(1), "no second check while the first is stuck");
     }
 
+    [Test]
+    public async Task HealthProbe_CancellationBlocksLikeMySqlConnectorsKillQuery_TheTimerThatFiredTheTimeoutIsNotHeld()
+    {
+        // MySqlConnector cancels a command by opening a connection for KILL QUERY inside its token callback: against a
+        // hung server that blocks. FakeTimeProvider fires timers inline in Advance, so Advance returning shows that the
+        // timeout's timer did not run the provider's cancellation.
+        using var release = new ManualResetEventSlim();
+        var probe = new ScriptedProbe { HangBlockingOnCancel = "node1", Release = release };
+        await using var cluster = FakeCluster.Create(2, o =>
+        {
+            o.HealthCheckTimeout = TimeSpan.FromSeconds(1);
+            o.HealthCheckInterval = TimeSpan.FromSeconds(2);
+        }, probe: probe);
+        await FakeCluster.WaitFor(() => probe.Checks.Count(n => n == "node1") == 1, "first check started");
+
+        var advance = Task.Run(() => cluster.Time.Advance(TimeSpan.FromSeconds(1)));
+        await FakeCluster.WaitFor(() => advance.IsCompleted, "the timer returned while the provider's cancellation blocks");
+        await FakeCluster.WaitFor(() => cluster.Node("node1").State == ClusterNodeState.Down, "node1 down at its timeout");
+        Assert.That(cluster.Node("node1").GetStatistics().DownReason, Is.EqualTo("health check timed out after 1000 ms"));
+        await FakeCluster.WaitFor(() => probe.CancelBlocking, "the cancellation ran, elsewhere");
+        release.Set();
+    }
+
     private sealed class ScriptedProbe : IClusterNodeHealthProbe
     {
+        public string? HangBlockingOnCancel { get; init; }
+
+        public ManualResetEventSlim? Release { get; init; }
+
+        public volatile bool CancelBlocking;
+
         public ConcurrentDictionary<string, string> Unhealthy { get; } = new();
 
         public ConcurrentQueue<string> Checks { get; } = new();
@@ -243,6 +272,18 @@ public sealed class HealthTests
             if (node.Name == HangIgnoringCancellation)
             {
                 await Task.Delay(Timeout.Infinite, CancellationToken.None);
+            }
+
+            if (node.Name == HangBlockingOnCancel)
+            {
+                var cancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                using var registration = cancellationToken.Register(() =>
+                {
+                    CancelBlocking = true;
+                    Release!.Wait(TimeSpan.FromSeconds(30));
+                    cancelled.TrySetResult();
+                });
+                await cancelled.Task;
             }
 
             return Unhealthy.TryGetValue(node.Name, out var reason) ? ClusterNodeHealth.Unhealthy(reason) : ClusterNodeHealth.Healthy;

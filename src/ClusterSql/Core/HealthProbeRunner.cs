@@ -105,6 +105,23 @@ internal sealed class HealthProbeRunner : IAsyncDisposable
             }
         }
 
+        private static void CancelInBackground(CancellationTokenSource source) =>
+            ThreadPool.UnsafeQueueUserWorkItem(
+                static s =>
+                {
+                    try
+                    {
+                        s.Cancel();
+                    }
+                    catch (Exception)
+                    {
+                        // Disposed meanwhile (the check ended), or the provider's own cancellation failed: either way
+                        // the check is over or abandoned, and there is nothing left to do.
+                    }
+                },
+                source,
+                preferLocal: false);
+
         private async Task<ClusterNodeHealth> RunProbeAsync(CancellationToken cancellationToken)
         {
             // Yield first, so that a probe that blocks synchronously cannot hold the timer's thread.
@@ -138,21 +155,25 @@ internal sealed class HealthProbeRunner : IAsyncDisposable
             }
             else
             {
-                var checkTimeout = new CancellationTokenSource(timeout, context.TimeProvider);
-                var link = _runner._stopping.Token.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), checkTimeout);
-                var check = RunProbeAsync(checkTimeout.Token);
+                // The probe's token is cancelled on a thread-pool thread, never inline on a timer's: providers run their
+                // cancellation callbacks synchronously, and MySqlConnector's opens a connection to send KILL QUERY, which
+                // against a hung or blackholed server blocks for its cancellation timeout. Run on a timer's thread, that
+                // froze the timer queue and with it the hedges and connect timeouts of every acquire in the process (the
+                // blackhole fault test saw all six workers stall together for 0.6-1.5 s).
+                var cancellation = new CancellationTokenSource();
+                var check = RunProbeAsync(cancellation.Token);
                 _check = check;
                 try
                 {
-                    // The wait ends at the timeout even when the probe does not.
-                    var health = await check.WaitAsync(checkTimeout.Token).ConfigureAwait(false);
+                    // The wait ends at the timeout, or when the probes stop, even when the probe does not.
+                    var health = await check.WaitAsync(timeout, context.TimeProvider, _runner._stopping.Token).ConfigureAwait(false);
                     downReason = health.Reason;
                 }
                 catch (Exception) when (_runner._stopping.IsCancellationRequested)
                 {
                     return;
                 }
-                catch (Exception) when (checkTimeout.IsCancellationRequested)
+                catch (TimeoutException ex) when (!ReferenceEquals(ex, check.Exception?.InnerException))
                 {
                     downReason = $"health check timed out after {timeout.TotalMilliseconds:0} ms";
                 }
@@ -162,17 +183,15 @@ internal sealed class HealthProbeRunner : IAsyncDisposable
                 }
                 finally
                 {
-                    // Unregister first: disposing the registration waits for a stop callback in flight, so that callback
-                    // never cancels a source that was just disposed (it would throw out of the runner's disposal).
-                    link.Dispose();
                     if (!check.IsCompleted)
                     {
+                        CancelInBackground(cancellation);
                         _stuck = check;
-                        _ = check.ContinueWith(static (_, s) => ((IDisposable)s!).Dispose(), checkTimeout, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                        _ = check.ContinueWith(static (_, s) => ((IDisposable)s!).Dispose(), cancellation, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
                     }
                     else
                     {
-                        checkTimeout.Dispose();
+                        cancellation.Dispose();
                     }
                 }
             }
