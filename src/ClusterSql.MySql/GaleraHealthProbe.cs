@@ -58,14 +58,19 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
                 await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
             }
 
+            // The query does not take the check's token. Cancelling a command's token makes MySqlConnector open a second
+            // connection and send KILL QUERY, synchronously on the cancelling thread: against a hung or blackholed server
+            // that blocks for seconds (the fault tests saw every acquire of the process stall with it). The query is
+            // bounded by its command timeout instead, which closes the connection at once (CancellationTimeout=-1), and
+            // the probe runner stops waiting at the check timeout anyway.
             var values = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
             var command = new MySqlCommand(Query, connection);
             await using (command.ConfigureAwait(false))
             {
-                var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                var reader = await command.ExecuteReaderAsync(CancellationToken.None).ConfigureAwait(false);
                 await using (reader.ConfigureAwait(false))
                 {
-                    while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                    while (await reader.ReadAsync(CancellationToken.None).ConfigureAwait(false))
                     {
                         values[reader.GetString(0)] = reader.IsDBNull(1) ? string.Empty : reader.GetString(1);
                     }
@@ -201,9 +206,10 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
     internal static string ProbeConnectionString(string nodeConnectionString, TimeSpan connectTimeout)
     {
         // Unpooled and kept open by the probe itself: a check must reach the server, not an idle pooled session.
-        // Its opens and queries are bounded by MySqlConnector itself too, at the node's connect timeout: the check's
-        // token alone does not stop a query whose server stopped answering (MySqlConnector sends KILL QUERY and keeps
-        // reading until the command timeout, 30 s by default), and until a check returns the node stays down.
+        // Its opens and queries are bounded by MySqlConnector itself, at the node's connect timeout, because until a
+        // check returns its node stays down. At the command timeout the connection is closed at once
+        // (CancellationTimeout=-1) rather than cancelled with KILL QUERY over a second connection, which a server that
+        // stopped answering would not accept either.
         var seconds = (uint)Math.Clamp(Math.Ceiling(connectTimeout.TotalSeconds), 1, 3600);
         var builder = new MySqlConnectionStringBuilder(nodeConnectionString)
         {
@@ -211,7 +217,7 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
             ConnectionReset = false,
             ConnectionTimeout = seconds,
             DefaultCommandTimeout = seconds,
-            CancellationTimeout = 1,
+            CancellationTimeout = -1,
         };
         return builder.ConnectionString;
     }

@@ -30,7 +30,7 @@ public sealed class MySqlTests
             "Server=127.0.0.21;User ID=app;Password=pw;Connection Timeout=15", TimeSpan.FromSeconds(connectSeconds)));
         Assert.That(
             (probe.Pooling, probe.ConnectionReset, probe.ConnectionTimeout, probe.DefaultCommandTimeout, probe.CancellationTimeout, probe.Server),
-            Is.EqualTo((false, false, expected, expected, 1, "127.0.0.21")));
+            Is.EqualTo((false, false, expected, expected, -1, "127.0.0.21")));
     }
 
     [Test]
