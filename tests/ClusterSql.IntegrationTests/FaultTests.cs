@@ -117,7 +117,7 @@ public sealed class FaultTests
                 $"fault at {faultStart.TotalSeconds:0.0}s, undo at {faultEnd.TotalSeconds:0.0}s, healed at {healed.TotalSeconds:0.0}s, " +
                 $"failures from {(failures.Length > 0 ? failures.Min(f => f.StartedAt).TotalSeconds : 0):0.00}s to {(failures.Length > 0 ? failures.Max(f => f.StartedAt).TotalSeconds : 0):0.00}s; first statement error: {load.StatementErrors.FirstOrDefault()?.Message}");
 
-            foreach (var slow in acquires.Where(a => a.Duration > TimeSpan.FromSeconds(1) || a.Error is not null).OrderBy(a => a.StartedAt).Take(6))
+            foreach (var slow in acquires.Where(a => a.Duration > TimeSpan.FromMilliseconds(300) || a.Error is not null).OrderBy(a => a.StartedAt).Take(6))
             {
                 TestContext.Progress.WriteLine($"{name}: slow acquire at {slow.StartedAt.TotalSeconds:0.000}s took {slow.Duration.TotalMilliseconds:0} ms, node {slow.Node}, {slow.Error?.Message}");
             }
