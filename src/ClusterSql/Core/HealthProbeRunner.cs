@@ -155,11 +155,10 @@ internal sealed class HealthProbeRunner : IAsyncDisposable
             }
             else
             {
-                // The probe's token is cancelled on a thread-pool thread, never inline on a timer's: providers run their
-                // cancellation callbacks synchronously, and MySqlConnector's opens a connection to send KILL QUERY, which
-                // against a hung or blackholed server blocks for its cancellation timeout. Run on a timer's thread, that
-                // froze the timer queue and with it the hedges and connect timeouts of every acquire in the process (the
-                // blackhole fault test saw all six workers stall together for 0.6-1.5 s).
+                // The probe's token is cancelled on a thread-pool thread, never inline on the thread of the timer that
+                // fired the timeout: providers run their cancellation callbacks synchronously, and some block there
+                // (MySqlConnector opens a second connection to send KILL QUERY, which a hung or blackholed server does not
+                // accept), which would hold up every timer queued behind this one, the acquires' hedges among them.
                 var cancellation = new CancellationTokenSource();
                 var check = RunProbeAsync(cancellation.Token);
                 _check = check;
