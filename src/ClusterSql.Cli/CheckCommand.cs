@@ -152,8 +152,8 @@ internal static class CheckCommand
                 var started = Stopwatch.GetTimestamp();
 
                 // A fresh session, not a pooled one: MariaDB skips wsrep_sync_wait on a session that MySqlConnector reset
-                // for reuse (COM_RESET_CONNECTION clears the flag it checks; see README, "Reading your own writes"), and
-                // the read-back would then race replication.
+                // for reuse (measured here; see README, "Reading your own writes on Galera"), and the read-back would
+                // then race replication.
                 var node = (MySqlDataSource)cluster.GetNode(reader.Name)!.DataSource;
                 await using var connection = new MySqlConnection(new MySqlConnectionStringBuilder(node.ConnectionString) { Pooling = false }.ConnectionString);
                 await connection.OpenAsync(cancellationToken);

@@ -25,9 +25,9 @@ internal static class TestCluster
 
     /// <summary>
     /// Connection-string options for tests that read their own writes through another node with wsrep_sync_wait:
-    /// MariaDB skips the causality wait on a session that MySqlConnector reset for reuse (COM_RESET_CONNECTION clears
-    /// the server's flag for it; mariadb-corporation/galera#613, seen here on 10.11), so such reads need sessions that are
-    /// not reset. README, "Reading your own writes", says the same to users.
+    /// MariaDB skips the causality wait on a session that MySqlConnector reset for reuse with COM_RESET_CONNECTION
+    /// (measured here on 10.11; most likely mariadb-corporation/galera#613, reported for COM_CHANGE_USER), so such reads
+    /// need sessions that are not reset. README, "Reading your own writes on Galera", says the same to users.
     /// </summary>
     public const string CausalReads = "ConnectionReset=false";
 
