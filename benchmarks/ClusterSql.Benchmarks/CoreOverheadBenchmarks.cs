@@ -61,16 +61,8 @@ public class CoreOverheadBenchmarks
     [Benchmark]
     public ValueTask Race() => AcquireRelease(_race);
 
-    internal static ClusterDataSource Build(AcquirePolicy policy, int nodes)
-    {
-        var builder = new ClusterDataSourceBuilder().UsePolicy(policy);
-        for (var i = 1; i <= nodes; i++)
-        {
-            builder.AddNode("node" + i, new SyncDataSource("node" + i));
-        }
-
-        return builder.Build();
-    }
+    internal static ClusterDataSource Build(AcquirePolicy policy, int nodes) =>
+        FakeDataSource.Cluster(policy, nodes, static name => new SyncDataSource(name));
 
     private static async ValueTask AcquireRelease(DbDataSource source)
     {

@@ -46,16 +46,8 @@ public class SlowPathBenchmarks
     [Benchmark]
     public Task FailOver() => AcquireRelease(_failOver);
 
-    private static ClusterDataSource Build(AcquirePolicy policy, int nodes)
-    {
-        var builder = new ClusterDataSourceBuilder().UsePolicy(policy);
-        for (var i = 1; i <= nodes; i++)
-        {
-            builder.AddNode("node" + i, new AsyncDataSource("node" + i));
-        }
-
-        return builder.Build();
-    }
+    private static ClusterDataSource Build(AcquirePolicy policy, int nodes) =>
+        FakeDataSource.Cluster(policy, nodes, static name => new AsyncDataSource(name));
 
     private static async Task AcquireRelease(DbDataSource source)
     {

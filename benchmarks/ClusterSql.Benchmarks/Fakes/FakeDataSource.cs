@@ -8,23 +8,41 @@ using System.Threading.Tasks;
 namespace ClusterSql.Benchmarks.Fakes;
 
 /// <summary>
-/// An in-process backend whose opens complete synchronously with one reused connection, and whose connection closes
-/// without doing anything: acquire + release through it allocates nothing, so whatever a benchmark allocates around
-/// it belongs to the caller (the cluster).
+/// An in-process backend that hands out one reused connection, whose close does nothing; the subclasses decide only
+/// how an asynchronous open completes.
 /// </summary>
-public sealed class SyncDataSource : DbDataSource
+public abstract class FakeDataSource : DbDataSource
 {
-    private readonly ReusedConnection _connection;
+    private protected FakeDataSource(string name) => Connection = new ReusedConnection(name);
 
-    public SyncDataSource(string name) => _connection = new ReusedConnection(name);
+    public override string ConnectionString => "Data Source=" + Connection.DataSource;
 
-    public override string ConnectionString => "Data Source=" + _connection.DataSource;
+    private protected ReusedConnection Connection { get; }
 
-    protected override DbConnection CreateDbConnection() => _connection;
+    /// <summary>A cluster of <paramref name="nodes"/> such backends named node1, node2... under one policy.</summary>
+    public static ClusterDataSource Cluster(AcquirePolicy policy, int nodes, Func<string, FakeDataSource> createNode)
+    {
+        var builder = new ClusterDataSourceBuilder().UsePolicy(policy);
+        for (var i = 1; i <= nodes; i++)
+        {
+            builder.AddNode("node" + i, createNode("node" + i));
+        }
 
-    protected override DbConnection OpenDbConnection() => _connection;
+        return builder.Build();
+    }
 
-    protected override ValueTask<DbConnection> OpenDbConnectionAsync(CancellationToken cancellationToken = default) => new(_connection);
+    protected override DbConnection CreateDbConnection() => Connection;
+
+    protected override DbConnection OpenDbConnection() => Connection;
+}
+
+/// <summary>
+/// Opens complete synchronously: acquire + release through it allocates nothing, so whatever a benchmark allocates
+/// around it belongs to the caller (the cluster).
+/// </summary>
+public sealed class SyncDataSource(string name) : FakeDataSource(name)
+{
+    protected override ValueTask<DbConnection> OpenDbConnectionAsync(CancellationToken cancellationToken = default) => new(Connection);
 }
 
 /// <summary>A connection that is always open and whose close and dispose are no-ops, so it can be handed out forever.</summary>
@@ -75,21 +93,11 @@ internal sealed class ReusedConnection : DbConnection
 /// cluster takes its slow path: what every unpooled open, and every pooled MySqlConnector open that resets its
 /// session, pays.
 /// </summary>
-public sealed class AsyncDataSource : DbDataSource
+public sealed class AsyncDataSource(string name) : FakeDataSource(name)
 {
-    private readonly ReusedConnection _connection;
-
-    public AsyncDataSource(string name) => _connection = new ReusedConnection(name);
-
-    public override string ConnectionString => "Data Source=" + _connection.DataSource;
-
-    protected override DbConnection CreateDbConnection() => _connection;
-
-    protected override DbConnection OpenDbConnection() => _connection;
-
     protected override async ValueTask<DbConnection> OpenDbConnectionAsync(CancellationToken cancellationToken = default)
     {
         await Task.Yield();
-        return _connection;
+        return Connection;
     }
 }
