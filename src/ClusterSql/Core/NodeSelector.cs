@@ -69,7 +69,46 @@ internal sealed class NodeSelector
                 break;
         }
 
+        MoveFullPoolsLast(order);
         return order;
+    }
+
+    /// <summary>
+    /// A node whose pool is lent out in full would make the open wait for the application to return a connection;
+    /// any node with room comes first, in the policy's order.
+    /// </summary>
+    private static void MoveFullPoolsLast(List<ClusterNode> order)
+    {
+        var full = 0;
+        foreach (var node in order)
+        {
+            full += node.IsAtCapacity ? 1 : 0;
+        }
+
+        if (full == 0 || full == order.Count)
+        {
+            return;
+        }
+
+        var sorted = new List<ClusterNode>(order.Count);
+        foreach (var node in order)
+        {
+            if (!node.IsAtCapacity)
+            {
+                sorted.Add(node);
+            }
+        }
+
+        foreach (var node in order)
+        {
+            if (node.IsAtCapacity && sorted.Count < order.Count)
+            {
+                sorted.Add(node);
+            }
+        }
+
+        order.Clear();
+        order.AddRange(sorted);
     }
 
     private ClusterNode? PickTwoChoices(ClusterNode[] nodes, long now)
@@ -89,7 +128,7 @@ internal sealed class NodeSelector
             }
 
             ClusterNode a = nodes[i], b = nodes[j];
-            if (a.CanServe(now) && b.CanServe(now))
+            if (a.CanServe(now) && b.CanServe(now) && a.IsAtCapacity == b.IsAtCapacity)
             {
                 if (a.TryClaimExploration(now, _explorationTicks))
                 {
@@ -101,24 +140,35 @@ internal sealed class NodeSelector
                     return b;
                 }
 
+                // A node still warming up is sampled before it is judged: its estimate is only its fastest open so far.
+                var aWarming = a.WantsWarmUpSample;
+                if (aWarming != b.WantsWarmUpSample)
+                {
+                    return aWarming ? a : b;
+                }
+
                 return b.Cost(now) < a.Cost(now) ? b : a;
             }
         }
 
-        // One of the pair cannot serve: the cheapest node that can, scanning from a random place.
+        // One of the pair cannot serve, or its pool is lent out in full: the cheapest node that can, with room in its pool
+        // if any has, scanning from a random place.
         ClusterNode? best = null;
         var bestCost = double.MaxValue;
+        var bestFull = true;
         var offset = nodes.Length > 1 ? _random.Next(nodes.Length) : 0;
         for (var k = 0; k < nodes.Length; k++)
         {
             var node = nodes[(offset + k) % nodes.Length];
             if (node.CanServe(now))
             {
+                var full = node.IsAtCapacity;
                 var cost = node.Cost(now);
-                if (cost < bestCost)
+                if (best is null || (bestFull && !full) || (full == bestFull && cost < bestCost))
                 {
                     best = node;
                     bestCost = cost;
+                    bestFull = full;
                 }
             }
         }
@@ -129,11 +179,19 @@ internal sealed class NodeSelector
     private static ClusterNode? PickFailOver(ClusterNode[] nodes, long now)
     {
         ClusterNode? best = null;
+        var bestFull = true;
         foreach (var node in nodes)
         {
-            if (node.CanServe(now) && (best is null || node.Priority < best.Priority))
+            if (!node.CanServe(now))
+            {
+                continue;
+            }
+
+            var full = node.IsAtCapacity;
+            if (best is null || (bestFull && !full) || (full == bestFull && node.Priority < best.Priority))
             {
                 best = node;
+                bestFull = full;
             }
         }
 
@@ -148,16 +206,22 @@ internal sealed class NodeSelector
         }
 
         var start = (int)((uint)Interlocked.Increment(ref _roundRobin) % (uint)nodes.Length);
+        ClusterNode? full = null;
         for (var k = 0; k < nodes.Length; k++)
         {
             var node = nodes[(start + k) % nodes.Length];
             if (node.CanServe(now))
             {
-                return node;
+                if (!node.IsAtCapacity)
+                {
+                    return node;
+                }
+
+                full ??= node;
             }
         }
 
-        return null;
+        return full;
     }
 
     private void Shuffle(List<ClusterNode> list)
