@@ -71,7 +71,7 @@ public class FastPathPartsBenchmarks
         var node = _nodes[0];
         DbConnection? connection = _direct.OpenConnectionAsync().Result;
         var start = node.BeginAttempt(isHedge: false);
-        node.CompleteAttempt(start, ref connection, error: null, _notFired, callerCancelled: false);
+        node.CompleteAttempt(start, ref connection, error: null, _notFired, callerCancelled: false, poolWait: false, synchronous: true);
         return connection;
     }
 

@@ -15,8 +15,17 @@ namespace ClusterSql.MySql;
 /// out of the primary component is therefore never handed out.
 /// </summary>
 /// <remarks>
+/// <para>
 /// Each node is checked on a dedicated, unpooled connection that is kept between checks (one round trip per check)
 /// and replaced after any error, so the check neither borrows from nor disturbs the node's pool.
+/// </para>
+/// <para>
+/// The kept session asks the server to end it after <see cref="SessionIdleTimeout"/> without a query
+/// (<c>wait_timeout</c>): when a fault (a blackhole, a dropped route) eats the FIN of a probe connection that is given
+/// up, the server would otherwise keep the half-open session for its TCP keepalive time (two hours by default), one more
+/// after every fault. A kept connection that the server has ended meanwhile is replaced and the check retried once, so
+/// an interval longer than the idle timeout costs a login, not a failed check.
+/// </para>
 /// </remarks>
 public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposable
 {
@@ -37,8 +46,26 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
     internal GaleraHealthProbe(bool allowDonor, TimeProvider timeProvider)
         : this(allowDonor) => _configurations = new ConfigurationTracker(timeProvider);
 
+    internal GaleraHealthProbe(bool allowDonor, TimeSpan sessionIdleTimeout)
+        : this(allowDonor) => SessionIdleTimeout = sessionIdleTimeout;
+
     /// <summary>Whether a state-transfer donor (wsrep_local_state 2) may serve.</summary>
     public bool AllowDonor { get; }
+
+    /// <summary>How long the server keeps the probe's session without a query (its <c>wait_timeout</c>). 30 s.</summary>
+    internal TimeSpan SessionIdleTimeout { get; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Lets go of a removed node's kept connection.</summary>
+    /// <param name="node">The removed node.</param>
+    /// <returns>A task that completes when the connection is closed.</returns>
+    public async ValueTask NodeRemovedAsync(ClusterNode node)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        if (_connections.TryRemove(node, out var connection))
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+        }
+    }
 
     /// <inheritdoc/>
     public async ValueTask<ClusterNodeHealth> CheckAsync(ClusterNode node, CancellationToken cancellationToken)
@@ -50,12 +77,40 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
         }
 
         ObjectDisposedException.ThrowIf(_disposed, this);
-        var connection = _connections.GetOrAdd(node, static (n, cs) => new MySqlConnection(ProbeConnectionString(cs, n.ConnectTimeout)), mySql.ConnectionString);
         try
         {
-            if (connection.State != System.Data.ConnectionState.Open)
+            return await CheckOnceAsync(node, mySql, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (IsStaleSession(ex) && !cancellationToken.IsCancellationRequested)
+        {
+            // The kept session was ended by the server (its idle timeout) or lost: one retry on a fresh connection.
+            return await CheckOnceAsync(node, mySql, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Whether a check failed because its kept connection was already gone (the server ended it), not because the node is
+    /// unwell. A timeout is not that: a node that does not answer must not be knocked on twice per check.
+    /// </summary>
+    private static bool IsStaleSession(Exception ex) =>
+        ex.Data.Contains(KeptConnectionKey) && ex is not MySqlException { ErrorCode: MySqlErrorCode.CommandTimeoutExpired };
+
+    private const string KeptConnectionKey = "ClusterSql.GaleraHealthProbe.KeptConnection";
+
+    private async ValueTask<ClusterNodeHealth> CheckOnceAsync(ClusterNode node, MySqlDataSource mySql, CancellationToken cancellationToken)
+    {
+        var connection = _connections.GetOrAdd(node, static (n, cs) => new MySqlConnection(ProbeConnectionString(cs, n.ConnectTimeout)), mySql.ConnectionString);
+        var kept = connection.State == System.Data.ConnectionState.Open;
+        try
+        {
+            if (!kept)
             {
                 await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+                var setIdle = new MySqlCommand($"SET SESSION wait_timeout = {(int)Math.Clamp(Math.Ceiling(SessionIdleTimeout.TotalSeconds), 1, 31_536_000)}", connection);
+                await using (setIdle.ConfigureAwait(false))
+                {
+                    await setIdle.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+                }
             }
 
             // The query does not take the check's token. Cancelling a command's token makes MySqlConnector open a second
@@ -80,12 +135,17 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
             var health = Evaluate(values, AllowDonor);
             return health.IsHealthy ? _configurations.Check(values) : health;
         }
-        catch
+        catch (Exception ex)
         {
             // A broken or cancelled probe connection is not reused.
             if (_connections.TryRemove(new KeyValuePair<ClusterNode, MySqlConnection>(node, connection)))
             {
                 await connection.DisposeAsync().ConfigureAwait(false);
+            }
+
+            if (kept)
+            {
+                ex.Data[KeptConnectionKey] = true;
             }
 
             throw;

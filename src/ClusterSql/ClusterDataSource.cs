@@ -113,8 +113,9 @@ public sealed class ClusterDataSource : DbDataSource
 
     /// <summary>
     /// Removes a node. Acquires that start afterwards never use it, and a connection it opens from now on is disposed
-    /// rather than handed out. Connections already handed out keep working; the node's provider data source is disposed
-    /// with this data source.
+    /// rather than handed out. Connections already handed out keep working; once the last of them is closed (at once if
+    /// none is open), the node's provider data source is disposed, which closes its pool, and the health probe lets go
+    /// of the node.
     /// </summary>
     /// <param name="name">The node's name.</param>
     /// <returns>Whether a node was removed.</returns>
@@ -138,10 +139,12 @@ public sealed class ClusterDataSource : DbDataSource
             Array.Copy(current, 0, next, 0, index);
             Array.Copy(current, index + 1, next, index, current.Length - index - 1);
             Volatile.Write(ref _nodes, next);
+            _retired.RemoveAll(static n => n.IsReleased);
             _retired.Add(removed);
         }
 
         _probes?.Stop(removed);
+        removed.TryRelease();
         return true;
     }
 
@@ -167,7 +170,7 @@ public sealed class ClusterDataSource : DbDataSource
     {
         if (Volatile.Read(ref _disposed) != 0)
         {
-            return ValueTask.FromException<DbConnection>(new ObjectDisposedException(nameof(ClusterDataSource)));
+            return ValueTask.FromException<DbConnection>(Disposed());
         }
 
         return _acquirer.AcquireAsync(Volatile.Read(ref _nodes), cancellationToken);
@@ -207,8 +210,11 @@ public sealed class ClusterDataSource : DbDataSource
 
         foreach (var node in owned)
         {
-            node.MarkRemoved();
-            await node.DataSource.DisposeAsync().ConfigureAwait(false);
+            node.MarkDisposed();
+            if (node.TryClaimRelease())
+            {
+                await node.DataSource.DisposeAsync().ConfigureAwait(false);
+            }
         }
     }
 
@@ -227,5 +233,15 @@ public sealed class ClusterDataSource : DbDataSource
         return command;
     }
 
-    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+    private void ThrowIfDisposed()
+    {
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            throw Disposed();
+        }
+    }
+
+    /// <summary>One wording wherever a disposed data source is used.</summary>
+    private ObjectDisposedException Disposed() =>
+        new(nameof(ClusterDataSource), $"The ClusterDataSource of cluster '{_context.Options.Name}' was disposed.");
 }

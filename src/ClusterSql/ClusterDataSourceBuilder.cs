@@ -48,7 +48,7 @@ public sealed class ClusterDataSourceBuilder
             }
         }
 
-        _nodes.Add((name, dataSource, options is null ? null : new ClusterNodeOptions { ConnectTimeout = options.ConnectTimeout, Priority = options.Priority }));
+        _nodes.Add((name, dataSource, options is null ? null : new ClusterNodeOptions { ConnectTimeout = options.ConnectTimeout, Priority = options.Priority, MaxConnections = options.MaxConnections }));
         return this;
     }
 
@@ -126,6 +126,11 @@ public sealed class ClusterDataSourceBuilder
         if (options?.ConnectTimeout is { } timeout)
         {
             ClusterOptions.RequirePositive(timeout, nameof(options.ConnectTimeout));
+        }
+
+        if (options?.MaxConnections is < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), options.MaxConnections, $"{nameof(ClusterNodeOptions.MaxConnections)} of node '{name}' must be at least 1, or null when unknown.");
         }
     }
 

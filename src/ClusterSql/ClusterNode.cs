@@ -1,4 +1,5 @@
 using System;
+using System.Data;
 using System.Data.Common;
 using System.Diagnostics;
 using System.Runtime.ExceptionServices;
@@ -35,8 +36,13 @@ public sealed class ClusterNode
     private long _stalledSince;
     private long _lastErrorStamp;
     private ErrorInfo? _lastError;
-    private volatile string? _downReason;
+    private volatile DownState? _down;
     private volatile bool _removed;
+    private volatile bool _clusterDisposed;
+    private int _leased;
+    private long _poolWaits;
+    private int _blocksOnOpen;
+    private int _released;
 
     internal ClusterNode(string name, DbDataSource dataSource, ClusterNodeOptions? options, int declaredIndex, ClusterContext context)
     {
@@ -45,9 +51,13 @@ public sealed class ClusterNode
         DeclaredIndex = declaredIndex;
         Priority = options?.Priority ?? 0;
         ConnectTimeout = options?.ConnectTimeout ?? context.Options.ConnectTimeout;
+        MaxConnections = options?.MaxConnections;
         _context = context;
         Latency = new LatencyEstimator(context.Options.LatencyDecayTime, context.TimeProvider);
+        _onLeaseStateChange = OnLeaseStateChange;
     }
+
+    private readonly StateChangeEventHandler _onLeaseStateChange;
 
     /// <summary>The node's name, unique within its cluster; used in errors, statistics and telemetry instead of its connection string.</summary>
     public string Name { get; }
@@ -69,9 +79,22 @@ public sealed class ClusterNode
 
     internal bool IsRemoved => _removed;
 
-    internal string? DownReason => _downReason;
+    internal string? DownReason => _down?.Reason;
 
     internal int Pending => Volatile.Read(ref _pending);
+
+    /// <summary>The most connections the node's provider pool lends at once, when known (<see cref="ClusterNodeOptions.MaxConnections"/>).</summary>
+    internal int? MaxConnections { get; }
+
+    /// <summary>
+    /// Whether every connection the node's pool can lend is handed out or being opened: another open would wait for the
+    /// application to return one, which says nothing about the node's health.
+    /// </summary>
+    internal bool IsAtCapacity => MaxConnections is int max && Volatile.Read(ref _leased) + Volatile.Read(ref _pending) >= max;
+
+    /// <summary>A node still warming up, idle and not failing: selection samples it before judging it.</summary>
+    internal bool WantsWarmUpSample =>
+        Latency.IsWarmingUp && Volatile.Read(ref _pending) == 0 && Volatile.Read(ref _consecutiveFailures) == 0;
 
     /// <summary>A snapshot of the node's counters and estimates.</summary>
     /// <returns>The snapshot; it does not change afterwards.</returns>
@@ -93,6 +116,8 @@ public sealed class ClusterNode
             Interlocked.Read(ref _cancellations),
             Interlocked.Read(ref _ejections),
             Volatile.Read(ref _pending),
+            Volatile.Read(ref _leased),
+            Interlocked.Read(ref _poolWaits),
             Volatile.Read(ref _consecutiveFailures),
             lastError?.TypeName,
             lastError?.Message,
@@ -102,7 +127,7 @@ public sealed class ClusterNode
             TimeSpan.FromSeconds(Latency.DecayedPeak(now)),
             TimeSpan.FromSeconds(Latency.Smoothed),
             HedgeDelay,
-            _downReason);
+            _down?.Reason);
     }
 
     /// <summary>
@@ -115,17 +140,24 @@ public sealed class ClusterNode
     /// <exception cref="TimeoutException">The open took longer than <see cref="ConnectTimeout"/>.</exception>
     public async ValueTask<DbConnection> OpenConnectionAsync(CancellationToken cancellationToken = default)
     {
-        ObjectDisposedException.ThrowIf(_removed, this);
+        if (_removed)
+        {
+            throw new ObjectDisposedException(nameof(ClusterNode), $"Node '{Name}' was removed from its cluster.");
+        }
+
         cancellationToken.ThrowIfCancellationRequested();
+        var poolWait = IsAtCapacity;
         var start = BeginAttempt(isHedge: false);
         var timeout = _context.Cancellations.Rent(ConnectTimeout);
         using var link = cancellationToken.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), timeout);
         DbConnection? connection = null;
         Exception? error = null;
+        var synchronous = false;
         try
         {
-            var open = DataSource.OpenConnectionAsync(timeout.Token);
-            connection = open.IsCompleted ? open.Result : await WaitOrAbandonAsync(open.AsTask(), timeout.Token).ConfigureAwait(false);
+            var open = StartProviderOpen(timeout.Token);
+            synchronous = open.IsCompleted;
+            connection = synchronous ? open.Result : await WaitOrAbandonAsync(open.AsTask(), timeout.Token).ConfigureAwait(false);
         }
         catch (Exception ex)
         {
@@ -134,8 +166,13 @@ public sealed class ClusterNode
 
         link.Dispose();
         var callerCancelled = cancellationToken.IsCancellationRequested;
-        error = CompleteAttempt(start, ref connection, error, timeout, callerCancelled);
+        error = CompleteAttempt(start, ref connection, error, timeout, callerCancelled, poolWait, synchronous);
         _context.Cancellations.Return(timeout);
+        if (connection is not null)
+        {
+            TrackLease(connection);
+        }
+
         if (error is not null)
         {
             if (callerCancelled)
@@ -192,11 +229,11 @@ public sealed class ClusterNode
     public void MarkDown(string reason)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(reason);
-        _downReason = reason;
+        _down = new DownState(reason, Unreachable: false);
     }
 
     /// <summary>Clears a <see cref="MarkDown(string)"/>.</summary>
-    public void MarkUp() => _downReason = null;
+    public void MarkUp() => _down = null;
 
     /// <inheritdoc/>
     public override string ToString() => $"{Name} ({State})";
@@ -218,7 +255,7 @@ public sealed class ClusterNode
     /// <summary>Whether selection may pick this node now (not removed, down or ejected; a half-open node whose trial is free).</summary>
     internal bool CanServe(long now)
     {
-        if (_removed || _downReason is not null)
+        if (_removed || _down is not null)
         {
             return false;
         }
@@ -227,8 +264,12 @@ public sealed class ClusterNode
         return ejectedUntil == 0 || (now >= ejectedUntil && Volatile.Read(ref _trialInFlight) == 0);
     }
 
-    /// <summary>Whether a panic acquire (every node ejected) may try this node: anything not removed or down.</summary>
-    internal bool CanServeInPanic => !_removed && _downReason is null;
+    /// <summary>
+    /// Whether a panic acquire (no node can serve) may try this node: anything not removed, and not down by a verdict.
+    /// A node down only because its health check could not reach it is tried: when every node is so, the likelier cause
+    /// is the client (a GC pause, a starved thread pool), and trying beats an outage of the whole cluster.
+    /// </summary>
+    internal bool CanServeInPanic => !_removed && _down is not { Unreachable: false };
 
     /// <summary>Claims the node for an attempt; for a half-open node only one caller wins the trial.</summary>
     internal bool TryClaim(long now, bool panic)
@@ -238,7 +279,7 @@ public sealed class ClusterNode
             return CanServeInPanic;
         }
 
-        if (_removed || _downReason is not null)
+        if (_removed || _down is not null)
         {
             return false;
         }
@@ -264,7 +305,7 @@ public sealed class ClusterNode
             Interlocked.Increment(ref _hedges);
             if (ClusterTelemetry.Hedges.Enabled)
             {
-                ClusterTelemetry.Hedges.Add(1, Tags);
+                ClusterTelemetry.Count(ClusterTelemetry.Hedges, Tags);
             }
         }
 
@@ -287,7 +328,17 @@ public sealed class ClusterNode
     /// Records how an attempt ended and returns the error to report (a timeout made explicit), or null on success.
     /// A caller's cancellation is not held against the node.
     /// </summary>
-    internal Exception? CompleteAttempt(long start, ref DbConnection? connection, Exception? error, CancellationTokenSource timeout, bool callerCancelled)
+    /// <param name="start">When the attempt started.</param>
+    /// <param name="connection">The provider's connection, or null; set to null when it is disposed here.</param>
+    /// <param name="error">The provider's error, or null.</param>
+    /// <param name="timeout">The attempt's connect-timeout source.</param>
+    /// <param name="callerCancelled">Whether the caller's cancellation stopped the attempt.</param>
+    /// <param name="poolWait">
+    /// Whether the node's pool was lent out in full when the attempt started: its wait was for the application to
+    /// return a connection, so a timeout or failure then is the application's capacity and not held against the node.
+    /// </param>
+    /// <param name="synchronous">Whether the provider returned the open already completed.</param>
+    internal Exception? CompleteAttempt(long start, ref DbConnection? connection, Exception? error, CancellationTokenSource timeout, bool callerCancelled, bool poolWait, bool synchronous)
     {
         var now = _context.TimeProvider.GetTimestamp();
         Interlocked.Decrement(ref _pending);
@@ -295,15 +346,23 @@ public sealed class ClusterNode
         if (ClusterTelemetry.CreateTime.Enabled)
         {
             var tags = Tags;
-            tags.Add(ClusterTelemetry.OutcomeTag, timedOut ? "timeout" : connection is not null ? "success" : callerCancelled ? "cancelled" : "failure");
-            ClusterTelemetry.CreateTime.Record(_context.ToSeconds(start, now), tags);
+            tags.Add(ClusterTelemetry.OutcomeTag, timedOut ? "timeout" : connection is not null ? "success" : callerCancelled ? "cancelled" : poolWait ? "pool_wait" : "failure");
+            ClusterTelemetry.Record(ClusterTelemetry.CreateTime, _context.ToSeconds(start, now), tags);
+        }
+
+        if (synchronous && connection is not null && _context.ToSeconds(start, now) >= _context.Options.MaxHedgeDelay.TotalSeconds)
+        {
+            // The provider completed a slow open before returning it (it has no real async open, as DbConnection's
+            // base OpenAsync): from now on its opens run on the thread pool, so that the connect timeout, hedging and
+            // failover work for this node, and a caller's thread is not held by a hung server.
+            Volatile.Write(ref _blocksOnOpen, 1);
         }
 
         if (timedOut)
         {
             if (ClusterTelemetry.Timeouts.Enabled)
             {
-                ClusterTelemetry.Timeouts.Add(1, Tags);
+                ClusterTelemetry.Count(ClusterTelemetry.Timeouts, Tags);
             }
 
             // Past the connect timeout the acquire has moved on: a connection that arrives now is a loser, and the
@@ -314,7 +373,7 @@ public sealed class ClusterNode
                 connection = null;
             }
 
-            error = TimeoutError(error);
+            error = poolWait ? PoolWaitError(error) : TimeoutError(error);
         }
 
         if (connection is not null)
@@ -345,16 +404,93 @@ public sealed class ClusterNode
         {
             Interlocked.Increment(ref _cancellations);
             Volatile.Write(ref _trialInFlight, 0);
+            TryRelease();
             return error;
         }
 
         error ??= new InvalidOperationException($"Node '{Name}' returned no connection.");
+        if (poolWait)
+        {
+            // Not the node's failure: no ejection, no latency penalty; the caller learns that the pool was full.
+            Interlocked.Increment(ref _poolWaits);
+            Volatile.Write(ref _trialInFlight, 0);
+            TryRelease();
+            return error is TimeoutException ? error : PoolWaitError(error);
+        }
+
         RecordFailure(error, start, now);
+        TryRelease();
         return error;
     }
 
     internal TimeoutException TimeoutError(Exception? inner) =>
         new($"Opening a connection to node '{Name}' timed out after {ConnectTimeout.TotalMilliseconds:0} ms.", inner);
+
+    private TimeoutException PoolWaitError(Exception? inner) =>
+        new($"Node '{Name}': all {MaxConnections} of its pooled connections are in use by the application, and none was returned within {ConnectTimeout.TotalMilliseconds:0} ms. This is the application's capacity, not the node's health: return connections sooner, or raise the pool size (MySqlConnector: Maximum Pool Size).", inner);
+
+    /// <summary>Starts the provider's open; on a thread-pool thread for a provider known to block in it.</summary>
+    internal ValueTask<DbConnection> StartProviderOpen(CancellationToken cancellationToken)
+    {
+        return Volatile.Read(ref _blocksOnOpen) == 0 ? DataSource.OpenConnectionAsync(cancellationToken) : OpenOnThreadPool(DataSource, cancellationToken);
+    }
+
+    // A method of its own: a lambda in StartProviderOpen would allocate its closure on every call, the fast path's too.
+    private static ValueTask<DbConnection> OpenOnThreadPool(DbDataSource dataSource, CancellationToken cancellationToken) =>
+        new(Task.Run(() => dataSource.OpenConnectionAsync(cancellationToken).AsTask(), CancellationToken.None));
+
+    /// <summary>
+    /// Counts a connection handed out until it closes, so that selection knows when the node's pool is lent out in full
+    /// and a removed node's pool is released when its last connection comes back. Subscribing stores the node's one
+    /// cached handler in the connection's event: nothing is allocated.
+    /// </summary>
+    internal void TrackLease(DbConnection connection)
+    {
+        Interlocked.Increment(ref _leased);
+        connection.StateChange += _onLeaseStateChange;
+    }
+
+    private void OnLeaseStateChange(object sender, StateChangeEventArgs e)
+    {
+        if (e.CurrentState != ConnectionState.Closed || sender is not DbConnection connection)
+        {
+            return;
+        }
+
+        // Once per lease: a connection the user reopens on the provider directly is no longer the cluster's.
+        connection.StateChange -= _onLeaseStateChange;
+        Interlocked.Decrement(ref _leased);
+        TryRelease();
+    }
+
+    /// <summary>Disposes a removed node's data source once nothing of it is in use, once.</summary>
+    internal void TryRelease()
+    {
+        if (!_removed || Volatile.Read(ref _leased) > 0 || Volatile.Read(ref _pending) > 0 || !TryClaimRelease())
+        {
+            return;
+        }
+
+        _ = ReleaseAsync();
+    }
+
+    /// <summary>Whether the node's data source was disposed (or is being).</summary>
+    internal bool IsReleased => Volatile.Read(ref _released) != 0;
+
+    /// <summary>Claims the disposal of the node's data source; false when it is already released.</summary>
+    internal bool TryClaimRelease() => Interlocked.Exchange(ref _released, 1) == 0;
+
+    private async Task ReleaseAsync()
+    {
+        try
+        {
+            await DataSource.DisposeAsync().ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            // The node is gone from the cluster; a pool that fails to close has nothing left to give anyone.
+        }
+    }
 
     internal void RecordFailure(Exception error, long start, long now)
     {
@@ -405,7 +541,7 @@ public sealed class ClusterNode
         Interlocked.Increment(ref _wins);
         if (ClusterTelemetry.Wins.Enabled)
         {
-            ClusterTelemetry.Wins.Add(1, Tags);
+            ClusterTelemetry.Count(ClusterTelemetry.Wins, Tags);
         }
     }
 
@@ -414,15 +550,17 @@ public sealed class ClusterNode
     {
         if (ClusterTelemetry.Losses.Enabled)
         {
-            ClusterTelemetry.Losses.Add(1, Tags);
+            ClusterTelemetry.Count(ClusterTelemetry.Losses, Tags);
         }
     }
 
     /// <summary>The probe's verdict; logged only when it changes the node's state.</summary>
-    internal void SetProbeResult(string? downReason)
+    /// <param name="downReason">Why the node must not serve, or null when it may.</param>
+    /// <param name="unreachable">The check could not reach the node (a timeout or an error), as opposed to a verdict.</param>
+    internal void SetProbeResult(string? downReason, bool unreachable = false)
     {
-        var previous = _downReason;
-        _downReason = downReason;
+        var previous = _down;
+        _down = downReason is null ? null : new DownState(downReason, unreachable);
         if (downReason is not null && previous is null)
         {
             ClusterLog.ProbeFailed(_context.Logger, _context.Options.Name, Name, downReason);
@@ -437,14 +575,24 @@ public sealed class ClusterNode
 
     internal void MarkRemoved() => _removed = true;
 
+    /// <summary>The node's cluster was disposed: the node reports <see cref="ClusterNodeState.Disposed"/>, not Removed.</summary>
+    internal void MarkDisposed()
+    {
+        _clusterDisposed = true;
+        _removed = true;
+    }
+
+    /// <summary>Whether the node is down by a verdict (a probe's or <see cref="MarkDown(string)"/>), not only unreachable.</summary>
+    internal bool IsDownByVerdict => _down is { Unreachable: false };
+
     internal ClusterNodeState GetState(long now)
     {
         if (_removed)
         {
-            return ClusterNodeState.Removed;
+            return _clusterDisposed ? ClusterNodeState.Disposed : ClusterNodeState.Removed;
         }
 
-        if (_downReason is not null)
+        if (_down is not null)
         {
             return ClusterNodeState.Down;
         }
@@ -460,12 +608,13 @@ public sealed class ClusterNode
         var reason = state switch
         {
             ClusterNodeState.Removed => "the node was removed from the cluster",
-            ClusterNodeState.Down => $"the node is marked down: {_downReason}",
+            ClusterNodeState.Down => $"the node is marked down: {_down?.Reason}",
             ClusterNodeState.Ejected => $"the node is ejected after {Volatile.Read(ref _consecutiveFailures)} consecutive failures",
             ClusterNodeState.HalfOpen => "the node's trial open is in progress",
             _ => "the node was not tried",
         };
-        return new ClusterNodeUnavailableException(state, $"Not tried: {reason}.");
+        // Reasons quote provider messages, which usually end with their own period.
+        return new ClusterNodeUnavailableException(state, $"Not tried: {reason.TrimEnd('.', ' ')}.");
     }
 
     private void Eject(long expectedUntil, long now)
@@ -486,7 +635,7 @@ public sealed class ClusterNode
             Interlocked.Increment(ref _ejections);
             if (ClusterTelemetry.Ejections.Enabled)
             {
-                ClusterTelemetry.Ejections.Add(1, Tags);
+                ClusterTelemetry.Count(ClusterTelemetry.Ejections, Tags);
             }
 
             var lastError = Volatile.Read(ref _lastError);
@@ -498,4 +647,7 @@ public sealed class ClusterNode
         stamp == 0 ? null : utcNow - TimeSpan.FromSeconds(_context.ToSeconds(stamp, now));
 
     private sealed record ErrorInfo(string TypeName, string Message);
+
+    /// <summary>Why a node is down; <paramref name="Unreachable"/> when its health check could not reach it (no verdict).</summary>
+    private sealed record DownState(string Reason, bool Unreachable);
 }

@@ -12,4 +12,12 @@ public sealed class ClusterNodeOptions
     /// The node's rank for <see cref="AcquirePolicy.FailOver"/>: lower is tried first, equal ranks keep declared order. Default 0.
     /// </summary>
     public int Priority { get; set; }
+
+    /// <summary>
+    /// The most connections the node's provider pool lends at once (MySqlConnector's <c>Maximum Pool Size</c>;
+    /// ClusterSql.MySql fills it in from the connection string), or <see langword="null"/> when unknown. When that many
+    /// connections from this node are in use, acquires prefer other nodes, and an open that must wait for the application
+    /// to return a connection is not held against the node's health. Default <see langword="null"/>.
+    /// </summary>
+    public int? MaxConnections { get; set; }
 }

@@ -12,9 +12,15 @@ public enum ClusterNodeState
     /// <summary>The ejection time has passed: one trial open decides whether the node is healthy again.</summary>
     HalfOpen = 2,
 
-    /// <summary>A health probe (or <see cref="ClusterNode.MarkDown(string)"/>) marked the node down; it is never handed out.</summary>
+    /// <summary>
+    /// A health probe (or <see cref="ClusterNode.MarkDown(string)"/>) marked the node down. A node down by a verdict is
+    /// never handed out; one down only because its health checks could not reach it is tried when no other node can serve.
+    /// </summary>
     Down = 3,
 
     /// <summary>The node was removed from its data source.</summary>
     Removed = 4,
+
+    /// <summary>The node's data source was disposed.</summary>
+    Disposed = 5,
 }

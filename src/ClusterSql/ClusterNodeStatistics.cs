@@ -16,6 +16,8 @@ public sealed class ClusterNodeStatistics
         long cancellations,
         long ejections,
         int pendingOpens,
+        int connectionsInUse,
+        long poolWaits,
         int consecutiveFailures,
         string? lastErrorType,
         string? lastErrorMessage,
@@ -37,6 +39,8 @@ public sealed class ClusterNodeStatistics
         Cancellations = cancellations;
         Ejections = ejections;
         PendingOpens = pendingOpens;
+        ConnectionsInUse = connectionsInUse;
+        PoolWaits = poolWaits;
         ConsecutiveFailures = consecutiveFailures;
         LastErrorType = lastErrorType;
         LastErrorMessage = lastErrorMessage;
@@ -79,6 +83,15 @@ public sealed class ClusterNodeStatistics
     /// <summary>Opens in progress now.</summary>
     public int PendingOpens { get; }
 
+    /// <summary>Connections from this node that the cluster handed out and that are not closed yet.</summary>
+    public int ConnectionsInUse { get; }
+
+    /// <summary>
+    /// Opens that started while every connection of the node's pool was in use (<see cref="ClusterNodeOptions.MaxConnections"/>)
+    /// and failed or timed out waiting for one: the application's capacity, not held against the node.
+    /// </summary>
+    public long PoolWaits { get; }
+
     /// <summary>Failed opens since the last successful one.</summary>
     public int ConsecutiveFailures { get; }
 
@@ -97,10 +110,18 @@ public sealed class ClusterNodeStatistics
     /// <summary>When the current or last ejection ends; <see langword="null"/> when not ejected.</summary>
     public DateTimeOffset? EjectedUntil { get; }
 
-    /// <summary>The peak-EWMA open latency that steers the latency-aware policy.</summary>
+    /// <summary>
+    /// The steering value of the latency-aware policy: a peak-EWMA of open latency that jumps to a slower sample at
+    /// once, follows faster ones within a few samples, and decays while the node is idle. It reads higher than the
+    /// typical open (it is meant to be pessimistic); compare <see cref="SmoothedLatency"/> with measured percentiles.
+    /// </summary>
     public TimeSpan LatencyEstimate { get; }
 
-    /// <summary>The smoothed open latency (RFC 6298's SRTT).</summary>
+    /// <summary>
+    /// The node's typical open latency: an exponentially smoothed mean of successful opens (RFC 6298's SRTT, gain 1/8),
+    /// the number to read next to measured p50/p99. A node's first opens count only by their fastest, so a cold first
+    /// open does not show for long.
+    /// </summary>
     public TimeSpan SmoothedLatency { get; }
 
     /// <summary>How long an open on this node may run before another node is started beside it.</summary>
@@ -111,5 +132,5 @@ public sealed class ClusterNodeStatistics
 
     /// <inheritdoc/>
     public override string ToString() =>
-        $"{Name}: {State}{(DownReason is null ? string.Empty : $" ({DownReason})")}, opens {Opens}, wins {Wins}, failures {Failures}, hedges {Hedges}, latency {LatencyEstimate.TotalMilliseconds:0.###} ms";
+        $"{Name}: {State}{(DownReason is null ? string.Empty : $" ({DownReason})")}, opens {Opens}, wins {Wins}, failures {Failures}, hedges {Hedges}, in use {ConnectionsInUse}, latency {SmoothedLatency.TotalMilliseconds:0.###} ms (steering peak {LatencyEstimate.TotalMilliseconds:0.###} ms)";
 }

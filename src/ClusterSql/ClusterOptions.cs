@@ -50,8 +50,16 @@ public sealed class ClusterOptions
     /// <summary>How often a configured health probe checks each node. Default 2 s.</summary>
     public TimeSpan HealthCheckInterval { get; set; } = TimeSpan.FromSeconds(2);
 
-    /// <summary>How long one health check may take before the node is marked down. Default 2 s.</summary>
+    /// <summary>How long one health check may take before it counts as failed. Default 2 s.</summary>
     public TimeSpan HealthCheckTimeout { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>
+    /// Consecutive health checks that could not reach a node (timed out or threw) before it is marked down. Default 2:
+    /// one slow check (a client-side GC pause, a starved thread pool, one slow status query) does not take a node out.
+    /// A verdict (for Galera: not Primary, not Synced, desynced, rejecting queries) marks it down at once. A node down only
+    /// because its checks could not reach it is still tried when no other node can serve.
+    /// </summary>
+    public int HealthCheckFailureThreshold { get; set; } = 2;
 
     internal ClusterOptions Clone() => (ClusterOptions)MemberwiseClone();
 
@@ -95,13 +103,20 @@ public sealed class ClusterOptions
         RequirePositive(LatencyDecayTime, nameof(LatencyDecayTime));
         RequirePositive(HealthCheckInterval, nameof(HealthCheckInterval));
         RequirePositive(HealthCheckTimeout, nameof(HealthCheckTimeout));
+        if (HealthCheckFailureThreshold < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(HealthCheckFailureThreshold), HealthCheckFailureThreshold, "At least one failed health check must be needed to mark a node down.");
+        }
     }
+
+    /// <summary>The longest time any setting may take: what a timer or a cancellation can be armed for (about 24.8 days).</summary>
+    internal static readonly TimeSpan MaxTime = TimeSpan.FromMilliseconds(int.MaxValue);
 
     internal static void RequirePositive(TimeSpan value, string name)
     {
-        if (value <= TimeSpan.Zero || value == System.Threading.Timeout.InfiniteTimeSpan)
+        if (value <= TimeSpan.Zero || value > MaxTime)
         {
-            throw new ArgumentOutOfRangeException(name, value, $"{name} must be a positive, finite time.");
+            throw new ArgumentOutOfRangeException(name, value, $"{name} must be a positive, finite time of at most {MaxTime.TotalDays:0.#} days.");
         }
     }
 }

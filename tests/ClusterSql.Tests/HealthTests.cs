@@ -186,7 +186,11 @@ public sealed class HealthTests
     public async Task HealthProbe_CheckThrowsOrHangs_MarksNodeDownWithTheReason()
     {
         var probe = new ScriptedProbe { Throw = "node1", Hang = "node2" };
-        await using var cluster = FakeCluster.Create(2, o => o.HealthCheckTimeout = TimeSpan.FromSeconds(1), probe: probe);
+        await using var cluster = FakeCluster.Create(2, o =>
+        {
+            o.HealthCheckTimeout = TimeSpan.FromSeconds(1);
+            o.HealthCheckFailureThreshold = 1;
+        }, probe: probe);
         await FakeCluster.WaitFor(() => cluster.Node("node1").State == ClusterNodeState.Down, "node1 down");
         Assert.That(cluster.Node("node1").GetStatistics().DownReason, Is.EqualTo("health check failed: InvalidOperationException: probe broke"));
 
@@ -203,6 +207,7 @@ public sealed class HealthTests
         {
             o.HealthCheckTimeout = TimeSpan.FromSeconds(1);
             o.HealthCheckInterval = TimeSpan.FromSeconds(2);
+            o.HealthCheckFailureThreshold = 1;
         }, probe: probe);
         await FakeCluster.WaitFor(() => probe.Checks.Count(n => n == "node1") == 1, "first check started");
 
@@ -227,6 +232,7 @@ public sealed class HealthTests
         {
             o.HealthCheckTimeout = TimeSpan.FromSeconds(1);
             o.HealthCheckInterval = TimeSpan.FromSeconds(2);
+            o.HealthCheckFailureThreshold = 1;
         }, probe: probe);
         await FakeCluster.WaitFor(() => probe.Checks.Count(n => n == "node1") == 1, "first check started");
 

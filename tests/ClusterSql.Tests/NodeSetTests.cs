@@ -29,7 +29,42 @@ public sealed class NodeSetTests
         Assert.That(cluster["node2"].OpensStarted, Is.EqualTo(opens));
         Assert.That(cluster.DataSource.Nodes.Select(n => n.Name), Is.EqualTo(new[] { "node1", "node3" }));
         Assert.That(held.State, Is.EqualTo(System.Data.ConnectionState.Open), "removing a node never breaks a connection handed out");
-        Assert.That(cluster["node2"].DataSourceDisposed, Is.False, "a removed node's provider lives until the cluster is disposed");
+    }
+
+    [Test]
+    public async Task RemoveNode_WithAConnectionOpen_ReleasesItsProviderWhenTheLastIsClosed()
+    {
+        await using var cluster = FakeCluster.Create(3, o => o.Policy = AcquirePolicy.FailOver);
+        var held = await cluster.DataSource.OpenConnectionAsync();
+        Assert.That(((FakeConnection)held).Node.Name, Is.EqualTo("node1"));
+
+        Assert.That(cluster.DataSource.RemoveNode("node1"), Is.True);
+        Assert.That(cluster.DataSource.RemoveNode("node3"), Is.True);
+        await FakeCluster.WaitFor(() => cluster["node3"].DataSourceDisposed, "node3, with nothing open, released at once");
+        Assert.That(cluster["node1"].DataSourceDisposed, Is.False, "node1's pool lives while its connection is open");
+        Assert.That(held.State, Is.EqualTo(System.Data.ConnectionState.Open));
+
+        await held.DisposeAsync();
+        await FakeCluster.WaitFor(() => cluster["node1"].DataSourceDisposed, "node1 released when its last connection closed");
+        Assert.That(cluster["node2"].DataSourceDisposed, Is.False);
+    }
+
+    [Test]
+    public async Task DisposeAsync_Nodes_ReportDisposedNotRemoved()
+    {
+        var cluster = FakeCluster.Create(2);
+        var node = cluster.Node("node1");
+        cluster.DataSource.RemoveNode("node2");
+        var removed = cluster.Node("node1");
+        await cluster.DisposeAsync();
+        Assert.That(node.State, Is.EqualTo(ClusterNodeState.Disposed));
+        Assert.That(cluster["node1"].DataSourceDisposed, Is.True);
+        Assert.That(cluster["node2"].DataSourceDisposed, Is.True);
+        var error = Assert.ThrowsAsync<ObjectDisposedException>(async () => await cluster.DataSource.OpenConnectionAsync());
+        var syncError = Assert.Throws<ObjectDisposedException>(() => cluster.DataSource.CreateConnection());
+        Assert.That(error!.Message, Is.EqualTo(syncError!.Message), "one wording for a disposed data source");
+        Assert.That(error.ObjectName, Is.EqualTo("ClusterDataSource"));
+        Assert.That(removed, Is.SameAs(node));
     }
 
     [Test]

@@ -47,13 +47,16 @@ internal sealed class Acquirer
         var first = _selector.PickFirst(nodes, now);
         if (first is null || !first.TryClaim(now, panic: false))
         {
+            telemetry.ReturnCallerActivity();
             return new AcquireOperation(this, nodes, now, telemetry).RunAsync(first: null, pending: null, initialError: null, cancellationToken);
         }
 
+        var poolWait = first.IsAtCapacity;
         var open = Attempt.StartOpen(first, _context, isHedge: false, now, out var start, out var timeout);
         if (!open.IsCompleted)
         {
-            var pending = new Attempt(first, _context, start, timeout, open);
+            var pending = new Attempt(first, _context, start, timeout, open, poolWait);
+            telemetry.ReturnCallerActivity();
             return new AcquireOperation(this, nodes, now, telemetry).RunAsync(first, pending, initialError: null, cancellationToken);
         }
 
@@ -69,10 +72,12 @@ internal sealed class Acquirer
             error = ex;
         }
 
-        error = first.CompleteAttempt(start, ref connection, error, timeout, callerCancelled: false);
+        error = first.CompleteAttempt(start, ref connection, error, timeout, callerCancelled: false, poolWait, synchronous: true);
         _context.Cancellations.Return(timeout);
         if (connection is not null)
         {
+            // Counted before the removal check, so that a node removed meanwhile keeps its pool until this is closed.
+            first.TrackLease(connection);
             if (!first.IsRemoved)
             {
                 first.RecordWin();
@@ -85,6 +90,7 @@ internal sealed class Acquirer
         }
 
         var initialError = new ClusterNodeError(first.Name, error!);
+        telemetry.ReturnCallerActivity();
         return new AcquireOperation(this, nodes, now, telemetry).RunAsync(first, pending: null, initialError, cancellationToken);
     }
 
@@ -109,21 +115,26 @@ internal sealed class Attempt
     private readonly CancellationTokenSource _timeout;
     private readonly long _start;
     private readonly ValueTask<DbConnection> _open;
+    private readonly bool _poolWait;
     private ChannelWriter<Attempt?>? _results;
     private int _state;
     private int _stall;
     private volatile bool _resultReady;
 
-    public Attempt(ClusterNode node, ClusterContext context, long start, CancellationTokenSource timeout, ValueTask<DbConnection> open)
+    public Attempt(ClusterNode node, ClusterContext context, long start, CancellationTokenSource timeout, ValueTask<DbConnection> open, bool poolWait)
     {
         Node = node;
         _context = context;
         _start = start;
         _timeout = timeout;
         _open = open;
+        _poolWait = poolWait;
     }
 
     public ClusterNode Node { get; }
+
+    /// <summary>When the attempt started (the data source's clock).</summary>
+    public long Start => _start;
 
     /// <summary>Whether <see cref="Connection"/> and <see cref="Error"/> hold the outcome.</summary>
     public bool IsCompleted => _resultReady;
@@ -148,10 +159,11 @@ internal sealed class Attempt
         return connection;
     }
 
-    public static Attempt Start(ClusterNode node, ClusterContext context, bool isHedge)
+    public static Attempt Begin(ClusterNode node, ClusterContext context, bool isHedge)
     {
+        var poolWait = node.IsAtCapacity;
         var open = StartOpen(node, context, isHedge, context.TimeProvider.GetTimestamp(), out var start, out var timeout);
-        return new Attempt(node, context, start, timeout, open);
+        return new Attempt(node, context, start, timeout, open, poolWait);
     }
 
     /// <summary>Starts an open on a node, bounded by its connect timeout; a synchronous throw becomes a faulted result.</summary>
@@ -161,7 +173,7 @@ internal sealed class Attempt
         timeout = context.Cancellations.Rent(node.ConnectTimeout);
         try
         {
-            return node.DataSource.OpenConnectionAsync(timeout.Token);
+            return node.StartProviderOpen(timeout.Token);
         }
         catch (Exception ex)
         {
@@ -206,18 +218,16 @@ internal sealed class Attempt
 
         EndStall();
         var callerCancelled = previous == CancelledByCaller;
-        Error = Node.CompleteAttempt(_start, ref connection, error, _timeout, callerCancelled);
+        Error = Node.CompleteAttempt(_start, ref connection, error, _timeout, callerCancelled, _poolWait, synchronous: false);
         Connection = connection;
         _resultReady = true;
-        if (callerCancelled)
-        {
-            // Cancelled sources are never reused.
-            _timeout.Dispose();
-        }
-        else
+        if (!callerCancelled)
         {
             _context.Cancellations.Return(_timeout);
         }
+
+        // A source cancelled for the caller is neither reused nor disposed here: CancelForCaller may still be about to
+        // call Cancel on it (it switched the state first), and a source with no timer left holds nothing to free.
 
         if (!results.TryWrite(this) && Connection is not null)
         {
@@ -243,7 +253,7 @@ internal sealed class Attempt
 
         EndStall();
         DbConnection? none = null;
-        Error = Node.CompleteAttempt(_start, ref none, error: null, _timeout, callerCancelled: false);
+        Error = Node.CompleteAttempt(_start, ref none, error: null, _timeout, callerCancelled: false, _poolWait, synchronous: false);
         _results?.TryWrite(this);
     }
 
@@ -271,7 +281,14 @@ internal sealed class Attempt
         // where cancelling it would cancel somebody else's open.
         if (Interlocked.CompareExchange(ref _state, CancelledByCaller, Running) == Running)
         {
-            _timeout.Cancel();
+            try
+            {
+                _timeout.Cancel();
+            }
+            catch (AggregateException)
+            {
+                // A provider's cancellation callback threw; the attempt is stopped for the caller all the same.
+            }
         }
     }
 
@@ -360,6 +377,7 @@ internal sealed class AcquireOperation
             _attempts = 1;
         }
 
+        _telemetry.ResumeActivity();
         var registration = cancellationToken.UnsafeRegister(static s => ((AcquireOperation)s!).WakeUp(), this);
         try
         {
@@ -398,12 +416,12 @@ internal sealed class AcquireOperation
                         done.DisposeConnectionInBackground();
                     }
 
+                    var cancelled = Cancelled(cancellationToken);
                     foreach (var attempt in _running)
                     {
                         attempt.CancelForCaller();
                     }
 
-                    var cancelled = new OperationCanceledException(cancellationToken);
                     _telemetry.Failed(_context, _started, cancelled, _attempts, _hedges);
                     throw cancelled;
                 }
@@ -427,6 +445,8 @@ internal sealed class AcquireOperation
                 }
                 else if (done.Connection is not null)
                 {
+                    // Counted before the removal check, so that a node removed meanwhile keeps its pool until this is closed.
+                    done.Node.TrackLease(done.Connection);
                     if (!done.Node.IsRemoved)
                     {
                         done.Node.RecordWin();
@@ -469,7 +489,7 @@ internal sealed class AcquireOperation
             var node = _candidates[_nextCandidate++];
             if (node.TryClaim(now, _panic))
             {
-                Track(Attempt.Start(node, _context, isHedge));
+                Track(Attempt.Begin(node, _context, isHedge));
                 return true;
             }
         }
@@ -531,6 +551,45 @@ internal sealed class AcquireOperation
         {
             _hedges++;
         }
+    }
+
+    /// <summary>
+    /// The caller's cancellation, as the .NET convention wants it (an <see cref="OperationCanceledException"/> with the
+    /// caller's token), saying which nodes were still opening and for how long, with the errors so far as its inner
+    /// exception.
+    /// </summary>
+    private OperationCanceledException Cancelled(CancellationToken cancellationToken)
+    {
+        var now = _context.TimeProvider.GetTimestamp();
+        var message = new System.Text.StringBuilder("The caller cancelled the acquire after ")
+            .Append((_context.ToSeconds(_started, now) * 1000).ToString("0", System.Globalization.CultureInfo.InvariantCulture)).Append(" ms");
+        if (_running.Count == 0)
+        {
+            message.Append(", with no open in progress");
+        }
+        else
+        {
+            message.Append(", while opening on ");
+            for (var i = 0; i < _running.Count; i++)
+            {
+                var attempt = _running[i];
+                message.Append(i == 0 ? string.Empty : ", ").Append(attempt.Node.Name).Append(" (for ")
+                    .Append((_context.ToSeconds(attempt.Start, now) * 1000).ToString("0", System.Globalization.CultureInfo.InvariantCulture)).Append(" ms)");
+            }
+        }
+
+        if (_errors.Count > 0)
+        {
+            message.Append("; earlier: ");
+            for (var i = 0; i < _errors.Count; i++)
+            {
+                message.Append(i == 0 ? string.Empty : "; ").Append(_errors[i].NodeName).Append(": ").Append(_errors[i].Exception.GetType().Name);
+            }
+        }
+
+        message.Append('.');
+        var inner = _errors.Count > 0 ? ClusterException.Create(_errors, _nodes.Length) : null;
+        return new OperationCanceledException(message.ToString(), inner, cancellationToken);
     }
 
     private ClusterException Failure()

@@ -12,7 +12,7 @@ internal sealed class ClusterContext
     public ClusterContext(ClusterOptions options, TimeProvider timeProvider, Random random, ILogger? logger = null)
     {
         Options = options;
-        Logger = logger ?? NullLogger.Instance;
+        Logger = logger is null ? NullLogger.Instance : new GuardedLogger(logger);
         PoolTag = new TagList { { ClusterTelemetry.PoolNameTag, options.Name } };
         TimeProvider = timeProvider;
         Random = random;

@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Concurrent;
+using System.Data.Common;
 using System.Threading;
 using System.Threading.Tasks;
 
@@ -9,6 +10,13 @@ namespace ClusterSql.Core;
 /// Runs an <see cref="IClusterNodeHealthProbe"/> for every node on the data source's <see cref="TimeProvider"/>:
 /// one check at a time per node, the next one an interval after the last ended, so a slow check never piles up.
 /// </summary>
+/// <remarks>
+/// A verdict (the probe returned an unhealthy result) acts at once. A check that could not reach the node (it timed out
+/// or threw) acts only after <see cref="ClusterOptions.HealthCheckFailureThreshold"/> in a row, and marks the node down
+/// as unreachable, which a panic acquire may still try. A check that keeps failing with an error a retry cannot fix (a
+/// <see cref="DbException"/> that is not transient, such as a login refused for a wrong password) backs off
+/// exponentially, so the probe does not knock on the server with a failed login every interval for ever.
+/// </remarks>
 internal sealed class HealthProbeRunner : IAsyncDisposable
 {
     private readonly IClusterNodeHealthProbe _probe;
@@ -35,7 +43,24 @@ internal sealed class HealthProbeRunner : IAsyncDisposable
     {
         if (_probes.TryRemove(node, out var nodeProbe))
         {
-            nodeProbe.Stop();
+            _ = StopAndForgetAsync(nodeProbe, node);
+        }
+    }
+
+    /// <summary>Stops a removed node's checks, then lets the probe free what it holds for the node (its connection).</summary>
+    private async Task StopAndForgetAsync(NodeProbe nodeProbe, ClusterNode node)
+    {
+        try
+        {
+            await nodeProbe.StopAsync().ConfigureAwait(false);
+            if (!_stopping.IsCancellationRequested)
+            {
+                await _probe.NodeRemovedAsync(node).ConfigureAwait(false);
+            }
+        }
+        catch (Exception)
+        {
+            // A probe that fails to let go of a removed node can do no more harm than keep a connection until disposal.
         }
     }
 
@@ -67,6 +92,8 @@ internal sealed class HealthProbeRunner : IAsyncDisposable
         private Task _stuck = Task.CompletedTask;
         private Task _check = Task.CompletedTask;
         private volatile bool _stopped;
+        private int _unreachable;
+        private int _persistentFailures;
 
         public NodeProbe(HealthProbeRunner runner, ClusterNode node)
         {
@@ -142,6 +169,8 @@ internal sealed class HealthProbeRunner : IAsyncDisposable
             var context = _runner._context;
             var timeout = context.Options.HealthCheckTimeout;
             string? downReason;
+            var unreachable = true;
+            var persistent = false;
             if (_stopped || _runner._stopping.IsCancellationRequested)
             {
                 return;
@@ -167,6 +196,7 @@ internal sealed class HealthProbeRunner : IAsyncDisposable
                     // The wait ends at the timeout, or when the probes stop, even when the probe does not.
                     var health = await check.WaitAsync(timeout, context.TimeProvider, _runner._stopping.Token).ConfigureAwait(false);
                     downReason = health.Reason;
+                    unreachable = false;
                 }
                 catch (Exception) when (_runner._stopping.IsCancellationRequested)
                 {
@@ -179,6 +209,7 @@ internal sealed class HealthProbeRunner : IAsyncDisposable
                 catch (Exception ex)
                 {
                     downReason = $"health check failed: {ex.GetType().Name}: {ex.Message}";
+                    persistent = ex is DbException { IsTransient: false };
                 }
                 finally
                 {
@@ -200,9 +231,38 @@ internal sealed class HealthProbeRunner : IAsyncDisposable
                 return;
             }
 
-            _node.SetProbeResult(downReason);
+            Schedule(Apply(downReason, unreachable, persistent));
+        }
 
-            Schedule(context.Options.HealthCheckInterval);
+        /// <summary>Applies one check's outcome to the node; returns when the next check is due.</summary>
+        private TimeSpan Apply(string? downReason, bool unreachable, bool persistent)
+        {
+            var options = _runner._context.Options;
+            if (!unreachable)
+            {
+                _unreachable = 0;
+                _persistentFailures = 0;
+                _node.SetProbeResult(downReason);
+                return options.HealthCheckInterval;
+            }
+
+            _unreachable++;
+            _persistentFailures = persistent ? _persistentFailures + 1 : 0;
+            if (_unreachable >= options.HealthCheckFailureThreshold && !_node.IsDownByVerdict)
+            {
+                // A node last judged by a verdict keeps it: only a check that passes lets it serve again.
+                _node.SetProbeResult(downReason, unreachable: true);
+            }
+
+            if (_persistentFailures <= 1)
+            {
+                return options.HealthCheckInterval;
+            }
+
+            // Interval × 2^(k-1), at most MaxEjectionTime (and never below the interval).
+            var doubling = Math.Min(_persistentFailures - 1, 20);
+            var ticks = Math.Min(options.HealthCheckInterval.Ticks * (double)(1L << doubling), options.MaxEjectionTime.Ticks);
+            return TimeSpan.FromTicks((long)Math.Max(ticks, options.HealthCheckInterval.Ticks));
         }
     }
 }

@@ -6,34 +6,98 @@ namespace ClusterSql.Telemetry;
 
 /// <summary>
 /// What one acquire reports: the pending-requests gauge, the wait time and attempts, and an "acquire" span when
-/// someone listens. Nothing is allocated unless a listener is attached.
+/// someone listens. Nothing is allocated unless a listener is attached. A listener that throws loses its measurement
+/// and never breaks the acquire.
 /// </summary>
 internal struct AcquireTelemetry
 {
     public const string ActivityName = "ClusterSql acquire";
 
     private Activity? _activity;
+    private Activity? _callerActivity;
     private bool _pendingCounted;
 
     public static AcquireTelemetry Start(ClusterContext context)
     {
         var telemetry = default(AcquireTelemetry);
-        if (ClusterTelemetry.PendingRequests.Enabled)
+        try
         {
-            ClusterTelemetry.PendingRequests.Add(1, context.PoolTag);
-            telemetry._pendingCounted = true;
-        }
+            if (ClusterTelemetry.PendingRequests.Enabled)
+            {
+                ClusterTelemetry.PendingRequests.Add(1, context.PoolTag);
+                telemetry._pendingCounted = true;
+            }
 
-        if (ClusterTelemetry.ActivitySource.HasListeners())
+            if (ClusterTelemetry.ActivitySource.HasListeners())
+            {
+                telemetry._callerActivity = Activity.Current;
+                telemetry._activity = ClusterTelemetry.ActivitySource.StartActivity(ActivityName, ActivityKind.Client);
+                telemetry._activity?.SetTag(ClusterTelemetry.PoolNameTag, context.Options.Name);
+            }
+        }
+        catch (Exception)
         {
-            telemetry._activity = ClusterTelemetry.ActivitySource.StartActivity(ActivityName, ActivityKind.Client);
-            telemetry._activity?.SetTag(ClusterTelemetry.PoolNameTag, context.Options.Name);
+            // Telemetry is best-effort (see the type's summary).
         }
 
         return telemetry;
     }
 
+    /// <summary>
+    /// The acquire goes on asynchronously: give the caller back its own activity now. The caller resumes with the
+    /// context it has when the acquire returns its pending task, and a span left current there would parent the rest
+    /// of the caller's request under a finished acquire.
+    /// </summary>
+    public readonly void ReturnCallerActivity()
+    {
+        if (_activity is not null)
+        {
+            Activity.Current = _callerActivity;
+        }
+    }
+
+    /// <summary>Makes the acquire's span current inside its asynchronous part, so that the provider's spans nest in it.</summary>
+    public readonly void ResumeActivity()
+    {
+        if (_activity is not null)
+        {
+            Activity.Current = _activity;
+        }
+    }
+
     public readonly void Succeeded(ClusterContext context, long started, ClusterNode winner, int attempts, int hedges)
+    {
+        try
+        {
+            RecordSuccess(context, started, winner, attempts, hedges);
+        }
+        catch (Exception)
+        {
+            // Telemetry is best-effort (see the type's summary).
+        }
+        finally
+        {
+            RestoreCaller();
+        }
+    }
+
+    public readonly void Failed(ClusterContext context, long started, Exception error, int attempts, int hedges)
+    {
+        try
+        {
+            RecordFailure(context, started, error, attempts, hedges);
+        }
+        catch (Exception)
+        {
+            // Telemetry is best-effort (see the type's summary).
+        }
+        finally
+        {
+            RestoreCaller();
+        }
+    }
+
+    private readonly void RecordSuccess(ClusterContext context, long started, ClusterNode winner, int attempts, int hedges)
     {
         End(context);
         if (ClusterTelemetry.WaitTime.Enabled)
@@ -51,7 +115,7 @@ internal struct AcquireTelemetry
         }
     }
 
-    public readonly void Failed(ClusterContext context, long started, Exception error, int attempts, int hedges)
+    private readonly void RecordFailure(ClusterContext context, long started, Exception error, int attempts, int hedges)
     {
         End(context);
         var cancelled = error is OperationCanceledException;
@@ -75,6 +139,14 @@ internal struct AcquireTelemetry
             activity.SetStatus(ActivityStatusCode.Error, cancelled ? "cancelled" : error.Message);
             activity.AddException(error);
             activity.Stop();
+        }
+    }
+
+    private readonly void RestoreCaller()
+    {
+        if (_activity is not null && Activity.Current == _activity)
+        {
+            Activity.Current = _callerActivity;
         }
     }
 

@@ -67,6 +67,38 @@ internal static class ClusterTelemetry
     static ClusterTelemetry()
     {
         Meter.CreateObservableGauge("clustersql.node.state", ObserveStates, "{node}", "1 for each node, with its state (healthy, ejected, half_open, down) as an attribute.");
+        Meter.CreateObservableGauge("clustersql.node.latency", () => ObserveNodes(static s => s.SmoothedLatency.TotalSeconds), "s", "Each node's typical open latency (smoothed mean of successful opens), to read next to db.client.connection.create_time.");
+        Meter.CreateObservableGauge("clustersql.node.latency.peak", () => ObserveNodes(static s => s.LatencyEstimate.TotalSeconds), "s", "Each node's steering latency (peak EWMA): pessimistic on purpose, what the latency-aware policy compares.");
+        Meter.CreateObservableGauge("clustersql.node.connections.in_use", () => ObserveNodes(static s => (double)s.ConnectionsInUse), "{connection}", "Connections from each node that the cluster handed out and that are not closed yet.");
+    }
+
+    /// <summary>
+    /// Adds one to a counter. A listener that throws must not break an acquire or a health check: telemetry is
+    /// best-effort, and what it cannot record is dropped.
+    /// </summary>
+    public static void Count(Counter<long> counter, in TagList tags)
+    {
+        try
+        {
+            counter.Add(1, in tags);
+        }
+        catch (Exception)
+        {
+            // A faulty listener loses this measurement; the caller goes on.
+        }
+    }
+
+    /// <summary>Records a histogram value; like <see cref="Count"/>, a throwing listener is contained.</summary>
+    public static void Record(Histogram<double> histogram, double value, in TagList tags)
+    {
+        try
+        {
+            histogram.Record(value, in tags);
+        }
+        catch (Exception)
+        {
+            // As in Count.
+        }
     }
 
     public static void Register(ClusterDataSource dataSource)
@@ -98,10 +130,22 @@ internal static class ClusterTelemetry
         ClusterNodeState.Ejected => "ejected",
         ClusterNodeState.HalfOpen => "half_open",
         ClusterNodeState.Down => "down",
+        ClusterNodeState.Disposed => "disposed",
         _ => "removed",
     };
 
-    private static IEnumerable<Measurement<int>> ObserveStates()
+    private static IEnumerable<Measurement<double>> ObserveNodes(Func<ClusterNodeStatistics, double> value)
+    {
+        foreach (var dataSource in LiveDataSources())
+        {
+            foreach (var node in dataSource.Nodes)
+            {
+                yield return new Measurement<double>(value(node.GetStatistics()), NodeTags(dataSource.Options.Name, node.Name));
+            }
+        }
+    }
+
+    private static List<ClusterDataSource> LiveDataSources()
     {
         List<ClusterDataSource> live = [];
         lock (s_dataSources)
@@ -115,6 +159,12 @@ internal static class ClusterTelemetry
             }
         }
 
+        return live;
+    }
+
+    private static IEnumerable<Measurement<int>> ObserveStates()
+    {
+        var live = LiveDataSources();
         foreach (var dataSource in live)
         {
             foreach (var node in dataSource.Nodes)

@@ -161,6 +161,7 @@ internal sealed class FakeNode : DbDataSource
 
 internal sealed class FakeConnection : DbConnection
 {
+    private static readonly StateChangeEventArgs s_closed = new(ConnectionState.Open, ConnectionState.Closed);
     private readonly FakeNode _node;
     private ConnectionState _state;
     private int _disposed;
@@ -204,6 +205,7 @@ internal sealed class FakeConnection : DbConnection
         {
             _state = ConnectionState.Closed;
             _node.OnConnectionDisposed();
+            OnStateChange(s_closed);
         }
 
         base.Dispose(disposing);
