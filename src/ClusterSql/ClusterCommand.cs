@@ -103,11 +103,21 @@ internal sealed class ClusterCommand : DbCommand
         base.Dispose(disposing);
     }
 
+    /// <summary>
+    /// Points the provider's command at the provider connection of the current open, which changes when the cluster
+    /// connection is reopened (it acquires afresh, perhaps on another node).
+    /// </summary>
     private DbCommand Bind()
     {
         var connection = _connection ?? throw new InvalidOperationException("The command has no connection.");
-        _inner.Connection = connection.InnerConnection
-            ?? throw new InvalidOperationException("The cluster connection is not open: call Open or OpenAsync first.");
+        var inner = connection.OpenInner();
+
+        // Only when it changed: providers refuse any assignment while a reader of the command is open.
+        if (!ReferenceEquals(_inner.Connection, inner))
+        {
+            _inner.Connection = inner;
+        }
+
         return _inner;
     }
 }

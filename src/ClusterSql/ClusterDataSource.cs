@@ -156,6 +156,27 @@ public sealed class ClusterDataSource : DbDataSource
     }
 
     /// <inheritdoc/>
+    /// <remarks>
+    /// Each execution of the batch acquires a connection through the cluster and releases it afterwards (a reader's
+    /// connection when the reader is disposed). Unlike DbDataSource's own batch, its CreateBatchCommand works.
+    /// </remarks>
+    /// <exception cref="NotSupportedException">The nodes' provider cannot make batches.</exception>
+    protected override DbBatch CreateDbBatch()
+    {
+        ThrowIfDisposed();
+        var connection = new ClusterConnection(this);
+        try
+        {
+            return new ClusterDataSourceBatch(connection, (ClusterBatch)connection.CreateBatch());
+        }
+        catch
+        {
+            connection.Dispose();
+            throw;
+        }
+    }
+
+    /// <inheritdoc/>
     /// <exception cref="ClusterException">No node could open a connection; it lists every node's error.</exception>
     protected override DbConnection OpenDbConnection()
     {
@@ -232,6 +253,42 @@ public sealed class ClusterDataSource : DbDataSource
         command.Connection = null;
         return command;
     }
+
+    /// <summary>Whether the first node's provider can make batches (for <see cref="ClusterConnection.CanCreateBatch"/>).</summary>
+    internal bool ProviderCanCreateBatch()
+    {
+        var nodes = Volatile.Read(ref _nodes);
+        if (nodes.Length == 0)
+        {
+            return false;
+        }
+
+        using var connection = nodes[0].DataSource.CreateConnection();
+        return connection.CanCreateBatch;
+    }
+
+    /// <summary>A batch of the first node's provider, not bound to any connection (for <see cref="ClusterConnection"/>).</summary>
+    /// <exception cref="NotSupportedException">The provider cannot make batches.</exception>
+    internal DbBatch CreateProviderBatch()
+    {
+        var nodes = Volatile.Read(ref _nodes);
+        if (nodes.Length == 0)
+        {
+            throw new InvalidOperationException("The cluster has no nodes.");
+        }
+
+        using var connection = nodes[0].DataSource.CreateConnection();
+        if (!connection.CanCreateBatch)
+        {
+            throw new NotSupportedException(
+                $"The cluster's provider ({connection.GetType().Name}, node '{nodes[0].Name}') cannot create batches (its CanCreateBatch is false): use commands instead.");
+        }
+
+        var batch = connection.CreateBatch();
+        batch.Connection = null;
+        return batch;
+    }
+
 
     private void ThrowIfDisposed()
     {
