@@ -12,6 +12,7 @@ internal static class Emitter
     private const string DbConnection = "global::System.Data.Common.DbConnection";
     private const string CancellationToken = "global::System.Threading.CancellationToken";
     private const string InvalidOperationException = "global::System.InvalidOperationException";
+    private const string ArgumentException = "global::System.ArgumentException";
 
     private static readonly string s_generatedCode =
         $"[global::System.CodeDom.Compiler.GeneratedCode(\"ClusterSql.Generators\", \"{typeof(Emitter).Assembly.GetName().Version}\")]";
@@ -173,6 +174,7 @@ internal static class Emitter
         writer.WriteLine("/// <param name=\"configure\">Adjusts the builder after the declared options and nodes are applied (time provider, health probe, more options).</param>");
         writer.WriteLine("/// <returns>The cluster; dispose it to dispose every node's data source.</returns>");
         writer.WriteLine($"/// <exception cref=\"{InvalidOperationException}\">A node's environment variable or configuration key is not set.</exception>");
+        writer.WriteLine($"/// <exception cref=\"{ArgumentException}\">A node's connection string does not parse; the message names the node and quotes none of the string.</exception>");
         writer.WriteLine(s_generatedCode);
         writer.OpenBlock($"public static {model.Name} Create(global::System.Func<string, string?>? configuration = null, global::System.Action<global::ClusterSql.ClusterDataSourceBuilder>? configure = null)");
 
@@ -220,7 +222,7 @@ internal static class Emitter
         for (var i = 0; i < model.Nodes.Count; i++)
         {
             var node = model.Nodes[i];
-            writer.WriteLine($"var dataSource{i} = {model.ProviderFactory}.Instance.CreateDataSource(connectionString{i});");
+            writer.WriteLine($"var dataSource{i} = CreateDataSource(NodeNames.{node.PropertyName}, connectionString{i});");
             writer.WriteLine($"dataSources.Add(dataSource{i});");
             writer.WriteLine($"builder.AddNode(NodeNames.{node.PropertyName}, dataSource{i}, {NodeOptions(node)});");
         }
@@ -260,6 +262,25 @@ internal static class Emitter
             environment |= node.Source == ConnectionStringSource.EnvironmentVariable;
             configuration |= node.Source == ConnectionStringSource.ConfigurationKey;
         }
+
+        // The provider's message may quote the string it rejected, and so a piece of a password: neither that message
+        // nor its exception is kept. Its builder parses the string now, since a data source may parse only on its
+        // first open, where the provider's message would reach the caller.
+        writer.WriteLine();
+        writer.WriteLine(s_generatedCode);
+        writer.OpenBlock("private static global::System.Data.Common.DbDataSource CreateDataSource(string node, string connectionString)");
+        writer.WriteLine($"var factory = {model.ProviderFactory}.Instance;");
+        writer.OpenBlock("try");
+        writer.OpenBlock("if (factory.CreateConnectionStringBuilder() is { } builder)");
+        writer.WriteLine("builder.ConnectionString = connectionString;");
+        writer.CloseBlock();
+        writer.WriteLine();
+        writer.WriteLine("return factory.CreateDataSource(connectionString);");
+        writer.CloseBlock();
+        writer.OpenBlock("catch (global::System.Exception ex) when (ex is global::System.ArgumentException or global::System.FormatException or global::System.InvalidCastException or global::System.OverflowException or global::System.NotSupportedException or global::System.IndexOutOfRangeException)");
+        writer.WriteLine($"throw new {ArgumentException}($\"The connection string of node '{{node}}' does not parse as a {ProviderName(model.ProviderFactory)} connection string (a key is unknown, or a value is malformed: check quoting).\");");
+        writer.CloseBlock();
+        writer.CloseBlock();
 
         // The messages name the node and where its connection string was looked for, never a value.
         if (environment)
@@ -336,6 +357,12 @@ internal static class Emitter
     private static string Milliseconds(int milliseconds) => $"global::System.TimeSpan.FromMilliseconds({milliseconds})";
 
     private static string Literal(string value) => SymbolDisplay.FormatLiteral(value, quote: true);
+
+    private static string ProviderName(string providerFactory)
+    {
+        var name = providerFactory.Substring(providerFactory.LastIndexOf('.') + 1);
+        return name.EndsWith("Factory", System.StringComparison.Ordinal) && name.Length > "Factory".Length ? name.Substring(0, name.Length - "Factory".Length) : name;
+    }
 
     private static string StripGlobal(string name) => name.StartsWith("global::", System.StringComparison.Ordinal) ? name.Substring("global::".Length) : name;
 }

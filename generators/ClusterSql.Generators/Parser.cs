@@ -328,9 +328,9 @@ internal static class Parser
         if (connectionString is not null && connectionString.Length > 0)
         {
             var location = ArgumentLocation(syntax, "ConnectionString");
-            if (!TryParseConnectionString(connectionString, out var hasPassword, out var error))
+            if (!TryParseConnectionString(connectionString, out var hasPassword))
             {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.UnparsableConnectionString, location, name!, error!));
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.UnparsableConnectionString, location, name!));
                 return null;
             }
 
@@ -384,12 +384,12 @@ internal static class Parser
 
     /// <summary>
     /// Parses key=value pairs as the providers' builders do. The provider itself cannot be loaded in the compiler, so
-    /// its own keywords are checked only when the cluster is created.
+    /// its own keywords are checked only when the cluster is created. The parser's message is dropped: a diagnostic
+    /// is shown and logged by every build, and a message that quoted the string could quote a password.
     /// </summary>
-    private static bool TryParseConnectionString(string connectionString, out bool hasPassword, out string? error)
+    private static bool TryParseConnectionString(string connectionString, out bool hasPassword)
     {
         hasPassword = false;
-        error = null;
         try
         {
             var builder = new DbConnectionStringBuilder { ConnectionString = connectionString };
@@ -403,9 +403,8 @@ internal static class Parser
 
             return true;
         }
-        catch (ArgumentException ex)
+        catch (ArgumentException)
         {
-            error = ex.Message;
             return false;
         }
     }
@@ -439,7 +438,7 @@ internal static class Parser
         {
             [className] = "is the name of the cluster class",
         };
-        var generated = new List<string> { "NodeNames", "DataSource", "Create", "OpenConnection", "OpenConnectionAsync", "Dispose", "DisposeAsync", "ReadEnvironmentVariable", "ReadConfiguration" };
+        var generated = new List<string> { "NodeNames", "DataSource", "Create", "OpenConnection", "OpenConnectionAsync", "Dispose", "DisposeAsync", "ReadEnvironmentVariable", "ReadConfiguration", "CreateDataSource" };
         if (typedOpens)
         {
             generated.Add("AsConnectionType");

@@ -1,5 +1,7 @@
 using System;
+using System.Collections.Generic;
 using System.Data.Common;
+using System.Globalization;
 using ClusterSql;
 using ClusterSql.Extensions;
 using Microsoft.Extensions.Configuration;
@@ -44,7 +46,16 @@ public static class ClusterSqlServiceCollectionExtensions
     /// <summary>
     /// Registers a cluster described by configuration (see <see cref="ClusterSqlSettings"/>), each node's data source made
     /// by <paramref name="providerFactory"/> (for instance <c>MySqlConnectorFactory.Instance</c>). The section is read and
-    /// validated now, so that a mistake fails at startup with a message naming the setting, never a connection string.
+    /// validated now, connection strings included, so that a mistake fails at startup with a message naming the
+    /// setting, never quoting a connection string.
+    /// <para>
+    /// <c>Nodes</c> is either an array, which keeps the declared order
+    /// (<c>"Nodes": [ { "Name": "primary", "ConnectionString": "..." }, { "Name": "dr", "ConnectionString": "...", "Priority": 1 } ]</c>),
+    /// or an object keyed by node name whose values are connection strings or objects
+    /// (<c>"Nodes": { "primary": "...", "dr": { "ConnectionString": "...", "Priority": 1 } }</c>). Configuration sorts an
+    /// object's keys, so the object form's nodes come in name order: give them a <c>Priority</c> (lower first) when
+    /// order matters, as it does for <see cref="AcquirePolicy.FailOver"/>. A node may also set <c>ConnectTimeout</c>.
+    /// </para>
     /// </summary>
     /// <param name="services">The services.</param>
     /// <param name="configuration">The cluster's section.</param>
@@ -57,13 +68,13 @@ public static class ClusterSqlServiceCollectionExtensions
         ArgumentNullException.ThrowIfNull(services);
         ArgumentNullException.ThrowIfNull(configuration);
         ArgumentNullException.ThrowIfNull(providerFactory);
-        var settings = Read(configuration);
+        var (settings, nodes) = Read(configuration, providerFactory);
         return services.AddClusterSql((sp, builder) =>
         {
             settings.ApplyTo(builder.Options);
-            foreach (var (name, connectionString) in settings.Nodes)
+            foreach (var node in nodes)
             {
-                builder.AddNode(name, providerFactory.CreateDataSource(connectionString));
+                builder.AddNode(node.Name, CreateDataSource(providerFactory, node), node.Options);
             }
 
             configure?.Invoke(sp, builder);
@@ -108,7 +119,20 @@ public static class ClusterSqlServiceCollectionExtensions
         return builder.Build();
     }
 
-    private static ClusterSqlSettings Read(IConfiguration configuration)
+    private static DbDataSource CreateDataSource(DbProviderFactory providerFactory, ConfiguredNode node)
+    {
+        try
+        {
+            return providerFactory.CreateDataSource(node.ConnectionString);
+        }
+        catch (Exception ex) when (ConnectionStringErrors.IsParseFailure(ex))
+        {
+            // Read checked the string already; this is for a provider whose data source is stricter than its builder.
+            throw new InvalidOperationException(Describe(providerFactory, node.Name, node.ConnectionString));
+        }
+    }
+
+    private static (ClusterSqlSettings Settings, List<ConfiguredNode> Nodes) Read(IConfiguration configuration, DbProviderFactory providerFactory)
     {
         var path = configuration is IConfigurationSection section ? section.Path : "(root)";
         ClusterSqlSettings settings;
@@ -121,21 +145,30 @@ public static class ClusterSqlServiceCollectionExtensions
             throw new InvalidOperationException($"Configuration '{path}' does not describe a cluster: {ex.Message}", ex);
         }
 
-        if (settings.Nodes.Count == 0)
-        {
-            throw new InvalidOperationException($"Configuration '{path}' has no nodes: add '{path}:Nodes:<name>' = <connection string>.");
-        }
-
         // Everything is checked now by the same rules as Build, so that a mistake fails at startup.
         var options = new ClusterOptions();
+        List<ConfiguredNode> nodes;
         try
         {
-            foreach (var (name, connectionString) in settings.Nodes)
+            nodes = ReadNodes(configuration.GetSection("Nodes"), path);
+            var names = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+            foreach (var node in nodes)
             {
-                ClusterDataSourceBuilder.ValidateName(name);
-                if (string.IsNullOrWhiteSpace(connectionString))
+                ClusterDataSourceBuilder.ValidateName(node.Name);
+                if (!names.Add(node.Name))
                 {
-                    throw new ArgumentException($"Node '{name}' has no connection string.");
+                    throw new ArgumentException($"Node '{node.Name}' is declared twice; node names must be unique (case-insensitive).");
+                }
+
+                if (string.IsNullOrWhiteSpace(node.ConnectionString))
+                {
+                    throw new ArgumentException($"Node '{node.Name}' has no connection string.");
+                }
+
+                CheckConnectionString(providerFactory, node);
+                if (node.Options?.ConnectTimeout is { } timeout)
+                {
+                    ClusterOptions.RequirePositive(timeout, $"ConnectTimeout of node '{node.Name}'");
                 }
             }
 
@@ -144,9 +177,87 @@ public static class ClusterSqlServiceCollectionExtensions
         }
         catch (ArgumentException ex)
         {
-            throw new InvalidOperationException($"Configuration '{path}': {ex.Message}", ex);
+            // Only the message travels: the exceptions above say nothing a connection string could have put there,
+            // and an inner exception would be one more place to look for a leak.
+            throw new InvalidOperationException($"Configuration '{path}': {ex.Message}");
         }
 
-        return settings;
+        if (nodes.Count == 0)
+        {
+            throw new InvalidOperationException(
+                $"Configuration '{path}' has no nodes: add '{path}:Nodes:<name>' = <connection string>, or an array '{path}:Nodes' of {{ \"Name\", \"ConnectionString\" }}.");
+        }
+
+        return (settings, nodes);
     }
+
+    /// <summary>
+    /// Reads both forms of <c>Nodes</c>. Configuration providers hand children over sorted by key (array indices
+    /// numerically), so an array keeps its declared order and an object comes in name order.
+    /// </summary>
+    private static List<ConfiguredNode> ReadNodes(IConfigurationSection section, string path)
+    {
+        var nodes = new List<ConfiguredNode>();
+        foreach (var child in section.GetChildren())
+        {
+            if (child.Value is not null)
+            {
+                nodes.Add(new ConfiguredNode(child.Key, child.Value, null));
+                continue;
+            }
+
+            // An array element names its node; an object's member is named by its key unless it says otherwise.
+            var name = child["Name"] ?? child.Key;
+            var settingPath = $"{path}:Nodes:{child.Key}";
+            ClusterNodeOptions? options = null;
+            if (child["Priority"] is { } priorityText)
+            {
+                options = new ClusterNodeOptions
+                {
+                    Priority = int.TryParse(priorityText, NumberStyles.Integer, CultureInfo.InvariantCulture, out var priority)
+                        ? priority
+                        : throw new ArgumentException($"'{settingPath}:Priority' is not an integer."),
+                };
+            }
+
+            if (child["ConnectTimeout"] is { } timeoutText)
+            {
+                options ??= new ClusterNodeOptions();
+                options.ConnectTimeout = TimeSpan.TryParse(timeoutText, CultureInfo.InvariantCulture, out var timeout)
+                    ? timeout
+                    : throw new ArgumentException($"'{settingPath}:ConnectTimeout' is not a time span (hh:mm:ss).");
+            }
+
+            nodes.Add(new ConfiguredNode(name, child["ConnectionString"] ?? "", options));
+        }
+
+        return nodes;
+    }
+
+    private static void CheckConnectionString(DbProviderFactory providerFactory, ConfiguredNode node)
+    {
+        var builder = providerFactory.CreateConnectionStringBuilder();
+        if (builder is null)
+        {
+            return;
+        }
+
+        try
+        {
+            builder.ConnectionString = node.ConnectionString;
+        }
+        catch (Exception ex) when (ConnectionStringErrors.IsParseFailure(ex))
+        {
+            throw new ArgumentException(Describe(providerFactory, node.Name, node.ConnectionString));
+        }
+    }
+
+    private static string Describe(DbProviderFactory providerFactory, string node, string connectionString)
+    {
+        var provider = providerFactory.GetType().Name;
+        provider = provider.EndsWith("Factory", StringComparison.Ordinal) && provider.Length > "Factory".Length ? provider[..^"Factory".Length] : provider;
+        return ConnectionStringErrors.Describe(node, provider, connectionString, providerFactory.CreateConnectionStringBuilder);
+    }
+
+    private sealed record ConfiguredNode(string Name, string ConnectionString, ClusterNodeOptions? Options);
 }

@@ -1,20 +1,18 @@
 using System;
-using System.Collections.Generic;
 
 namespace ClusterSql.Extensions;
 
 /// <summary>
-/// A cluster as configuration describes it, e.g. the section
-/// <c>"ClusterSql": { "Name": "orders", "Nodes": { "galera1": "Server=...", "galera2": "Server=..." }, "Policy": "LatencyAware", "ConnectTimeout": "00:00:02" }</c>.
-/// Unset values keep the defaults of <see cref="ClusterOptions"/>.
+/// The cluster-wide settings of a configuration section, e.g.
+/// <c>"ClusterSql": { "Name": "orders", "Policy": "FailOver", "ConnectTimeout": "00:00:02", "Nodes": [ ... ] }</c>.
+/// Unset values keep the defaults of <see cref="ClusterOptions"/>. The section's <c>Nodes</c> are read by
+/// <see cref="Microsoft.Extensions.DependencyInjection.ClusterSqlServiceCollectionExtensions.AddClusterSql(Microsoft.Extensions.DependencyInjection.IServiceCollection, Microsoft.Extensions.Configuration.IConfiguration, System.Data.Common.DbProviderFactory, Action{IServiceProvider, ClusterSql.ClusterDataSourceBuilder})"/>,
+/// not bound here: they come in two forms (an array, or an object keyed by node name) that no one type binds.
 /// </summary>
 public sealed class ClusterSqlSettings
 {
     /// <summary>The cluster's name in telemetry.</summary>
     public string? Name { get; set; }
-
-    /// <summary>Node name to connection string, in declared order.</summary>
-    public Dictionary<string, string> Nodes { get; set; } = [];
 
     /// <summary>The acquire policy.</summary>
     public AcquirePolicy? Policy { get; set; }

@@ -1,9 +1,11 @@
 using System;
 using System.Collections.Generic;
+using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using System.Text;
 using System.Threading;
 using System.Threading.Tasks;
+using Microsoft.Extensions.Logging;
 using MySqlConnector;
 
 namespace ClusterSql.MySql;
@@ -13,21 +15,27 @@ public static class MySqlCluster
 {
     /// <summary>
     /// Builds a cluster from one MySqlConnector connection string. A multi-host string (<c>Server=a,b,c</c>) gives one
-    /// node per host, named after the host, so that a user of MySqlConnector's own <c>LoadBalance</c> switches with one
-    /// line; its <c>LoadBalance</c> setting is ignored (the cluster balances). The Galera health probe is on unless
-    /// <paramref name="galera"/> is <see langword="false"/>.
+    /// node per host, named after the host (see <see cref="AddMySqlNodes"/> for the naming rule), so that a user of
+    /// MySqlConnector's own <c>LoadBalance</c> switches with one line; its <c>LoadBalance</c> setting is ignored (the
+    /// cluster balances). The Galera health probe is on unless <paramref name="galera"/> is <see langword="false"/>.
     /// </summary>
     /// <param name="connectionString">A MySqlConnector connection string, usually with several hosts.</param>
     /// <param name="galera">Whether to check each node's Galera state in the background (see <see cref="GaleraHealthProbe"/>).</param>
     /// <param name="configure">Changes the cluster's options before it is built.</param>
+    /// <param name="loggerFactory">Logs ejections, recoveries and health changes (see <see cref="ClusterDataSourceBuilder.UseLoggerFactory"/>), or <see langword="null"/> for no logging.</param>
     /// <returns>The data source; it owns the nodes' MySqlDataSources.</returns>
-    /// <exception cref="ArgumentException">The connection string does not parse or names no host.</exception>
-    public static ClusterDataSource CreateDataSource(string connectionString, bool galera = true, Action<ClusterOptions>? configure = null)
+    /// <exception cref="ArgumentException">The connection string does not parse (the message quotes none of it) or names no host.</exception>
+    public static ClusterDataSource CreateDataSource(string connectionString, bool galera = true, Action<ClusterOptions>? configure = null, ILoggerFactory? loggerFactory = null)
     {
         var builder = new ClusterDataSourceBuilder().AddMySqlNodes(connectionString);
         if (galera)
         {
             builder.UseGaleraHealthProbe();
+        }
+
+        if (loggerFactory is not null)
+        {
+            builder.UseLoggerFactory(loggerFactory);
         }
 
         configure?.Invoke(builder.Options);
@@ -40,7 +48,7 @@ public static class MySqlCluster
     /// <param name="connectionString">The node's MySqlConnector connection string (one host).</param>
     /// <param name="options">The node's settings, or <see langword="null"/> for the cluster's.</param>
     /// <returns>The builder.</returns>
-    /// <exception cref="ArgumentException">The connection string does not parse; the message names the node, never the password.</exception>
+    /// <exception cref="ArgumentException">The connection string does not parse; the message names the node and quotes none of the string.</exception>
     public static ClusterDataSourceBuilder AddMySqlNode(this ClusterDataSourceBuilder builder, string name, string connectionString, ClusterNodeOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(builder);
@@ -49,11 +57,24 @@ public static class MySqlCluster
         return builder.AddNode(name, new MySqlDataSource(parsed.ConnectionString), options);
     }
 
-    /// <summary>Adds one MySqlConnector node per host of a multi-host connection string (<c>Server=a,b,c</c>), each named after its host.</summary>
+    /// <summary>
+    /// Adds one MySqlConnector node per host of a multi-host connection string (<c>Server=a,b,c</c>), each named after
+    /// its host by a rule that always gives a valid, unique name that stays the same from run to run:
+    /// <list type="number">
+    /// <item>The host, without the brackets of an IPv6 literal, with every character other than a letter, digit,
+    /// '_', '-' or '.' (an IPv6 ':', for instance) replaced by '-', and <c>-port</c> appended when the port is not
+    /// 3306: <c>db-0.db-headless</c>, <c>10.0.0.1-3307</c>, <c>--1</c> for <c>[::1]</c>.</item>
+    /// <item>When that is longer than 64 characters (Kubernetes headless-service names often are): the host's leading
+    /// dot-separated labels that fit, then '-' and 8 hex digits of the 32-bit FNV-1a hash of the whole host (lower
+    /// case, UTF-8), then the port suffix: <c>db-0.db-headless.prod-eu-1.svc-4f2a9c1e</c>.</item>
+    /// <item>When a name is already taken (case-insensitive) by an earlier host of the string: <c>-2</c>, <c>-3</c>, …
+    /// appended, shortening the name if needed.</item>
+    /// </list>
+    /// </summary>
     /// <param name="builder">The cluster builder.</param>
     /// <param name="connectionString">The connection string.</param>
     /// <returns>The builder.</returns>
-    /// <exception cref="ArgumentException">The connection string does not parse or names no host.</exception>
+    /// <exception cref="ArgumentException">The connection string does not parse (the message quotes none of it) or names no host.</exception>
     public static ClusterDataSourceBuilder AddMySqlNodes(this ClusterDataSourceBuilder builder, string connectionString)
     {
         ArgumentNullException.ThrowIfNull(builder);
@@ -64,6 +85,32 @@ public static class MySqlCluster
         }
 
         return builder;
+    }
+
+    /// <summary>Opens a connection on this node alone (no failover to other nodes), typed.</summary>
+    /// <param name="node">A MySqlConnector node of a cluster.</param>
+    /// <param name="cancellationToken">Cancels the open.</param>
+    /// <returns>The open connection; the caller disposes it.</returns>
+    /// <exception cref="InvalidOperationException">The node is not a MySqlConnector one (the connection it opened is disposed).</exception>
+    /// <exception cref="ObjectDisposedException">The node was removed from its cluster.</exception>
+    /// <exception cref="MySqlException">The node could not open a connection.</exception>
+    [SuppressMessage("ApiDesign", "RS0026:Do not add multiple public overloads with optional parameters", Justification = "The overloads extend different types (ClusterDataSource, ClusterNode), so no call can match both.")]
+    public static async ValueTask<MySqlConnection> OpenMySqlConnectionAsync(this ClusterNode node, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        return AsMySql(await node.OpenConnectionAsync(cancellationToken).ConfigureAwait(false));
+    }
+
+    /// <summary>Opens a connection on this node alone (no failover to other nodes), typed; the synchronous form.</summary>
+    /// <param name="node">A MySqlConnector node of a cluster.</param>
+    /// <returns>The open connection; the caller disposes it.</returns>
+    /// <exception cref="InvalidOperationException">The node is not a MySqlConnector one (the connection it opened is disposed).</exception>
+    /// <exception cref="ObjectDisposedException">The node was removed from its cluster.</exception>
+    /// <exception cref="MySqlException">The node could not open a connection.</exception>
+    public static MySqlConnection OpenMySqlConnection(this ClusterNode node)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        return AsMySql(node.OpenConnection());
     }
 
     /// <summary>Checks every node's Galera state in the background; see <see cref="GaleraHealthProbe"/>.</summary>
@@ -82,6 +129,7 @@ public static class MySqlCluster
     /// <returns>The open connection.</returns>
     /// <exception cref="ClusterException">No node could open a connection.</exception>
     /// <exception cref="InvalidOperationException">A node is not a MySqlConnector one.</exception>
+    [SuppressMessage("ApiDesign", "RS0026:Do not add multiple public overloads with optional parameters", Justification = "The overloads extend different types (ClusterDataSource, ClusterNode), so no call can match both.")]
     public static async ValueTask<MySqlConnection> OpenMySqlConnectionAsync(this ClusterDataSource dataSource, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(dataSource);
@@ -117,11 +165,13 @@ public static class MySqlCluster
         {
             return new MySqlConnectionStringBuilder(connectionString);
         }
-        catch (ArgumentException ex)
+        catch (Exception ex) when (ConnectionStringErrors.IsParseFailure(ex))
         {
-            // The provider's message may quote the string, and so the password: only the key-level reason is kept.
-            var node = nodeName is null ? "The connection string" : $"The connection string of node '{nodeName}'";
-            throw new ArgumentException($"{node} does not parse: {Redact(ex.Message)}", nameof(connectionString));
+            // MySqlConnector's message quotes the key or value it rejected, which may be a piece of the password, so
+            // neither it nor the exception is kept: the message is made from known key names only.
+            throw new ArgumentException(
+                ConnectionStringErrors.Describe(nodeName, "MySqlConnector", connectionString, static () => new MySqlConnectionStringBuilder()),
+                nameof(connectionString));
         }
     }
 
@@ -135,37 +185,64 @@ public static class MySqlCluster
         }
 
         var nodes = new List<(string, string)>(hosts.Length);
+        var names = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
         foreach (var host in hosts)
         {
             var node = new MySqlConnectionStringBuilder(parsed.ConnectionString) { Server = host };
             node.Remove("Load Balance");
-            nodes.Add((NodeName(host, parsed.Port, hosts.Length), node.ConnectionString));
+            nodes.Add((Unique(NodeName(host, parsed.Port), names), node.ConnectionString));
         }
 
         return nodes;
     }
 
-    private static string NodeName(string host, uint port, int hostCount)
+    internal static string NodeName(string host, uint port)
     {
-        var name = new StringBuilder(host.Length + 6);
-        foreach (var c in host)
+        const int MaxLength = 64;
+        var portSuffix = port == 3306 ? "" : "-" + port.ToString(CultureInfo.InvariantCulture);
+        var bare = host.Length > 2 && host[0] == '[' && host[^1] == ']' ? host[1..^1] : host;
+        var name = new StringBuilder(bare.Length + portSuffix.Length);
+        foreach (var c in bare)
         {
             name.Append(char.IsAsciiLetterOrDigit(c) || c is '_' or '-' or '.' ? c : '-');
         }
 
-        // A single port for every host (MySqlConnector's rule), so the port adds nothing to a name unless it differs
-        // from the default.
-        if (port != 3306 && hostCount > 0)
+        if (name.Length + portSuffix.Length <= MaxLength)
         {
-            name.Append('-').Append(port.ToString(CultureInfo.InvariantCulture));
+            return name.Append(portSuffix).ToString();
         }
 
-        return name.ToString();
+        // Too long (a Kubernetes pod's FQDN): the leading labels say which pod, the hash of the whole host keeps two
+        // long hosts that share those labels apart.
+        var hash = "-" + Fnv1a(host.ToLowerInvariant()).ToString("x8", CultureInfo.InvariantCulture);
+        var budget = MaxLength - hash.Length - portSuffix.Length;
+        var sanitized = name.ToString();
+        var cut = sanitized.LastIndexOf('.', budget);
+        var prefix = cut > 0 ? sanitized[..cut] : sanitized[..budget];
+        return prefix + hash + portSuffix;
     }
 
-    private static string Redact(string message)
+    private static string Unique(string name, HashSet<string> taken)
     {
-        var index = message.IndexOf("password", StringComparison.OrdinalIgnoreCase);
-        return index < 0 ? message : message[..index] + "…";
+        var candidate = name;
+        for (var i = 2; !taken.Add(candidate); i++)
+        {
+            var suffix = "-" + i.ToString(CultureInfo.InvariantCulture);
+            candidate = (name.Length + suffix.Length > 64 ? name[..(64 - suffix.Length)] : name) + suffix;
+        }
+
+        return candidate;
+    }
+
+    // FNV-1a (32-bit) over UTF-8: a stable hash, the same in every process and version, unlike string.GetHashCode.
+    private static uint Fnv1a(string text)
+    {
+        var hash = 2166136261u;
+        foreach (var b in Encoding.UTF8.GetBytes(text))
+        {
+            hash = unchecked((hash ^ b) * 16777619u);
+        }
+
+        return hash;
     }
 }

@@ -178,6 +178,24 @@ public sealed class DiagnosticTests
             "ConnectionString =");
     }
 
+    [TestCase("Password='hunter2")]
+    [TestCase("Password=\\\"hunter2")]
+    [TestCase("Password=hunter2;x")]
+    public void Generate_UnparsableStringWithPassword_Csql0009QuotesNoPieceOfIt(string connectionString)
+    {
+        var diagnostic = AssertSingle(
+            $$"""
+            [Cluster(typeof(SqliteFactory))]
+            [ClusterNode("a",
+                ConnectionString = "Data Source=a.db;{{connectionString}}")]
+            public partial class Unparsable { }
+            """,
+            "CSQL0009",
+            "ConnectionString =");
+
+        Assert.That(diagnostic.GetMessage(), Does.Contain("node 'a'").And.Not.Contain("hunt").And.Not.Contain("ter2"));
+    }
+
     [TestCase("Password=hunter2")]
     [TestCase("pwd=hunter2")]
     public void Generate_LiteralPassword_ReportsCsql0010Warning(string password)
@@ -227,7 +245,7 @@ public sealed class DiagnosticTests
             """);
 
         Assert.That(run.GeneratorDiagnostics, Is.Empty);
-        Assert.That(run.SingleSource, Does.Contain("global::DerivedFactory.Instance.CreateDataSource(connectionString0)"));
+        Assert.That(run.SingleSource, Does.Contain("var factory = global::DerivedFactory.Instance;"));
     }
 
     [Test]

@@ -59,6 +59,11 @@ public sealed class GeneratedClusterRuntimeTests
             {
                 using var cluster = DemoCluster.Create(withConfiguration ? static (string key) => (string?)null : null);
             }
+
+            public static void CreateWithWest(string west)
+            {
+                using var cluster = DemoCluster.Create(key => west);
+            }
         }
         """;
 
@@ -112,6 +117,38 @@ public sealed class GeneratedClusterRuntimeTests
 
         Assert.That(error, Is.TypeOf<InvalidOperationException>());
         Assert.That(error.Message, Does.Contain("'db_west'").And.Contain("no configuration"));
+    }
+
+    // Each string breaks SQLite's parser differently; each carries the token (or pieces of it) where a password would be.
+    [TestCase("Data Source=:memory:;Password='Zq7X'w9V\"k3Jp'")]
+    [TestCase("Data Source=:memory:;Password=Zq7Xw9Vk3Jp;Bogus Key=1")]
+    [TestCase("Data Source=:memory:;Password=Zq7Xw;9Vk3Jp=1")]
+    [TestCase("Data Source=:memory:;Password=Zq7Xw9Vk3Jp;Pooling=Zq7Xw9Vk3Jp")]
+    [TestCase("Data Source=:memory:;Password=Zq7Xw9Vk3Jp;Mode=Zq7Xw9Vk3Jp")]
+    [TestCase("Data Source=:memory:;Password=\"Zq7Xw9Vk3Jp")]
+    public void Create_MalformedConnectionString_NamesTheNodeAndEchoesNoPieceOfIt(string connectionString)
+    {
+        const string Token = "Zq7Xw9Vk3Jp";
+        var assembly = CompileAndLoad(out var context);
+        Exception error;
+        try
+        {
+            var create = assembly.GetType("Demo.Probe")!.GetMethod("CreateWithWest")!;
+            error = Assert.Throws<TargetInvocationException>(() => create.Invoke(null, [connectionString]))!.InnerException!;
+        }
+        finally
+        {
+            context.Unload();
+        }
+
+        Assert.That(error, Is.TypeOf<ArgumentException>());
+        Assert.That(error.Message, Does.StartWith("The connection string of node 'db_west' does not parse as a Sqlite connection string"));
+        Assert.That(error.InnerException, Is.Null);
+        var text = error.ToString();
+        for (var i = 0; i + 4 <= Token.Length; i++)
+        {
+            Assert.That(text, Does.Not.Contain(Token.Substring(i, 4)));
+        }
     }
 
     private static Exception InvokeCreate(bool withConfiguration)

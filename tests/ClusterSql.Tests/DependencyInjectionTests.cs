@@ -1,13 +1,16 @@
 using System;
 using System.Collections.Generic;
 using System.Data.Common;
+using System.IO;
 using System.Linq;
+using System.Text;
 using System.Threading.Tasks;
 using ClusterSql.Tests.Fakes;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
+using MySqlConnector;
 using NUnit.Framework;
 
 namespace ClusterSql.Tests;
@@ -108,6 +111,81 @@ public sealed class DependencyInjectionTests
         Assert.That(ex!.Message, Does.StartWith("Configuration 'ClusterSql").And.Contain(expected));
     }
 
+    [Test]
+    public async Task AddClusterSql_ObjectFormWithPriorities_FailOverFollowsPriorityNotNameOrder()
+    {
+        // "dr" sorts before "primary": configuration hands object members over in name order, so only Priority can say.
+        var configuration = Json("""
+            { "ClusterSql": { "Policy": "FailOver", "Nodes": {
+                "primary": { "ConnectionString": "Data Source=primary;Mode=Memory", "Priority": 0 },
+                "dr": { "ConnectionString": "Data Source=dr;Mode=Memory", "Priority": 1, "ConnectTimeout": "00:00:03" } } } }
+            """);
+        await using var provider = new ServiceCollection().AddClusterSql(configuration.GetSection("ClusterSql"), SqliteFactory.Instance).BuildServiceProvider();
+
+        var cluster = provider.GetRequiredService<ClusterDataSource>();
+        await using var connection = await cluster.OpenConnectionAsync();
+        Assert.That(connection.ConnectionString, Does.Contain("primary"));
+        Assert.That(cluster.GetNode("dr")!.ConnectTimeout, Is.EqualTo(TimeSpan.FromSeconds(3)));
+    }
+
+    [Test]
+    public async Task AddClusterSql_ArrayForm_KeepsDeclaredOrder()
+    {
+        var configuration = Json("""
+            { "ClusterSql": { "Policy": "FailOver", "Nodes": [
+                { "Name": "primary", "ConnectionString": "Data Source=primary;Mode=Memory" },
+                { "Name": "dr", "ConnectionString": "Data Source=dr;Mode=Memory" } ] } }
+            """);
+        await using var provider = new ServiceCollection().AddClusterSql(configuration.GetSection("ClusterSql"), SqliteFactory.Instance).BuildServiceProvider();
+
+        var cluster = provider.GetRequiredService<ClusterDataSource>();
+        Assert.That(cluster.Nodes.Select(n => n.Name), Is.EqualTo(new[] { "primary", "dr" }));
+        await using var connection = await cluster.OpenConnectionAsync();
+        Assert.That(connection.ConnectionString, Does.Contain("primary"));
+    }
+
+    [Test]
+    public async Task AddClusterSql_ArrayFormOfTwelveNodes_KeepsNumericOrder()
+    {
+        var nodes = Enumerable.Range(0, 12).Select(i => $$"""{ "Name": "n{{i}}", "ConnectionString": "Data Source=:memory:" }""");
+        var configuration = Json($$"""{ "ClusterSql": { "Nodes": [ {{string.Join(", ", nodes)}} ] } }""");
+        await using var provider = new ServiceCollection().AddClusterSql(configuration.GetSection("ClusterSql"), SqliteFactory.Instance).BuildServiceProvider();
+
+        Assert.That(provider.GetRequiredService<ClusterDataSource>().Nodes.Select(n => n.Name), Is.EqualTo(Enumerable.Range(0, 12).Select(i => $"n{i}")));
+    }
+
+    [TestCase("""{ "primary": { "ConnectionString": "Data Source=:memory:", "Priority": "first" } }""", "'ClusterSql:Nodes:primary:Priority' is not an integer")]
+    [TestCase("""[ { "Name": "a", "ConnectionString": "Data Source=:memory:" }, { "Name": "A", "ConnectionString": "Data Source=:memory:" } ]""", "Node 'A' is declared twice")]
+    [TestCase("""[ { "Name": "a" } ]""", "Node 'a' has no connection string")]
+    [TestCase("""{ "a": { "ConnectionString": "Data Source=:memory:", "ConnectTimeout": "00:00:00" } }""", "ConnectTimeout of node 'a'")]
+    public void AddClusterSql_InvalidNode_FailsAtRegistrationNamingIt(string nodes, string expected)
+    {
+        var configuration = Json($$"""{ "ClusterSql": { "Nodes": {{nodes}} } }""");
+        var ex = Assert.Throws<InvalidOperationException>(() => new ServiceCollection().AddClusterSql(configuration.GetSection("ClusterSql"), SqliteFactory.Instance));
+        Assert.That(ex!.Message, Does.StartWith("Configuration 'ClusterSql'").And.Contain(expected));
+    }
+
+    [TestCaseSource(typeof(MySqlTests), nameof(MySqlTests.MalformedWithPassword))]
+    public void AddClusterSql_MalformedMySqlConnectionString_EchoesNoPieceOfIt(string connectionString)
+    {
+        var configuration = Configuration(new() { ["ClusterSql:Nodes:galera1"] = connectionString });
+        var ex = Assert.Throws<InvalidOperationException>(() => new ServiceCollection().AddClusterSql(configuration.GetSection("ClusterSql"), MySqlConnectorFactory.Instance));
+        Assert.That(ex!.Message, Does.StartWith("Configuration 'ClusterSql': The connection string of node 'galera1' does not parse as a MySqlConnector connection string ("));
+        MySqlTests.AssertEchoesNoPiece(ex, MySqlTests.Token);
+    }
+
+    [TestCaseSource(typeof(MySqlTests), nameof(MySqlTests.MalformedWithPassword))]
+    public void AddClusterSql_MalformedSqliteConnectionString_EchoesNoPieceOfIt(string connectionString)
+    {
+        var configuration = Configuration(new() { ["ClusterSql:Nodes:lite"] = connectionString.Replace("Server=a", "Data Source=:memory:", StringComparison.Ordinal) });
+        var ex = Assert.Throws<InvalidOperationException>(() => new ServiceCollection().AddClusterSql(configuration.GetSection("ClusterSql"), SqliteFactory.Instance));
+        Assert.That(ex!.Message, Does.Contain("node 'lite' does not parse as a Sqlite connection string ("));
+        MySqlTests.AssertEchoesNoPiece(ex, MySqlTests.Token);
+    }
+
     private static IConfiguration Configuration(Dictionary<string, string?> values) =>
         new ConfigurationBuilder().AddInMemoryCollection(values).Build();
+
+    private static IConfiguration Json(string json) =>
+        new ConfigurationBuilder().AddJsonStream(new MemoryStream(Encoding.UTF8.GetBytes(json))).Build();
 }

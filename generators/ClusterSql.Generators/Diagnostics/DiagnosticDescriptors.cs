@@ -54,7 +54,7 @@ internal static class DiagnosticDescriptors
     public static readonly DiagnosticDescriptor UnparsableConnectionString = Error(
         "CSQL0009",
         "Connection string does not parse",
-        "The connection string of node '{0}' is not a valid key=value list: {1}");
+        "The connection string of node '{0}' is not a valid key=value list: check quoting and ';' (the string is not quoted here, since it may hold a password)");
 
     public static readonly DiagnosticDescriptor LiteralPassword = Warning(
         "CSQL0010",

@@ -65,6 +65,7 @@ namespace Demo.Nested
                 /// <param name="configure">Adjusts the builder after the declared options and nodes are applied (time provider, health probe, more options).</param>
                 /// <returns>The cluster; dispose it to dispose every node's data source.</returns>
                 /// <exception cref="global::System.InvalidOperationException">A node's environment variable or configuration key is not set.</exception>
+                /// <exception cref="global::System.ArgumentException">A node's connection string does not parse; the message names the node and quotes none of the string.</exception>
                 [global::System.CodeDom.Compiler.GeneratedCode("ClusterSql.Generators", "0.1.0.0")]
                 public static Reporting Create(global::System.Func<string, string?>? configuration = null, global::System.Action<global::ClusterSql.ClusterDataSourceBuilder>? configure = null)
                 {
@@ -75,10 +76,10 @@ namespace Demo.Nested
                     {
                         var builder = new global::ClusterSql.ClusterDataSourceBuilder();
                         builder.Options.Policy = global::ClusterSql.AcquirePolicy.RoundRobin;
-                        var dataSource0 = global::Demo.Nested.FakeFactory.Instance.CreateDataSource(connectionString0);
+                        var dataSource0 = CreateDataSource(NodeNames.ReportsA, connectionString0);
                         dataSources.Add(dataSource0);
                         builder.AddNode(NodeNames.ReportsA, dataSource0, null);
-                        var dataSource1 = global::Demo.Nested.FakeFactory.Instance.CreateDataSource(connectionString1);
+                        var dataSource1 = CreateDataSource(NodeNames.ReportsB, connectionString1);
                         dataSources.Add(dataSource1);
                         builder.AddNode(NodeNames.ReportsB, dataSource1, new global::ClusterSql.ClusterNodeOptions { Priority = -1 });
                         configure?.Invoke(builder);
@@ -103,6 +104,25 @@ namespace Demo.Nested
                 /// <returns>A task that completes when every node's data source is disposed.</returns>
                 [global::System.CodeDom.Compiler.GeneratedCode("ClusterSql.Generators", "0.1.0.0")]
                 public global::System.Threading.Tasks.ValueTask DisposeAsync() => DataSource.DisposeAsync();
+
+                [global::System.CodeDom.Compiler.GeneratedCode("ClusterSql.Generators", "0.1.0.0")]
+                private static global::System.Data.Common.DbDataSource CreateDataSource(string node, string connectionString)
+                {
+                    var factory = global::Demo.Nested.FakeFactory.Instance;
+                    try
+                    {
+                        if (factory.CreateConnectionStringBuilder() is { } builder)
+                        {
+                            builder.ConnectionString = connectionString;
+                        }
+
+                        return factory.CreateDataSource(connectionString);
+                    }
+                    catch (global::System.Exception ex) when (ex is global::System.ArgumentException or global::System.FormatException or global::System.InvalidCastException or global::System.OverflowException or global::System.NotSupportedException or global::System.IndexOutOfRangeException)
+                    {
+                        throw new global::System.ArgumentException($"The connection string of node '{node}' does not parse as a Fake connection string (a key is unknown, or a value is malformed: check quoting).");
+                    }
+                }
 
                 [global::System.CodeDom.Compiler.GeneratedCode("ClusterSql.Generators", "0.1.0.0")]
                 private static string ReadConfiguration(global::System.Func<string, string?>? configuration, string node, string key)

@@ -108,6 +108,7 @@ namespace Demo
         /// <param name="configure">Adjusts the builder after the declared options and nodes are applied (time provider, health probe, more options).</param>
         /// <returns>The cluster; dispose it to dispose every node's data source.</returns>
         /// <exception cref="global::System.InvalidOperationException">A node's environment variable or configuration key is not set.</exception>
+        /// <exception cref="global::System.ArgumentException">A node's connection string does not parse; the message names the node and quotes none of the string.</exception>
         [global::System.CodeDom.Compiler.GeneratedCode("ClusterSql.Generators", "0.1.0.0")]
         public static DemoCluster Create(global::System.Func<string, string?>? configuration = null, global::System.Action<global::ClusterSql.ClusterDataSourceBuilder>? configure = null)
         {
@@ -123,13 +124,13 @@ namespace Demo
                 builder.Options.MaxHedgeDelay = global::System.TimeSpan.FromMilliseconds(500);
                 builder.Options.ConnectTimeout = global::System.TimeSpan.FromMilliseconds(2000);
                 builder.Options.HedgeBudget = 0.25d;
-                var dataSource0 = global::Microsoft.Data.Sqlite.SqliteFactory.Instance.CreateDataSource(connectionString0);
+                var dataSource0 = CreateDataSource(NodeNames.Galera1, connectionString0);
                 dataSources.Add(dataSource0);
                 builder.AddNode(NodeNames.Galera1, dataSource0, null);
-                var dataSource1 = global::Microsoft.Data.Sqlite.SqliteFactory.Instance.CreateDataSource(connectionString1);
+                var dataSource1 = CreateDataSource(NodeNames.DbEast1, connectionString1);
                 dataSources.Add(dataSource1);
                 builder.AddNode(NodeNames.DbEast1, dataSource1, null);
-                var dataSource2 = global::Microsoft.Data.Sqlite.SqliteFactory.Instance.CreateDataSource(connectionString2);
+                var dataSource2 = CreateDataSource(NodeNames.DbWest, connectionString2);
                 dataSources.Add(dataSource2);
                 builder.AddNode(NodeNames.DbWest, dataSource2, new global::ClusterSql.ClusterNodeOptions { ConnectTimeout = global::System.TimeSpan.FromMilliseconds(300), Priority = 1 });
                 configure?.Invoke(builder);
@@ -154,6 +155,25 @@ namespace Demo
         /// <returns>A task that completes when every node's data source is disposed.</returns>
         [global::System.CodeDom.Compiler.GeneratedCode("ClusterSql.Generators", "0.1.0.0")]
         public global::System.Threading.Tasks.ValueTask DisposeAsync() => DataSource.DisposeAsync();
+
+        [global::System.CodeDom.Compiler.GeneratedCode("ClusterSql.Generators", "0.1.0.0")]
+        private static global::System.Data.Common.DbDataSource CreateDataSource(string node, string connectionString)
+        {
+            var factory = global::Microsoft.Data.Sqlite.SqliteFactory.Instance;
+            try
+            {
+                if (factory.CreateConnectionStringBuilder() is { } builder)
+                {
+                    builder.ConnectionString = connectionString;
+                }
+
+                return factory.CreateDataSource(connectionString);
+            }
+            catch (global::System.Exception ex) when (ex is global::System.ArgumentException or global::System.FormatException or global::System.InvalidCastException or global::System.OverflowException or global::System.NotSupportedException or global::System.IndexOutOfRangeException)
+            {
+                throw new global::System.ArgumentException($"The connection string of node '{node}' does not parse as a Sqlite connection string (a key is unknown, or a value is malformed: check quoting).");
+            }
+        }
 
         [global::System.CodeDom.Compiler.GeneratedCode("ClusterSql.Generators", "0.1.0.0")]
         private static string ReadEnvironmentVariable(string node, string variable)
