@@ -23,7 +23,8 @@ internal static class DemoCommand
         var nodes = new[] { cluster.Galera1, cluster.Galera2, cluster.Galera3 };
         if (untilNodeWins is not null && !nodes.Any(n => n.Name == untilNodeWins))
         {
-            throw new ArgumentException($"--until-node-wins: no node '{untilNodeWins}' (nodes: {string.Join(", ", nodes.Select(n => n.Name))}).");
+            await Console.Error.WriteLineAsync($"clustersql: --until-node-wins: no node '{untilNodeWins}' (nodes: {string.Join(", ", nodes.Select(n => n.Name))}).");
+            return 64;
         }
 
         Console.WriteLine($"ClusterSql demo: generated cluster {nameof(LocalCluster)} with nodes {LocalCluster.NodeNames.Galera1}, {LocalCluster.NodeNames.Galera2}, {LocalCluster.NodeNames.Galera3}");
