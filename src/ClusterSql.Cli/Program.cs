@@ -18,6 +18,11 @@ var noGalera = new Option<bool>("--no-galera") { Description = "Do not check Gal
 var duration = new Option<int>("--duration") { Description = "Seconds the load runs; it always stops by itself.", DefaultValueFactory = _ => 30 };
 var workers = new Option<int>("--workers") { Description = "Concurrent workers of the load.", DefaultValueFactory = _ => 4 };
 var interval = new Option<int>("--interval-ms") { Description = "Milliseconds between refreshes.", DefaultValueFactory = _ => 1000 };
+var maxDuration = new Option<int>("--max-duration") { Description = "With --until-node-wins: the most seconds the load runs; it stops then even if the node has not come back.", DefaultValueFactory = _ => 120 };
+var untilNodeWins = new Option<string?>("--until-node-wins")
+{
+    Description = "Run the load until this node has gone out of service and come back (Healthy, winning acquires), then a few seconds more; exit 1 if it does not within --max-duration. Replaces --duration.",
+};
 var query = new Option<string>("--query") { Description = "The statement each worker runs on every connection.", DefaultValueFactory = _ => "SELECT 1" };
 
 var check = new Command("check", "Check every node (reachable, open latency, Galera state) and that a write replicates; exit 0 healthy, 1 degraded, 2 failed.")
@@ -38,19 +43,20 @@ watch.SetAction(async (parse, cancellationToken) =>
 {
     var (seconds, count, every) = Validate(parse.GetValue(duration), parse.GetValue(workers), parse.GetValue(interval));
     await using var cluster = ClusterTarget.Open(parse.GetValue(connectionString), parse.GetValue(config), !parse.GetValue(noGalera));
-    var summary = await WatchCommand.RunAsync(cluster, count, seconds, every, parse.GetValue(query)!, cancellationToken);
+    var summary = await WatchCommand.RunAsync(cluster, count, seconds, every, parse.GetValue(query)!, stopWhen: null, cancellationToken);
     Console.WriteLine($"watch: {summary.Acquires} acquires, {summary.AcquireFailures} failed, slowest {Format.Millis(summary.Slowest)}");
     return summary.AcquireFailures == 0 ? 0 : 1;
 });
 
 var demo = new Command("demo", "The main job against the local cluster: check it, then watch a steady load (run tests/cluster faults meanwhile to see failover).")
 {
-    duration, workers,
+    duration, untilNodeWins, maxDuration, workers,
 };
 demo.SetAction(async (parse, cancellationToken) =>
 {
-    var (seconds, count, _) = Validate(parse.GetValue(duration), parse.GetValue(workers), 1000);
-    return await DemoCommand.RunAsync(seconds, count, cancellationToken);
+    var node = parse.GetValue(untilNodeWins);
+    var (seconds, count, _) = Validate(node is null ? parse.GetValue(duration) : parse.GetValue(maxDuration), parse.GetValue(workers), 1000);
+    return await DemoCommand.RunAsync(seconds, node, count, cancellationToken);
 });
 
 var root = new RootCommand("clustersql: check, watch and demo a replicated database cluster through ClusterSql.") { check, watch, demo };
@@ -68,7 +74,7 @@ static (TimeSpan Duration, int Workers, TimeSpan Interval) Validate(int seconds,
 {
     if (seconds is < 1 or > 3600)
     {
-        throw new ArgumentException($"--duration must be 1 to 3600 seconds; got {seconds}.");
+        throw new ArgumentException($"--duration and --max-duration must be 1 to 3600 seconds; got {seconds}.");
     }
 
     if (workers is < 1 or > 256)

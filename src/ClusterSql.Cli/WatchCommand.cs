@@ -2,6 +2,7 @@ using System;
 using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.Diagnostics;
+using System.Globalization;
 using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
@@ -10,17 +11,32 @@ using MySqlConnector;
 
 namespace ClusterSql.Cli;
 
-/// <summary>The outcome of a watch: what the load saw.</summary>
-internal sealed record WatchSummary(long Acquires, long AcquireFailures, long StatementErrors, TimeSpan Slowest, IReadOnlyDictionary<string, long> Wins);
+/// <summary>The outcome of a watch: what the load saw, for how long, and whether the caller's stop condition ended it.</summary>
+internal sealed record WatchSummary(long Acquires, long AcquireFailures, long StatementErrors, TimeSpan Slowest, IReadOnlyDictionary<string, long> Wins, TimeSpan Elapsed, bool StoppedByCondition);
+
+/// <summary>One node in one watch interval: its statistics at the end of the interval and the acquires it won in it.</summary>
+internal sealed record NodeInterval(ClusterNodeStatistics Statistics, long Wins);
 
 /// <summary>
 /// A live table of per-node statistics under a steady, bounded acquire load (each worker: acquire, run the query,
 /// release), with the load's throughput and acquire latency. A failover shows as a node's wins stopping and its
-/// state turning Ejected or Down.
+/// state turning Ejected or Down. On a terminal the table is redrawn in place; redirected, it prints one block per
+/// interval.
 /// </summary>
 internal static class WatchCommand
 {
-    public static async Task<WatchSummary> RunAsync(ClusterDataSource cluster, int workers, TimeSpan duration, TimeSpan interval, string query, CancellationToken cancellationToken)
+    private static readonly string[] Header =
+        ["node", "state", "wins/s", "share", "wins", "failures", "hedges", "latency", "peak", "hedge delay", "last error / down reason"];
+
+    /// <summary>Runs the load for at most <paramref name="duration"/>; <paramref name="stopWhen"/>, asked after every interval with the time so far, may end it sooner.</summary>
+    public static async Task<WatchSummary> RunAsync(
+        ClusterDataSource cluster,
+        int workers,
+        TimeSpan duration,
+        TimeSpan interval,
+        string query,
+        Func<IReadOnlyList<NodeInterval>, TimeSpan, bool>? stopWhen,
+        CancellationToken cancellationToken)
     {
         var latencies = new ConcurrentQueue<TimeSpan>();
         long acquires = 0, failures = 0, statementErrors = 0;
@@ -77,9 +93,12 @@ internal static class WatchCommand
         }
 
         var load = Enumerable.Range(0, workers).Select(_ => Task.Run(Worker)).ToArray();
-        var live = !Console.IsOutputRedirected;
+        var live = Console.IsOutputRedirected ? null : new LiveBlock();
+        Console.WriteLine("latency: the node's smoothed open latency (typical); peak: its peak-EWMA estimate, which steers the latency-aware policy");
         var clock = Stopwatch.StartNew();
+        var stoppedByCondition = false;
         var previous = cluster.Nodes.ToDictionary(n => n.Name, n => n.GetStatistics());
+        var previousAt = clock.Elapsed;
         while (!load.All(t => t.IsCompleted))
         {
             await Task.WhenAny(Task.WhenAll(load), Task.Delay(interval, CancellationToken.None));
@@ -94,43 +113,62 @@ internal static class WatchCommand
                 break;
             }
 
+            // Rates over the time that really passed: the last interval is cut short when the load stops.
+            var now = clock.Elapsed;
+            var seconds = Math.Max((now - previousAt).TotalSeconds, 0.001);
             window.Sort();
-            var current = cluster.Nodes.ToDictionary(n => n.Name, n => n.GetStatistics());
-            var rows = current.Values.Select(s =>
+            var nodes = cluster.Nodes
+                .Select(n => n.GetStatistics())
+                .Select(s => new NodeInterval(s, s.Wins - (previous.GetValueOrDefault(s.Name)?.Wins ?? 0)))
+                .ToList();
+            var intervalWins = nodes.Sum(n => n.Wins);
+            var rows = nodes.Select(n =>
             {
-                var before = previous.GetValueOrDefault(s.Name);
+                var s = n.Statistics;
                 return new[]
                 {
                     s.Name,
                     s.State.ToString(),
-                    Format.Number((s.Wins - (before?.Wins ?? 0)) / interval.TotalSeconds),
-                    s.Wins.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                    s.Failures.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                    s.Hedges.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                    Format.Number(n.Wins / seconds),
+                    intervalWins == 0 ? "-" : Format.Percent(n.Wins, intervalWins),
+                    s.Wins.ToString(CultureInfo.InvariantCulture),
+                    s.Failures.ToString(CultureInfo.InvariantCulture),
+                    s.Hedges.ToString(CultureInfo.InvariantCulture),
+                    Format.Millis(s.SmoothedLatency),
                     Format.Millis(s.LatencyEstimate),
                     Format.Millis(s.HedgeDelay),
                     s.DownReason ?? (s.LastErrorType is null ? string.Empty : $"{s.LastErrorType}: {Truncate(s.LastErrorMessage, 60)}"),
                 };
             });
-            var table = Table.Render(["node", "state", "wins/s", "wins", "failures", "hedges", "latency", "hedge delay", "last error / down reason"], rows);
-            var summary = $"t={clock.Elapsed.TotalSeconds:0.0}s  acquires/s {Format.Number(window.Count / interval.TotalSeconds)}  " +
-                $"p50 {Format.Millis(Format.Percentile(window, 0.50))}  p99 {Format.Millis(Format.Percentile(window, 0.99))}  " +
-                $"acquire failures {Interlocked.Read(ref failures)}  statement errors {Interlocked.Read(ref statementErrors)}";
-            if (live)
+            var lines = new List<string>
             {
-                // Redraw in place on a terminal; a log gets one block per interval.
-                Console.Write("\u001b[H\u001b[J");
-            }
-
-            Console.WriteLine(summary);
-            Console.WriteLine(table);
+                $"t={now.TotalSeconds:0.0}s  acquires/s {Format.Number(window.Count / seconds)}  " +
+                $"p50 {Format.Millis(Format.Percentile(window, 0.50))}  p99 {Format.Millis(Format.Percentile(window, 0.99))}  " +
+                $"acquire failures {Interlocked.Read(ref failures)}  statement errors {Interlocked.Read(ref statementErrors)}",
+            };
+            lines.AddRange(Table.Render(Header, rows).Split(Environment.NewLine));
             if (lastError is not null)
             {
-                Console.WriteLine($"last load error: {Truncate(lastError, 160)}");
+                lines.Add($"last load error: {Truncate(lastError, 160)}");
             }
 
-            Console.WriteLine();
-            previous = current;
+            if (live is not null)
+            {
+                live.Draw(lines);
+            }
+            else
+            {
+                lines.Add(string.Empty);
+                Console.WriteLine(string.Join(Environment.NewLine, lines));
+            }
+
+            previous = nodes.ToDictionary(n => n.Statistics.Name, n => n.Statistics);
+            previousAt = now;
+            if (!stoppedByCondition && !stop.IsCancellationRequested && stopWhen is not null && stopWhen(nodes, now))
+            {
+                stoppedByCondition = true;
+                await stop.CancelAsync();
+            }
         }
 
         await Task.WhenAll(load);
@@ -139,7 +177,9 @@ internal static class WatchCommand
             Interlocked.Read(ref failures),
             Interlocked.Read(ref statementErrors),
             slowest,
-            cluster.Nodes.ToDictionary(n => n.Name, n => n.GetStatistics().Wins));
+            cluster.Nodes.ToDictionary(n => n.Name, n => n.GetStatistics().Wins),
+            clock.Elapsed,
+            stoppedByCondition);
     }
 
     private static string Truncate(string? text, int length) =>

@@ -192,6 +192,17 @@ rule_del() {
   ipt -t "${t}" -S "${c}" >/dev/null 2>&1 || return 0
   while ipt -t "${t}" -C "${c}" "$@" 2>/dev/null; do ipt -t "${t}" -D "${c}" "$@"; done
 }
+# rule_del_tagged TABLE CHAIN COMMENT: delete every rule of CHAIN carrying COMMENT, whatever its spec (a rule
+# written by an older version of this script included)
+rule_del_tagged() {
+  local t=$1 c=$2 tag=$3 line spec
+  have_ipt || return 0
+  ipt -t "${t}" -S "${c}" >/dev/null 2>&1 || return 0
+  while line="$(ipt -t "${t}" -S "${c}" | grep -m 1 -e "--comment ${tag}\( \|$\)")"; do
+    read -ra spec <<<"${line#-A "${c}" }"
+    ipt -t "${t}" -D "${c}" "${spec[@]}"
+  done
+}
 remove_chains() {
   have_ipt || return 0
   local t c parent
@@ -209,7 +220,12 @@ spec_blackhole() { echo "-i lo -p tcp -d $(client_addr "$1")/32 --dport ${PORT} 
 spec_reject() { echo "-i lo -p tcp -d $(client_addr "$1")/32 --dport ${PORT} -m comment --comment clustersql-reject-galera$1 -j REJECT --reject-with tcp-reset"; }
 spec_part_src() { echo "-i lo -s $(group_addr "$1")/32 -m comment --comment clustersql-partition-galera$1 -j DROP"; }
 spec_part_dst() { echo "-i lo -d $(group_addr "$1")/32 -m comment --comment clustersql-partition-galera$1 -j DROP"; }
-spec_slow() { echo "-o lo -p tcp -d $(client_addr "$1")/32 --dport ${PORT} ! -s $(proxy_addr "$1")/32 -m comment --comment clustersql-slow-galera$1 -j DNAT --to-destination $(proxy_addr "$1"):${PORT}"; }
+# slow: only a connection's first SYN may be translated. Conntrack runs in this network namespace only while some
+# rule needs it (here: this DNAT rule), so connections opened before `slow` are untracked when it is added; their
+# next packet is then picked up mid-stream as a NEW conntrack entry and goes through the nat table. Without --syn
+# it was sent to the proxy, which answered with a reset (measured). With --syn it matches nothing, the entry gets
+# no translation, and the established connection goes on straight to the server.
+spec_slow() { echo "-o lo -p tcp --syn -d $(client_addr "$1")/32 --dport ${PORT} ! -s $(proxy_addr "$1")/32 -m comment --comment clustersql-slow-galera$1 -j DNAT --to-destination $(proxy_addr "$1"):${PORT}"; }
 
 # faults_of N -> space separated list of active faults (from our chains, process state, proxies)
 faults_of() {
@@ -797,6 +813,15 @@ cmd_heal() {
   log "$(name "${n}") healed: Synced and Primary again after $(elapsed "${start}") s"
 }
 
+# slow_rule N: exactly one slow rule for node N, the current spec (one left by an older version is replaced)
+slow_rule() {
+  # shellcheck disable=SC2046
+  ipt -t nat -C "${NAT_CHAIN}" $(spec_slow "$1") 2>/dev/null && return 0
+  rule_del_tagged nat "${NAT_CHAIN}" "clustersql-slow-galera$1"
+  # shellcheck disable=SC2046
+  ipt -t nat -A "${NAT_CHAIN}" $(spec_slow "$1")
+}
+
 cmd_slow() {
   local n ms pid i
   n="$(node_num "${1:-}")"
@@ -804,8 +829,7 @@ cmd_slow() {
   [[ ${ms} =~ ^[0-9]+$ ]] || die "slow: delay must be whole milliseconds"
   ensure_chains
   if pid="$(proxy_pid "${n}")" && [[ $(cat "$(proxy_pidf_of "${n}").ms" 2>/dev/null) == "${ms}" ]]; then
-    # shellcheck disable=SC2046
-    rule_add nat "${NAT_CHAIN}" $(spec_slow "${n}")
+    slow_rule "${n}"
     log "$(name "${n}") already slowed by ${ms} ms"
     return 0
   fi
@@ -817,17 +841,17 @@ cmd_slow() {
   echo "${ms}" >"$(proxy_pidf_of "${n}").ms"
   for ((i = 0; i < 100; i++)); do proxy_listening "${n}" && break; sleep 0.05; done
   proxy_listening "${n}" || { tail -n 5 "$(proxy_log_of "${n}")" >&2; stop_proxy "${n}"; die "delay proxy for $(name "${n}") did not start"; }
-  # shellcheck disable=SC2046
-  rule_add nat "${NAT_CHAIN}" $(spec_slow "${n}")
-  log "$(name "${n}"): new connections to $(client_addr "${n}"):${PORT} go through a proxy adding ${ms} ms per chunk each way"
+  slow_rule "${n}"
+  log "$(name "${n}"): new connections to $(client_addr "${n}"):${PORT} go through a proxy adding ${ms} ms per chunk each way; established ones stay direct"
 }
 
 cmd_unslow() {
   local n; n="$(node_num "${1:-}")"
-  # shellcheck disable=SC2046
-  rule_del nat "${NAT_CHAIN}" $(spec_slow "${n}")
+  rule_del_tagged nat "${NAT_CHAIN}" "clustersql-slow-galera${n}"
+  # Stopping the proxy closes every connection that went through it (the client's next statement fails with
+  # "Lost connection"); connections made before or after the fault are direct and not touched.
   stop_proxy "${n}"
-  log "$(name "${n}"): not slowed"
+  log "$(name "${n}"): not slowed (connections made through the proxy are closed)"
 }
 
 # heal_all_inner: remove every fault, bring the Primary component back, restart dead nodes
@@ -897,7 +921,8 @@ Usage: $0 COMMAND [ARGS]          (as root; base dir \$CLUSTERSQL_CLUSTER_DIR, d
   blackhole NODE | reject NODE       drop | reset inbound TCP to the node's client address:${PORT}
   restore NODE                       remove blackhole/reject of the node
   partition NODE | heal NODE         drop the node's Galera traffic (non-Primary, port still answers) | undo, wait
-  slow NODE [MS] | unslow NODE       delay new client connections by MS (default 50) per chunk each way | undo
+  slow NODE [MS] | unslow NODE       delay new client connections by MS (default 50) per chunk each way (open ones
+                                     stay direct) | undo, closing the connections made through the proxy
   heal-all                           remove every fault, restart crashed nodes, wait until healthy
 NODE is 1, 2, 3 or galera1, galera2, galera3.
 EOF
