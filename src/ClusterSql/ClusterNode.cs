@@ -51,7 +51,7 @@ public sealed class ClusterNode
         DeclaredIndex = declaredIndex;
         Priority = options?.Priority ?? 0;
         ConnectTimeout = options?.ConnectTimeout ?? context.Options.ConnectTimeout;
-        MaxConnections = options?.MaxConnections;
+        MaxConnections = options?.MaxConnections ?? PoolLimit.Detect(dataSource);
         _context = context;
         Latency = new LatencyEstimator(context.Options.LatencyDecayTime, context.TimeProvider);
         _onLeaseStateChange = OnLeaseStateChange;

@@ -14,8 +14,9 @@ public sealed class ClusterNodeOptions
     public int Priority { get; set; }
 
     /// <summary>
-    /// The most connections the node's provider pool lends at once (MySqlConnector's <c>Maximum Pool Size</c>;
-    /// ClusterSql.MySql fills it in from the connection string), or <see langword="null"/> when unknown. When that many
+    /// The most connections the node's provider pool lends at once, or <see langword="null"/> to find it: from the
+    /// connection string's <c>Maximum Pool Size</c> (or <c>Max Pool Size</c>; none with <c>Pooling=false</c>), else 100
+    /// for MySqlConnector, Npgsql and SqlClient, whose pools default to it; unknown for other providers. When that many
     /// connections from this node are in use, acquires prefer other nodes, and an open that must wait for the application
     /// to return a connection is not held against the node's health. Default <see langword="null"/>.
     /// </summary>

@@ -268,7 +268,8 @@ internal sealed class Attempt
     /// <summary>Marks the attempt as hedged away while still pending (once; not after it has finished).</summary>
     public void MarkStalled(long now)
     {
-        if (Interlocked.CompareExchange(ref _stall, 1, 0) == 0)
+        // An open waiting for the application to return a pooled connection says nothing about the node's latency.
+        if (!_poolWait && Interlocked.CompareExchange(ref _stall, 1, 0) == 0)
         {
             Node.BeginStall(_start, now);
         }

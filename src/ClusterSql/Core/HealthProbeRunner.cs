@@ -259,8 +259,9 @@ internal sealed class HealthProbeRunner : IAsyncDisposable
                 return options.HealthCheckInterval;
             }
 
-            // Interval × 2^(k-1), at most MaxEjectionTime (and never below the interval).
-            var doubling = Math.Min(_persistentFailures - 1, 20);
+            // Interval × 2^(k-1), at most 8 intervals and MaxEjectionTime (and never below the interval): an error a
+            // provider calls permanent may still be fixed by an operator, and is then seen within 8 intervals.
+            var doubling = Math.Min(_persistentFailures - 1, 3);
             var ticks = Math.Min(options.HealthCheckInterval.Ticks * (double)(1L << doubling), options.MaxEjectionTime.Ticks);
             return TimeSpan.FromTicks((long)Math.Max(ticks, options.HealthCheckInterval.Ticks));
         }

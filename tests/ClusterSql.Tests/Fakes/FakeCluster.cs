@@ -24,7 +24,7 @@ internal sealed class FakeCluster : IAsyncDisposable
 
     public FakeNode this[string name] => Nodes.Single(n => n.Name == name);
 
-    public static FakeCluster Create(int nodeCount, Action<ClusterOptions>? configure = null, int seed = 1, IClusterNodeHealthProbe? probe = null)
+    public static FakeCluster Create(int nodeCount, Action<ClusterOptions>? configure = null, int seed = 1, IClusterNodeHealthProbe? probe = null, int? maxConnections = null)
     {
         var time = new FakeTimeProvider();
         var nodes = Enumerable.Range(1, nodeCount).Select(i => new FakeNode($"node{i}", time, OpenScript.Succeed)).ToArray();
@@ -32,7 +32,7 @@ internal sealed class FakeCluster : IAsyncDisposable
         builder.Random = new Random(seed);
         foreach (var node in nodes)
         {
-            builder.AddNode(node.Name, node);
+            builder.AddNode(node.Name, node, maxConnections is null ? null : new ClusterNodeOptions { MaxConnections = maxConnections });
         }
 
         configure?.Invoke(builder.Options);
