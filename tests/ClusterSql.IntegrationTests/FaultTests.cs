@@ -50,11 +50,13 @@ public sealed class FaultTests
         RunFault("partition", fault: ["partition", "galera2"], undo: [["heal", "galera2"]], detection: TimeSpan.FromSeconds(2));
 
     [Test]
-    public Task Slow_NewConnectionsDelayed_LoadMovesAway() =>
-        // The delay applies to new TCP connections, so this load opens unpooled connections.
-        RunFault("slow", fault: ["slow", "galera2", "50"], undo: [["unslow", "galera2"]], detection: TimeSpan.FromSeconds(1), pooling: false);
+    public Task Slow_NewConnectionsDelayed_LoadMovesAwayAndComesBackWithinThreeDecayTimes() =>
+        // The delay applies to new TCP connections, so this load opens unpooled connections. The latency estimate must
+        // let the node win its share again within three decay times of the restore (the estimator once stopped decaying
+        // at 100+ opens/s and kept a recovered node out for good).
+        RunFault("slow", fault: ["slow", "galera2", "50"], undo: [["unslow", "galera2"]], detection: TimeSpan.FromSeconds(1), pooling: false, decay: TimeSpan.FromSeconds(3));
 
-    private static async Task RunFault(string name, string[] fault, string[][] undo, TimeSpan detection, bool pooling = true)
+    private static async Task RunFault(string name, string[] fault, string[][] undo, TimeSpan detection, bool pooling = true, TimeSpan? decay = null)
     {
         var table = $"load_{name}";
         await MySqlConnection.ClearAllPoolsAsync();
@@ -63,7 +65,14 @@ public sealed class FaultTests
         var extra = pooling ? string.Empty : "Pooling=false";
         var load = default(LoadDriver);
         var logs = new RecordingLoggerFactory();
-        await using (var cluster = TestCluster.Build(o => o.ConnectTimeout = ConnectTimeout, extra: extra, loggerFactory: logs))
+        await using (var cluster = TestCluster.Build(
+            o =>
+            {
+                o.ConnectTimeout = ConnectTimeout;
+                o.LatencyDecayTime = decay ?? o.LatencyDecayTime;
+            },
+            extra: extra,
+            loggerFactory: logs))
         {
             await LoadDriver.CreateTableAsync(cluster, table);
             load = new LoadDriver(cluster, table);
@@ -93,6 +102,12 @@ public sealed class FaultTests
                 await Task.Delay(100);
             }
 
+            if (decay is { } tau)
+            {
+                // The load goes on to three decay times after the restore, to measure the share in the third.
+                await Task.Delay(healed + (3 * tau) - load.Now + TimeSpan.FromMilliseconds(100));
+            }
+
             await stop.CancelAsync();
             await running;
 
@@ -108,7 +123,14 @@ public sealed class FaultTests
             var duringFault = acquires.Where(a => a.StartedAt >= faultDetected && a.StartedAt + a.Duration < faultEnd).ToArray();
             var fromFaulted = duringFault.Count(a => a.Node == Faulted);
             var afterHeal = acquires.Count(a => a.Node == Faulted && a.StartedAt > healed);
+            var thirdDecay = decay is { } d ? acquires.Where(a => a.Error is null && a.StartedAt >= healed + (2 * d) && a.StartedAt < healed + (3 * d)).ToArray() : [];
+            var shareAgain = thirdDecay.Length == 0 ? 0 : (double)thirdDecay.Count(a => a.Node == Faulted) / thirdDecay.Length;
             var stats = node.GetStatistics();
+            if (decay is not null)
+            {
+                TestContext.Progress.WriteLine($"{name}: galera2 won {shareAgain:P0} of {thirdDecay.Length} acquires in the third decay time after the restore");
+            }
+
             TestContext.Progress.WriteLine(
                 $"{name}: {acquires.Length} acquires, {failures.Length} failed, slowest {slowest.TotalMilliseconds:0} ms, " +
                 $"{duringFault.Length} during the fault ({fromFaulted} from galera2), {afterHeal} from galera2 after recovery, " +
@@ -142,6 +164,10 @@ public sealed class FaultTests
                 }
 
                 Assert.That(afterHeal, Is.GreaterThanOrEqualTo(10), "the node serves again after recovery");
+                if (decay is not null)
+                {
+                    Assert.That(shareAgain, Is.GreaterThanOrEqualTo(0.15), "within three decay times of the restore the node wins its share again");
+                }
             });
 
             // Stop the load's table reads before checking rows: nothing runs but the check.
