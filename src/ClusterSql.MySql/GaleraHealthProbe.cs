@@ -79,14 +79,25 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
         ObjectDisposedException.ThrowIf(_disposed, this);
         try
         {
-            return await CheckOnceAsync(node, mySql, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                return await CheckOnceAsync(node, mySql, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (IsStaleSession(ex) && !cancellationToken.IsCancellationRequested)
+            {
+                // The kept session was ended by the server (its idle timeout) or lost: one retry on a fresh connection.
+                return await CheckOnceAsync(node, mySql, cancellationToken).ConfigureAwait(false);
+            }
         }
-        catch (Exception ex) when (IsStaleSession(ex) && !cancellationToken.IsCancellationRequested)
+        catch (MySqlException ex) when (ex.Number == NotPrepared)
         {
-            // The kept session was ended by the server (its idle timeout) or lost: one retry on a fresh connection.
-            return await CheckOnceAsync(node, mySql, cancellationToken).ConfigureAwait(false);
+            // The node answered, and its answer is a verdict: wsrep is not ready for clients (not an unreachable node).
+            return ClusterNodeHealth.Unhealthy($"error {NotPrepared}: {ex.Message}");
         }
     }
+
+    // ER_UNKNOWN_COM_ERROR, which wsrep uses for "WSREP has not yet prepared node for application use".
+    private const int NotPrepared = 1047;
 
     /// <summary>
     /// Whether a check failed because its kept connection was already gone (the server ended it), not because the node is
@@ -152,8 +163,9 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
         }
         finally
         {
-            // Disposed while this check ran: its connection must not outlive the probe.
-            if (_disposed && _connections.TryRemove(new KeyValuePair<ClusterNode, MySqlConnection>(node, connection)))
+            // Disposed, or the node removed, while this check ran: its connection must not outlive the probe or the node.
+            if ((_disposed || node.State is ClusterNodeState.Removed or ClusterNodeState.Disposed) &&
+                _connections.TryRemove(new KeyValuePair<ClusterNode, MySqlConnection>(node, connection)))
             {
                 await connection.DisposeAsync().ConfigureAwait(false);
             }

@@ -165,7 +165,13 @@ internal sealed class ClusterConnection : DbConnection
     private void Attach(DbConnection inner)
     {
         inner.StateChange += _innerStateChanged;
-        Volatile.Write(ref _inner, inner);
+        if (Interlocked.CompareExchange(ref _inner, inner, null) is not null)
+        {
+            // Two opens raced (one connection, two threads): the second one's connection goes back at once.
+            inner.StateChange -= _innerStateChanged;
+            inner.Dispose();
+            throw new InvalidOperationException("The cluster connection is already open.");
+        }
 
         // Disposed while the open was under way (from another thread): the connection must not outlive its owner.
         if (Volatile.Read(ref _disposed) != 0)

@@ -232,9 +232,21 @@ public sealed class ClusterDataSource : DbDataSource
         foreach (var node in owned)
         {
             node.MarkDisposed();
-            if (node.TryClaimRelease())
+            if (!node.TryClaimRelease())
             {
-                await node.DataSource.DisposeAsync().ConfigureAwait(false);
+                // Released already, when its last connection closed: that disposal may still be running.
+                await node.ReleaseCompletion.ConfigureAwait(false);
+            }
+            else
+            {
+                try
+                {
+                    await node.DataSource.DisposeAsync().ConfigureAwait(false);
+                }
+                catch (Exception)
+                {
+                    // One provider that fails to close its pool must not keep the others' open.
+                }
             }
         }
     }

@@ -168,9 +168,10 @@ public sealed class ClusterNode
         var callerCancelled = cancellationToken.IsCancellationRequested;
         error = CompleteAttempt(start, ref connection, error, timeout, callerCancelled, poolWait, synchronous);
         _context.Cancellations.Return(timeout);
-        if (connection is not null)
+        if (connection is not null && _removed)
         {
-            TrackLease(connection);
+            _ = Attempt.DisposeQuietlyAsync(connection);
+            throw new ObjectDisposedException(nameof(ClusterNode), $"Node '{Name}' was removed from its cluster while it was opening.");
         }
 
         if (error is not null)
@@ -341,6 +342,13 @@ public sealed class ClusterNode
     internal Exception? CompleteAttempt(long start, ref DbConnection? connection, Exception? error, CancellationTokenSource timeout, bool callerCancelled, bool poolWait, bool synchronous)
     {
         var now = _context.TimeProvider.GetTimestamp();
+        if (connection is not null)
+        {
+            // Every connection the node opened is counted until it closes, a loser's too (until it is back in the pool),
+            // and before the attempt stops counting as pending, so a removed node is never released in between.
+            TrackLease(connection);
+        }
+
         Interlocked.Decrement(ref _pending);
         var timedOut = !callerCancelled && timeout.IsCancellationRequested;
         if (ClusterTelemetry.CreateTime.Enabled)
@@ -350,12 +358,9 @@ public sealed class ClusterNode
             ClusterTelemetry.Record(ClusterTelemetry.CreateTime, _context.ToSeconds(start, now), tags);
         }
 
-        if (synchronous && connection is not null && _context.ToSeconds(start, now) >= _context.Options.MaxHedgeDelay.TotalSeconds)
+        if (synchronous && connection is not null)
         {
-            // The provider completed a slow open before returning it (it has no real async open, as DbConnection's
-            // base OpenAsync): from now on its opens run on the thread pool, so that the connect timeout, hedging and
-            // failover work for this node, and a caller's thread is not held by a hung server.
-            Volatile.Write(ref _blocksOnOpen, 1);
+            NoteSynchronousOpen(_context.ToSeconds(start, now));
         }
 
         if (timedOut)
@@ -409,7 +414,7 @@ public sealed class ClusterNode
         }
 
         error ??= new InvalidOperationException($"Node '{Name}' returned no connection.");
-        if (poolWait)
+        if (poolWait && (timedOut || error is TimeoutException or OperationCanceledException || IsPoolTimeout(error)))
         {
             // Not the node's failure: no ejection, no latency penalty; the caller learns that the pool was full.
             Interlocked.Increment(ref _poolWaits);
@@ -432,12 +437,58 @@ public sealed class ClusterNode
     /// <summary>Starts the provider's open; on a thread-pool thread for a provider known to block in it.</summary>
     internal ValueTask<DbConnection> StartProviderOpen(CancellationToken cancellationToken)
     {
-        return Volatile.Read(ref _blocksOnOpen) == 0 ? DataSource.OpenConnectionAsync(cancellationToken) : OpenOnThreadPool(DataSource, cancellationToken);
+        return Volatile.Read(ref _blocksOnOpen) < BlockingOpensToOffload ? DataSource.OpenConnectionAsync(cancellationToken) : OpenOnThreadPool(cancellationToken);
+    }
+
+    // Consecutive slow opens that a provider completed before returning them: one could be a GC pause; three are a
+    // provider without a real async open (DbConnection's base OpenAsync runs Open).
+    private const int BlockingOpensToOffload = 3;
+
+    /// <summary>
+    /// Learns whether the provider blocks inside OpenAsync: after <see cref="BlockingOpensToOffload"/> slow opens in a row
+    /// that completed before the call returned, the node's opens run on the thread pool, so that the connect timeout,
+    /// hedging and failover work for it and a hung server does not hold the caller's thread. A fast synchronous open (a
+    /// pooled idle connection) starts the count again.
+    /// </summary>
+    private void NoteSynchronousOpen(double seconds)
+    {
+        if (seconds < _context.Options.MaxHedgeDelay.TotalSeconds)
+        {
+            if (Volatile.Read(ref _blocksOnOpen) is > 0 and < BlockingOpensToOffload)
+            {
+                Volatile.Write(ref _blocksOnOpen, 0);
+            }
+
+            return;
+        }
+
+        var count = Volatile.Read(ref _blocksOnOpen);
+        if (count < BlockingOpensToOffload)
+        {
+            Volatile.Write(ref _blocksOnOpen, count + 1);
+        }
     }
 
     // A method of its own: a lambda in StartProviderOpen would allocate its closure on every call, the fast path's too.
-    private static ValueTask<DbConnection> OpenOnThreadPool(DbDataSource dataSource, CancellationToken cancellationToken) =>
-        new(Task.Run(() => dataSource.OpenConnectionAsync(cancellationToken).AsTask(), CancellationToken.None));
+    private ValueTask<DbConnection> OpenOnThreadPool(CancellationToken cancellationToken) =>
+        new(Task.Run(
+            () =>
+            {
+                var open = DataSource.OpenConnectionAsync(cancellationToken);
+                if (!open.IsCompleted)
+                {
+                    // The provider does go asynchronous (it blocked for another reason, say a GC pause): back inline.
+                    Volatile.Write(ref _blocksOnOpen, 0);
+                }
+
+                return open.AsTask();
+            },
+            CancellationToken.None));
+
+    /// <summary>A provider's own error for a pool that stayed full (MySqlConnector: "All pooled connections are in use").</summary>
+    private static bool IsPoolTimeout(Exception error) =>
+        error.Message.Contains("pooled connections are in use", StringComparison.OrdinalIgnoreCase) ||
+        error.Message.Contains("obtaining a connection from the pool", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>
     /// Counts a connection handed out until it closes, so that selection knows when the node's pool is lent out in full
@@ -447,7 +498,17 @@ public sealed class ClusterNode
     internal void TrackLease(DbConnection connection)
     {
         Interlocked.Increment(ref _leased);
+
+        // Removed first, so that a provider handing out one connection object again and again (a fake, a wrapper that
+        // never closes) keeps one subscription, not a growing list; removing a lone handler allocates nothing.
+        connection.StateChange -= _onLeaseStateChange;
         connection.StateChange += _onLeaseStateChange;
+        if (connection.State == ConnectionState.Closed)
+        {
+            // Closed before we listened (it broke on the way): no Closed event will come for it.
+            connection.StateChange -= _onLeaseStateChange;
+            ReleaseLease();
+        }
     }
 
     private void OnLeaseStateChange(object sender, StateChangeEventArgs e)
@@ -459,7 +520,20 @@ public sealed class ClusterNode
 
         // Once per lease: a connection the user reopens on the provider directly is no longer the cluster's.
         connection.StateChange -= _onLeaseStateChange;
-        Interlocked.Decrement(ref _leased);
+        ReleaseLease();
+    }
+
+    private void ReleaseLease()
+    {
+        // Never below zero: a provider that raises Closed twice at once (a break on its own thread racing the user's
+        // Close) must not make the node look emptier than it is.
+        int leased;
+        do
+        {
+            leased = Volatile.Read(ref _leased);
+        }
+        while (leased > 0 && Interlocked.CompareExchange(ref _leased, leased - 1, leased) != leased);
+
         TryRelease();
     }
 
@@ -471,7 +545,22 @@ public sealed class ClusterNode
             return;
         }
 
-        _ = ReleaseAsync();
+        // Off the caller's thread: this runs inside a provider's Close (its StateChange) or on a timer's callback, where
+        // a provider's pool disposal must not run. The data source's own disposal waits for it.
+        Volatile.Write(ref _release, Task.Run(ReleaseAsync));
+    }
+
+    private Task? _release;
+
+    /// <summary>Completes when a release started by <see cref="TryRelease"/> is done (at once if none was started).</summary>
+    internal Task ReleaseCompletion
+    {
+        get
+        {
+            // Claimed a moment ago: the task is about to be stored.
+            SpinWait.SpinUntil(() => !IsReleased || Volatile.Read(ref _release) is not null, 1000);
+            return Volatile.Read(ref _release) ?? Task.CompletedTask;
+        }
     }
 
     /// <summary>Whether the node's data source was disposed (or is being).</summary>
@@ -608,6 +697,7 @@ public sealed class ClusterNode
         var reason = state switch
         {
             ClusterNodeState.Removed => "the node was removed from the cluster",
+            ClusterNodeState.Disposed => "the cluster was disposed",
             ClusterNodeState.Down => $"the node is marked down: {_down?.Reason}",
             ClusterNodeState.Ejected => $"the node is ejected after {Volatile.Read(ref _consecutiveFailures)} consecutive failures",
             ClusterNodeState.HalfOpen => "the node's trial open is in progress",

@@ -40,17 +40,42 @@ public sealed class AcquireTests
     }
 
     [Test]
-    public async Task OpenConnection_SyncWithSlowFirstNode_BlocksUntilHedgeWins()
+    public async Task OpenConnection_SyncOnOwnThreadWithSlowFirstNode_BlocksUntilHedgeWins()
     {
         await using var cluster = FakeCluster.Create(2, o => o.Policy = AcquirePolicy.FailOver);
         cluster["node1"].Script = OpenScript.Hang;
 
-        var open = Task.Run(() => cluster.DataSource.OpenConnection());
+        // A thread of its own (not the pool's): the caller waits for the async core, which hedges.
+        var result = new TaskCompletionSource<System.Data.Common.DbConnection>();
+        var thread = new Thread(() => result.SetResult(cluster.DataSource.OpenConnection())) { IsBackground = true };
+        thread.Start();
+        var open = result.Task;
         await FakeCluster.WaitFor(() => cluster["node1"].OpensStarted == 1, "node1 open");
         var connection = await cluster.RunUntilDone(open, TimeSpan.FromMilliseconds(50));
 
         Assert.That(((FakeConnection)connection).Node.Name, Is.EqualTo("node2"));
         connection.Dispose();
+    }
+
+    [Test]
+    public async Task OpenConnection_SyncOnThreadPool_UsesTheProvidersSyncOpenAndFailsOver()
+    {
+        await using var cluster = FakeCluster.Create(3, o => o.Policy = AcquirePolicy.FailOver);
+        cluster["node1"].Script = OpenScript.Fail;
+
+        // On a thread-pool thread no async work is waited for (it would need other pool threads): each node's own
+        // synchronous open runs on the caller's thread, and a failure moves on to the next node.
+        var (connection, onPool) = await Task.Run(() => (cluster.DataSource.OpenConnection(), Thread.CurrentThread.IsThreadPoolThread));
+        Assert.That(onPool, Is.True);
+        Assert.That(((FakeConnection)connection).Node.Name, Is.EqualTo("node2"));
+        Assert.That(cluster["node1"].SyncOpens + cluster["node2"].SyncOpens, Is.EqualTo(2), "both opens were the providers' synchronous ones");
+        Assert.That(cluster.Node("node1").GetStatistics().Failures, Is.EqualTo(1), "the failure counts against node1 as on the async path");
+        connection.Dispose();
+
+        cluster["node2"].Script = OpenScript.Fail;
+        cluster["node3"].Script = OpenScript.Fail;
+        var error = await Task.Run(() => Assert.Throws<ClusterException>(() => cluster.DataSource.OpenConnection()));
+        Assert.That(error!.NodeErrors.Select(e => e.NodeName), Is.EquivalentTo(new[] { "node1", "node2", "node3" }));
     }
 
     [Test]

@@ -22,19 +22,15 @@ public sealed class CoreUnderLoadTests
     {
         var probe = new CountingProbe();
         await using var cluster = FakeCluster.Create(2, o => o.HealthCheckTimeout = TimeSpan.FromSeconds(1), probe: probe);
-        await FakeCluster.WaitFor(() => probe.Checks("node1") == 1, "first check");
+        await FakeCluster.WaitFor(() => probe.Checks("node1") == 1 && probe.Checks("node2") == 1, "first checks");
         probe.Hang = true;
-        cluster.Time.Advance(TimeSpan.FromSeconds(2));
-        await FakeCluster.WaitFor(() => probe.Checks("node1") == 2, "second check, which hangs");
-        cluster.Time.Advance(TimeSpan.FromSeconds(1));
-        await FakeCluster.WaitFor(() => probe.Checks("node1") >= 2 && probe.TimedOut >= 2, "both nodes' checks timed out");
+        await AdvanceUntil(cluster, () => probe.Checks("node1") == 2 && probe.Checks("node2") == 2, "second checks, which hang");
+        await AdvanceUntil(cluster, () => probe.TimedOut >= 2, "both nodes' second checks timed out");
         await Task.Delay(20);
         Assert.That(cluster.Node("node1").State, Is.EqualTo(ClusterNodeState.Healthy), "one failed check is not enough (threshold 2)");
 
-        cluster.Time.Advance(TimeSpan.FromSeconds(2));
-        await FakeCluster.WaitFor(() => probe.Checks("node1") == 3, "third check");
-        cluster.Time.Advance(TimeSpan.FromSeconds(1));
-        await FakeCluster.WaitFor(() => cluster.Node("node1").State == ClusterNodeState.Down, "two in a row take it out");
+        await AdvanceUntil(cluster, () => cluster.Node("node1").State == ClusterNodeState.Down, "two in a row take it out");
+        Assert.That(probe.Checks("node1"), Is.EqualTo(3));
         Assert.That(cluster.Node("node1").GetStatistics().DownReason, Does.Contain("timed out"));
     }
 
@@ -93,27 +89,39 @@ public sealed class CoreUnderLoadTests
         Assert.That(probe.Checks("node1"), Is.GreaterThanOrEqualTo(14), "a node that may come back any second is checked every interval");
     }
 
-    [Test]
-    public async Task OpenConnectionAsync_PoolLentOutInFull_GoesToANodeWithRoom()
+    [TestCase(AcquirePolicy.LatencyAware)]
+    [TestCase(AcquirePolicy.RoundRobin)]
+    public async Task OpenConnectionAsync_PoolLentOutInFull_GoesToANodeWithRoom(AcquirePolicy policy)
     {
-        await using var cluster = FakeCluster.Create(2, o => o.Policy = AcquirePolicy.FailOver, maxConnections: 2);
+        await using var cluster = FakeCluster.Create(2, o => o.Policy = policy, maxConnections: 2);
         var held = new[] { await cluster.DataSource.OpenConnectionAsync(), await cluster.DataSource.OpenConnectionAsync() };
-        Assert.That(held.Select(c => ((FakeConnection)c).Node.Name), Is.All.EqualTo("node1"));
-        Assert.That(cluster.Node("node1").GetStatistics().ConnectionsInUse, Is.EqualTo(2));
-
-        await using (var third = await cluster.DataSource.OpenConnectionAsync())
+        var full = ((FakeConnection)held[0]).Node.Name;
+        if (((FakeConnection)held[1]).Node.Name != full)
         {
-            Assert.That(((FakeConnection)third).Node.Name, Is.EqualTo("node2"), "node1's pool is full: FailOver moves on without waiting");
+            await held[1].DisposeAsync();
+            held[1] = await cluster.Node(full).OpenConnectionAsync();
+        }
+
+        Assert.That(cluster.Node(full).GetStatistics().ConnectionsInUse, Is.EqualTo(2));
+        for (var i = 0; i < 20; i++)
+        {
+            await using var next = await cluster.DataSource.OpenConnectionAsync();
+            Assert.That(((FakeConnection)next).Node.Name, Is.Not.EqualTo(full), $"{full}'s pool is full: acquires go to the node with room without waiting");
         }
 
         await held[0].DisposeAsync();
-        Assert.That(cluster.Node("node1").GetStatistics().ConnectionsInUse, Is.EqualTo(1));
-        await using (var fourth = await cluster.DataSource.OpenConnectionAsync())
-        {
-            Assert.That(((FakeConnection)fourth).Node.Name, Is.EqualTo("node1"), "room again");
-        }
-
+        Assert.That(cluster.Node(full).GetStatistics().ConnectionsInUse, Is.EqualTo(1));
         await held[1].DisposeAsync();
+        Assert.That(cluster.Node(full).GetStatistics().ConnectionsInUse, Is.Zero);
+    }
+
+    [Test]
+    public async Task OpenConnectionAsync_FailOverPrimaryPoolFull_KeepsItsOrder()
+    {
+        await using var cluster = FakeCluster.Create(2, o => o.Policy = AcquirePolicy.FailOver, maxConnections: 1);
+        await using var held = await cluster.DataSource.OpenConnectionAsync();
+        await using var next = await cluster.DataSource.OpenConnectionAsync();
+        Assert.That(((FakeConnection)next).Node.Name, Is.EqualTo("node1"), "FailOver's order is the user's (often one writer): a full pool waits, it does not spill");
     }
 
     [Test]
@@ -287,12 +295,13 @@ public sealed class CoreUnderLoadTests
             .AddNode("blocking", blocking).AddNode("healthy", healthy).Build();
         dataSource.Options.ConnectTimeout.ToString();
 
-        // Its first open blocks the caller for 300 ms of the clock (it has no async open); from then on ClusterSql moves
-        // its opens to the thread pool.
+        // Its opens block the caller for 300 ms of the clock (it has no async open); after three in a row ClusterSql
+        // moves its opens to the thread pool.
         blocking.AdvanceInsideOpen = TimeSpan.FromMilliseconds(300);
-        await using (var first = await dataSource.OpenConnectionAsync())
+        for (var i = 0; i < 3; i++)
         {
-            Assert.That(first, Is.InstanceOf<FakeConnection>());
+            await using var blocked = await dataSource.OpenConnectionAsync();
+            Assert.That(blocked, Is.InstanceOf<FakeConnection>());
         }
 
         using var release = new ManualResetEventSlim();
@@ -312,6 +321,18 @@ public sealed class CoreUnderLoadTests
         }
 
         release.Set();
+    }
+
+    /// <summary>Moves the fake clock on in 100 ms steps, letting continuations run between them, until the condition holds.</summary>
+    private static async Task AdvanceUntil(FakeCluster cluster, Func<bool> condition, string what)
+    {
+        for (var i = 0; i < 200 && !condition(); i++)
+        {
+            await Task.Delay(5);
+            cluster.Time.Advance(TimeSpan.FromMilliseconds(100));
+        }
+
+        await FakeCluster.WaitFor(condition, what);
     }
 
     private sealed class BlockingNode(Microsoft.Extensions.Time.Testing.FakeTimeProvider time) : DbDataSource

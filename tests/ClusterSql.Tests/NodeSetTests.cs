@@ -50,6 +50,24 @@ public sealed class NodeSetTests
     }
 
     [Test]
+    public async Task RemoveNode_WhileAHedgedLoserIsOpening_ReleasesItsProviderWhenTheLoserIsBack()
+    {
+        await using var cluster = FakeCluster.Create(2, o => o.Policy = AcquirePolicy.FailOver);
+        cluster["node1"].Script = OpenScript.SucceedAfter(TimeSpan.FromMilliseconds(400));
+        var acquire = cluster.DataSource.OpenConnectionAsync().AsTask();
+        await using (var winner = await cluster.RunUntilDone(acquire, TimeSpan.FromMilliseconds(10)))
+        {
+            Assert.That(((FakeConnection)winner).Node.Name, Is.EqualTo("node2"), "hedged away from the slow node1");
+        }
+
+        Assert.That(cluster.DataSource.RemoveNode("node1"), Is.True);
+        Assert.That(cluster["node1"].DataSourceDisposed, Is.False, "its open is still pending");
+        cluster.Time.Advance(TimeSpan.FromMilliseconds(200));
+        await FakeCluster.WaitFor(() => cluster["node1"].DataSourceDisposed, "released once the loser's connection is back");
+        Assert.That(cluster["node1"].Alive, Is.Zero);
+    }
+
+    [Test]
     public async Task DisposeAsync_Nodes_ReportDisposedNotRemoved()
     {
         var cluster = FakeCluster.Create(2);

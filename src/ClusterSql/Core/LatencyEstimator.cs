@@ -74,7 +74,9 @@ internal sealed class LatencyEstimator
         if (samples <= WarmUpSamples)
         {
             // The fastest open so far stands for the node until it is warm; slower cold samples are set aside.
-            var fastest = samples == 1 ? seconds : Math.Min(Volatile.Read(ref _smoothed), seconds);
+            // A racing first sample may not have stored its value yet (still 0): that is no sample.
+            var prior = Volatile.Read(ref _smoothed);
+            var fastest = samples == 1 || prior <= 0 ? seconds : Math.Min(prior, seconds);
             Volatile.Write(ref _smoothed, fastest);
             Volatile.Write(ref _deviation, fastest / 2);
             Volatile.Write(ref _peak, fastest);

@@ -75,40 +75,37 @@ internal sealed class NodeSelector
 
     /// <summary>
     /// A node whose pool is lent out in full would make the open wait for the application to return a connection;
-    /// any node with room comes first, in the policy's order.
+    /// any node with room comes first, in the policy's order. Not for FailOver: its order is the user's (often one
+    /// writer), and only a failure moves it on.
     /// </summary>
-    private static void MoveFullPoolsLast(List<ClusterNode> order)
+    private void MoveFullPoolsLast(List<ClusterNode> order)
     {
-        var full = 0;
-        foreach (var node in order)
-        {
-            full += node.IsAtCapacity ? 1 : 0;
-        }
-
-        if (full == 0 || full == order.Count)
+        if (_policy == AcquirePolicy.FailOver)
         {
             return;
         }
 
-        var sorted = new List<ClusterNode>(order.Count);
-        foreach (var node in order)
+        List<ClusterNode>? full = null;
+        var kept = 0;
+        for (var i = 0; i < order.Count; i++)
         {
-            if (!node.IsAtCapacity)
+            // Read once per node: a node that fills or empties meanwhile is neither dropped nor tried twice.
+            var node = order[i];
+            if (node.IsAtCapacity)
             {
-                sorted.Add(node);
+                (full ??= []).Add(node);
+            }
+            else
+            {
+                order[kept++] = node;
             }
         }
 
-        foreach (var node in order)
+        if (full is not null)
         {
-            if (node.IsAtCapacity && sorted.Count < order.Count)
-            {
-                sorted.Add(node);
-            }
+            order.RemoveRange(kept, order.Count - kept);
+            order.AddRange(full);
         }
-
-        order.Clear();
-        order.AddRange(sorted);
     }
 
     private ClusterNode? PickTwoChoices(ClusterNode[] nodes, long now)
@@ -178,20 +175,14 @@ internal sealed class NodeSelector
 
     private static ClusterNode? PickFailOver(ClusterNode[] nodes, long now)
     {
+        // The declared order (then Priority) alone: a full pool makes the open wait rather than move the load (often a
+        // single writer) to the next node.
         ClusterNode? best = null;
-        var bestFull = true;
         foreach (var node in nodes)
         {
-            if (!node.CanServe(now))
-            {
-                continue;
-            }
-
-            var full = node.IsAtCapacity;
-            if (best is null || (bestFull && !full) || (full == bestFull && node.Priority < best.Priority))
+            if (node.CanServe(now) && (best is null || node.Priority < best.Priority))
             {
                 best = node;
-                bestFull = full;
             }
         }
 

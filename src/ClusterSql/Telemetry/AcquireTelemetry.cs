@@ -37,7 +37,12 @@ internal struct AcquireTelemetry
         }
         catch (Exception)
         {
-            // Telemetry is best-effort (see the type's summary).
+            // Telemetry is best-effort (see the type's summary). A listener that threw in ActivityStarted leaves the span
+            // it was given current, unended and unknown to us: the caller gets its own activity back.
+            if (telemetry._activity is null && ClusterTelemetry.ActivitySource.HasListeners())
+            {
+                Activity.Current = telemetry._callerActivity;
+            }
         }
 
         return telemetry;
@@ -111,7 +116,6 @@ internal struct AcquireTelemetry
             activity.SetTag(ClusterTelemetry.NodeTag, winner.Name);
             activity.SetTag("clustersql.attempts", attempts);
             activity.SetTag("clustersql.hedges", hedges);
-            activity.Stop();
         }
     }
 
@@ -138,13 +142,27 @@ internal struct AcquireTelemetry
             activity.SetTag("clustersql.hedges", hedges);
             activity.SetStatus(ActivityStatusCode.Error, cancelled ? "cancelled" : error.Message);
             activity.AddException(error);
-            activity.Stop();
         }
     }
 
+    /// <summary>Ends the span, whatever recording did before, and gives the caller back its activity.</summary>
     private readonly void RestoreCaller()
     {
-        if (_activity is not null && Activity.Current == _activity)
+        if (_activity is null)
+        {
+            return;
+        }
+
+        try
+        {
+            _activity.Stop();
+        }
+        catch (Exception)
+        {
+            // A listener's ActivityStopped threw; the span is stopped all the same.
+        }
+
+        if (Activity.Current == _activity)
         {
             Activity.Current = _callerActivity;
         }

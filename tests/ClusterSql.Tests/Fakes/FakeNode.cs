@@ -98,7 +98,17 @@ internal sealed class FakeNode : DbDataSource
 
     protected override DbConnection CreateDbConnection() => new FakeConnection(this, open: false);
 
-    protected override DbConnection OpenDbConnection() => throw new NotSupportedException("The cluster opens asynchronously.");
+    /// <summary>Synchronous opens made (the cluster's synchronous path on a thread-pool thread).</summary>
+    public int SyncOpens => Volatile.Read(ref _syncOpens);
+
+    private int _syncOpens;
+
+    protected override DbConnection OpenDbConnection()
+    {
+        Interlocked.Increment(ref _syncOpens);
+        var open = OpenDbConnectionAsync(CancellationToken.None);
+        return open.IsCompleted ? open.Result : throw new NotSupportedException("A scripted delay cannot be waited for synchronously on a fake clock.");
+    }
 
     protected override ValueTask<DbConnection> OpenDbConnectionAsync(CancellationToken cancellationToken = default)
     {
