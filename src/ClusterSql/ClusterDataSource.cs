@@ -139,7 +139,7 @@ public sealed class ClusterDataSource : DbDataSource
             Array.Copy(current, 0, next, 0, index);
             Array.Copy(current, index + 1, next, index, current.Length - index - 1);
             Volatile.Write(ref _nodes, next);
-            _retired.RemoveAll(static n => n.IsReleased);
+            _retired.RemoveAll(static n => n.IsReleaseDone);
             _retired.Add(removed);
         }
 

@@ -221,9 +221,47 @@ public sealed class ClusterNode
     /// <exception cref="TimeoutException">The open took longer than <see cref="ConnectTimeout"/>.</exception>
     public DbConnection OpenConnection()
     {
+        if (Acquirer.MustNotWaitForAsyncWork)
+        {
+            return OpenSynchronously();
+        }
+
         var open = OpenConnectionAsync();
         return open.IsCompletedSuccessfully ? open.Result : open.AsTask().GetAwaiter().GetResult();
     }
+
+    /// <summary>The provider's synchronous open on the caller's thread (see <see cref="Acquirer.MustNotWaitForAsyncWork"/>).</summary>
+    private DbConnection OpenSynchronously()
+    {
+        if (_removed)
+        {
+            throw new ObjectDisposedException(nameof(ClusterNode), $"Node '{Name}' was removed from its cluster.");
+        }
+
+        var poolWait = IsAtCapacity;
+        var start = BeginAttempt(isHedge: false);
+        DbConnection? connection = null;
+        Exception? error = null;
+        try
+        {
+            connection = DataSource.OpenConnection();
+        }
+        catch (Exception ex)
+        {
+            error = ex;
+        }
+
+        error = CompleteAttempt(start, ref connection, error, Acquirer.NoTimeout, callerCancelled: false, poolWait, synchronous: false);
+        if (error is not null)
+        {
+            ExceptionDispatchInfo.Throw(error);
+        }
+
+        return connection!;
+    }
+
+    /// <summary>How long this node's oldest open in progress has been running, in seconds; 0 when none is.</summary>
+    internal double StallAge(long now) => Volatile.Read(ref _stalled) > 0 ? _context.ToSeconds(Volatile.Read(ref _stalledSince), now) : 0;
 
     /// <summary>Marks the node down: it is never handed out until <see cref="MarkUp"/>. Health probes call this.</summary>
     /// <param name="reason">Why, for statistics and logs; never put a secret in it.</param>
@@ -402,6 +440,9 @@ public sealed class ClusterNode
             }
 
             Volatile.Write(ref _trialInFlight, 0);
+
+            // A connection that closed at once (it broke on the way) may already be uncounted.
+            TryRelease();
             return null;
         }
 
@@ -487,7 +528,9 @@ public sealed class ClusterNode
 
     /// <summary>A provider's own error for a pool that stayed full (MySqlConnector: "All pooled connections are in use").</summary>
     private static bool IsPoolTimeout(Exception error) =>
+        error.InnerException is TimeoutException ||
         error.Message.Contains("pooled connections are in use", StringComparison.OrdinalIgnoreCase) ||
+        error.Message.Contains("pool has been exhausted", StringComparison.OrdinalIgnoreCase) ||
         error.Message.Contains("obtaining a connection from the pool", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>
@@ -540,7 +583,8 @@ public sealed class ClusterNode
     /// <summary>Disposes a removed node's data source once nothing of it is in use, once.</summary>
     internal void TryRelease()
     {
-        if (!_removed || Volatile.Read(ref _leased) > 0 || Volatile.Read(ref _pending) > 0 || !TryClaimRelease())
+        // Pending before leased: an attempt counts its connection as leased before it stops being pending.
+        if (!_removed || Volatile.Read(ref _pending) > 0 || Volatile.Read(ref _leased) > 0 || !TryClaimRelease())
         {
             return;
         }
@@ -551,6 +595,9 @@ public sealed class ClusterNode
     }
 
     private Task? _release;
+
+    /// <summary>Whether a release started by <see cref="TryRelease"/> has finished.</summary>
+    internal bool IsReleaseDone => Volatile.Read(ref _release) is { IsCompleted: true };
 
     /// <summary>Completes when a release started by <see cref="TryRelease"/> is done (at once if none was started).</summary>
     internal Task ReleaseCompletion

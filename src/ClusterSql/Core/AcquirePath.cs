@@ -92,9 +92,20 @@ internal sealed class Acquirer
         return new AcquireOperation(this, nodes, now, telemetry).RunAsync(first, pending: null, initialError, cancellationToken);
     }
 
+    /// <summary>
+    /// Whether a synchronous caller must not block on async work: on a thread-pool thread that work needs other pool
+    /// threads, and under a SynchronizationContext (a UI thread) a continuation posted back to it would wait for the
+    /// blocked caller.
+    /// </summary>
+    internal static bool MustNotWaitForAsyncWork =>
+        Thread.CurrentThread.IsThreadPoolThread || SynchronizationContext.Current is not null;
+
+    /// <summary>A connect-timeout source that never fires, for opens ClusterSql does not time itself.</summary>
+    internal static CancellationTokenSource NoTimeout => s_noTimeout;
+
     public DbConnection Acquire(ClusterNode[] nodes)
     {
-        if (Thread.CurrentThread.IsThreadPoolThread)
+        if (MustNotWaitForAsyncWork && !_context.SyncOpenUnsupported)
         {
             // A thread-pool thread that blocks on the async core waits for work that needs other thread-pool threads
             // (the provider's I/O completions, the hedge and timeout callbacks): a burst of such callers starves the
@@ -137,6 +148,10 @@ internal sealed class Acquirer
             candidates = _selector.Order(nodes, started, exclude: null, panic: true);
         }
 
+        // No hedge can relieve a synchronous open, so a node whose open in progress has run past its hedge delay (hung,
+        // blackholed, slowed) goes to the back: other callers do not queue behind it until it is ejected.
+        MoveStalledLast(candidates, started);
+
         var errors = new List<ClusterNodeError>(2);
         var attempts = 0;
         foreach (var node in candidates)
@@ -150,17 +165,32 @@ internal sealed class Acquirer
             attempts++;
             var poolWait = node.IsAtCapacity;
             var start = node.BeginAttempt(isHedge: false, now);
+
+            // In progress from its start, so that its age counts in the node's cost and in MoveStalledLast for others.
+            node.BeginStall(start, start);
             DbConnection? connection = null;
             Exception? error = null;
             try
             {
                 connection = node.DataSource.OpenConnection();
             }
+            catch (NotSupportedException ex) when (attempts == 1)
+            {
+                // A provider (or a decorator) without a synchronous open: this data source waits for the async core from
+                // now on, as it must, and this acquire goes there too. The attempt does not count against the node.
+                node.EndStall();
+                _context.SyncOpenUnsupported = true;
+                DbConnection? none = null;
+                node.CompleteAttempt(start, ref none, ex, s_noTimeout, callerCancelled: true, poolWait, synchronous: false);
+                telemetry.Failed(_context, started, ex, attempts, hedges: 0);
+                return AcquireAsync(nodes, CancellationToken.None).AsTask().GetAwaiter().GetResult();
+            }
             catch (Exception ex)
             {
                 error = ex;
             }
 
+            node.EndStall();
             error = node.CompleteAttempt(start, ref connection, error, s_noTimeout, callerCancelled: false, poolWait, synchronous: false);
             if (connection is not null)
             {
@@ -182,6 +212,30 @@ internal sealed class Acquirer
         ClusterLog.EveryNodeFailed(_context.Logger, _context.Options.Name, failure.Message);
         telemetry.Failed(_context, started, failure, attempts, hedges: 0);
         throw failure;
+    }
+
+    private static void MoveStalledLast(List<ClusterNode> candidates, long now)
+    {
+        List<ClusterNode>? stalled = null;
+        var kept = 0;
+        for (var i = 0; i < candidates.Count; i++)
+        {
+            var node = candidates[i];
+            if (node.StallAge(now) > node.HedgeDelay.TotalSeconds)
+            {
+                (stalled ??= []).Add(node);
+            }
+            else
+            {
+                candidates[kept++] = node;
+            }
+        }
+
+        if (stalled is not null)
+        {
+            candidates.RemoveRange(kept, candidates.Count - kept);
+            candidates.AddRange(stalled);
+        }
     }
 }
 

@@ -36,6 +36,9 @@ internal sealed class ClusterContext
 
     public HedgeBudget HedgeBudget { get; }
 
+    /// <summary>A node's provider threw NotSupportedException from its synchronous open: synchronous acquires wait for the async core.</summary>
+    public bool SyncOpenUnsupported { get; set; }
+
     public double ToSeconds(long fromTimestamp, long toTimestamp) =>
         (toTimestamp - fromTimestamp) / (double)TimeProvider.TimestampFrequency;
 

@@ -20,6 +20,7 @@ internal struct AcquireTelemetry
     public static AcquireTelemetry Start(ClusterContext context)
     {
         var telemetry = default(AcquireTelemetry);
+        var caller = Activity.Current;
         try
         {
             if (ClusterTelemetry.PendingRequests.Enabled)
@@ -30,7 +31,7 @@ internal struct AcquireTelemetry
 
             if (ClusterTelemetry.ActivitySource.HasListeners())
             {
-                telemetry._callerActivity = Activity.Current;
+                telemetry._callerActivity = caller;
                 telemetry._activity = ClusterTelemetry.ActivitySource.StartActivity(ActivityName, ActivityKind.Client);
                 telemetry._activity?.SetTag(ClusterTelemetry.PoolNameTag, context.Options.Name);
             }
@@ -39,9 +40,9 @@ internal struct AcquireTelemetry
         {
             // Telemetry is best-effort (see the type's summary). A listener that threw in ActivityStarted leaves the span
             // it was given current, unended and unknown to us: the caller gets its own activity back.
-            if (telemetry._activity is null && ClusterTelemetry.ActivitySource.HasListeners())
+            if (telemetry._activity is null && Activity.Current != caller)
             {
-                Activity.Current = telemetry._callerActivity;
+                Activity.Current = caller;
             }
         }
 
