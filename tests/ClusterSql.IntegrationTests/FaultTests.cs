@@ -14,23 +14,10 @@ namespace ClusterSql.IntegrationTests;
 /// connection leaked, and every acknowledged insert present exactly once.
 /// </summary>
 [TestFixture]
-[NonParallelizable]
-public sealed class FaultTests
+public sealed class FaultTests : FaultFixture
 {
     private const int Faulted = 2;
     private static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(2);
-
-    [SetUp]
-    public void SetUp() => ClusterSetUp.RequireCluster();
-
-    [TearDown]
-    public async Task TearDown()
-    {
-        if (ClusterSetUp.Available)
-        {
-            await TestCluster.Harness("heal-all");
-        }
-    }
 
     [Test]
     public Task Crash_AndRestart_LoadCarriesOnAndTheNodeComesBack() =>

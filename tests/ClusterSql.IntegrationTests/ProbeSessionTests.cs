@@ -12,22 +12,9 @@ namespace ClusterSql.IntegrationTests;
 /// from the probe after each fault (its TCP keepalive would hold it for two hours).
 /// </summary>
 [TestFixture]
-[NonParallelizable]
-public sealed class ProbeSessionTests
+public sealed class ProbeSessionTests : FaultFixture
 {
     private const int Faulted = 2;
-
-    [SetUp]
-    public void SetUp() => ClusterSetUp.RequireCluster();
-
-    [TearDown]
-    public async Task TearDown()
-    {
-        if (ClusterSetUp.Available)
-        {
-            await TestCluster.Harness("heal-all");
-        }
-    }
 
     [Test]
     public async Task GaleraProbe_RepeatedBlackholes_LeavesNoHalfOpenSessionOnTheServer()
