@@ -360,8 +360,22 @@ public sealed class ClusterNode
     internal bool TryClaimExploration(long now, long intervalTicks)
     {
         var last = Volatile.Read(ref _lastAttemptStamp);
-        return now - last >= intervalTicks && Interlocked.CompareExchange(ref _lastAttemptStamp, now, last) == last;
+        if (now - last >= intervalTicks && Interlocked.CompareExchange(ref _lastAttemptStamp, now, last) == last)
+        {
+            Volatile.Write(ref _exploredStamp, now);
+            return true;
+        }
+
+        return false;
     }
+
+    /// <summary>
+    /// Whether selection picked this node at <paramref name="now"/> (the acquire's clock reading) to explore it: the
+    /// acquire then hedges it after the fastest candidate's delay, not after its own (see <see cref="Acquirer.HedgeDelayFor"/>).
+    /// </summary>
+    internal bool IsExploringAt(long now) => Volatile.Read(ref _exploredStamp) == now;
+
+    private long _exploredStamp = long.MinValue;
 
     /// <summary>
     /// Records how an attempt ended and returns the error to report (a timeout made explicit), or null on success.

@@ -434,6 +434,80 @@ public sealed class AcquireTests
     }
 
     [Test]
+    public async Task LatencyAware_ExplorationOfASlowNode_IsHedgedAfterTheFastestCandidatesDelay()
+    {
+        await using var cluster = FakeCluster.Create(3);
+        foreach (var node in cluster.Nodes)
+        {
+            node.Script = OpenScript.Takes(Ms);
+        }
+
+        // node2 learns to be slow (its hedge delay reaches the 250 ms cap), node1 and node3 fast (the 2 ms floor).
+        cluster["node2"].Script = OpenScript.Takes(200 * Ms);
+        for (var i = 0; i < 300; i++)
+        {
+            await using var connection = await cluster.DataSource.OpenConnectionAsync();
+        }
+
+        Assert.That(cluster.Node("node2").GetStatistics().HedgeDelay, Is.EqualTo(new ClusterOptions().MaxHedgeDelay));
+        cluster["node2"].Script = OpenScript.SucceedAfter(200 * Ms);
+        var explorationsBefore = cluster["node2"].OpensStarted;
+        var explored = false;
+        for (var i = 0; i < 5000 && !explored; i++)
+        {
+            // node1 and node3 answer synchronously: an acquire still pending is the exploration of node2.
+            var open = cluster.DataSource.OpenConnectionAsync().AsTask();
+            if (open.IsCompleted)
+            {
+                await (await open).DisposeAsync();
+                continue;
+            }
+
+            explored = true;
+            Assert.That(cluster["node2"].OpensStarted, Is.EqualTo(explorationsBefore + 1));
+            var started = cluster.Time.GetTimestamp();
+            var connection = await cluster.RunUntilDone(open, Ms);
+            var waited = cluster.Time.GetElapsedTime(started);
+            Assert.That(((FakeConnection)connection).Node.Name, Is.Not.EqualTo("node2"));
+            Assert.That(waited, Is.LessThanOrEqualTo(5 * Ms), "hedged after the fastest candidate's 2 ms, plus its 1 ms open, not after node2's 250 ms");
+            await connection.DisposeAsync();
+        }
+
+        Assert.That(explored, Is.True, "node2 was explored within 5 s of fake time");
+        cluster.Time.Advance(200 * Ms);
+        await FakeCluster.WaitFor(() => cluster["node2"].Disposed == cluster["node2"].ConnectionsMade, "the exploration's connection disposed");
+        Assert.That(cluster.Node("node2").GetStatistics().PendingOpens, Is.Zero, "the exploration finished and was sampled");
+    }
+
+    [Test]
+    public async Task FailOver_FirstNodeFarSlowerThanTheNext_IsHedgedAfterTheNextNodesDelay()
+    {
+        await using var cluster = FakeCluster.Create(2, o => o.Policy = AcquirePolicy.FailOver);
+        cluster["node2"].Script = OpenScript.Takes(Ms);
+
+        // One failover samples node2 (hedge delay 3 ms); then node1 learns to take 200 ms (hedge delay at the cap).
+        cluster["node1"].Enqueue(OpenScript.Fail, OpenScript.Takes(200 * Ms), OpenScript.Takes(200 * Ms), OpenScript.Takes(200 * Ms), OpenScript.Takes(200 * Ms));
+        for (var i = 0; i < 5; i++)
+        {
+            await using var connection = await cluster.DataSource.OpenConnectionAsync();
+        }
+
+        Assert.That(cluster.Node("node2").GetStatistics().HedgeDelay, Is.LessThan(5 * Ms));
+        cluster["node1"].Script = OpenScript.SucceedAfter(200 * Ms);
+        var started = cluster.Time.GetTimestamp();
+        var open = cluster.DataSource.OpenConnectionAsync().AsTask();
+        var hedged = await cluster.RunUntilDone(open, Ms);
+        Assert.That(((FakeConnection)hedged).Node.Name, Is.EqualTo("node2"));
+        Assert.That(cluster.Time.GetElapsedTime(started), Is.LessThanOrEqualTo(6 * Ms), "hedged after node2's delay, not node1's 250 ms");
+        Assert.That(cluster.Node("node2").GetStatistics().Hedges, Is.EqualTo(1));
+        await hedged.DisposeAsync();
+
+        cluster.Time.Advance(200 * Ms);
+        await FakeCluster.WaitFor(() => cluster["node1"].Alive == 0, "the slow loser disposed when it finished");
+        Assert.That(cluster["node1"].Cancelled, Is.Zero, "never aborted mid-handshake");
+    }
+
+    [Test]
     public async Task Race_HealthyNodes_StartsEveryNodePerAcquire()
     {
         await using var cluster = FakeCluster.Create(3, o => o.Policy = AcquirePolicy.Race);

@@ -121,6 +121,34 @@ internal sealed class Acquirer
         return acquire.IsCompletedSuccessfully ? acquire.Result : acquire.AsTask().GetAwaiter().GetResult();
     }
 
+    /// <summary>
+    /// A node whose hedge delay is more than this many times the fastest usable candidate's counts as far above the
+    /// others: its attempts are hedged after that candidate's delay.
+    /// </summary>
+    internal const double FarAboveFactor = 4;
+
+    /// <summary>
+    /// How long an attempt on <paramref name="node"/> runs before a hedge starts: the node's own delay, except for an
+    /// exploration and for a node whose delay is far above the fastest usable candidate's, which get that candidate's.
+    /// A node slowed to 250 ms keeps a hedge delay at MaxHedgeDelay; the exploration that samples it once a second (so
+    /// that its recovery is seen) would otherwise make that acquire wait the whole cap before another node is tried,
+    /// though a node that answers in a millisecond is there. The slow attempt still finishes and feeds its node's
+    /// estimate (the sample the exploration was for); only the caller stops waiting for it.
+    /// </summary>
+    /// <param name="node">The node of the attempt to be hedged.</param>
+    /// <param name="exploring">Whether selection picked the node to explore it.</param>
+    /// <param name="fastestCandidate">The least hedge delay among the nodes a hedge could start; null when there is none.</param>
+    internal static TimeSpan HedgeDelayFor(ClusterNode node, bool exploring, TimeSpan? fastestCandidate)
+    {
+        var own = node.HedgeDelay;
+        if (fastestCandidate is TimeSpan fastest && fastest < own && (exploring || own.Ticks > FarAboveFactor * fastest.Ticks))
+        {
+            return fastest;
+        }
+
+        return own;
+    }
+
     // CompleteAttempt asks whether an attempt's connect timeout fired; a synchronous open has none of ClusterSql's own.
     private static readonly CancellationTokenSource s_noTimeout = new();
 
@@ -475,6 +503,7 @@ internal sealed class AcquireOperation
     private readonly List<Attempt> _running = new(4);
     private readonly List<ClusterNodeError> _errors = new(4);
     private List<ClusterNode> _candidates = [];
+    private ClusterNode? _first;
     private int _nextCandidate;
     private bool _panic;
     private ITimer? _hedgeTimer;
@@ -499,6 +528,7 @@ internal sealed class AcquireOperation
     /// <param name="cancellationToken">The caller's cancellation.</param>
     public async ValueTask<DbConnection> RunAsync(ClusterNode? first, Attempt? pending, ClusterNodeError? initialError, CancellationToken cancellationToken)
     {
+        _first = first;
         var now = _context.TimeProvider.GetTimestamp();
         _candidates = _acquirer.Selector.Order(_nodes, now, first, panic: false);
         if (first is null && _candidates.Count == 0)
@@ -639,10 +669,12 @@ internal sealed class AcquireOperation
             return;
         }
 
-        // The timer follows the newest attempt: each hedge waits for the delay of the node it would relieve.
+        // The timer follows the newest attempt: each hedge waits for the delay of the node it would relieve, or the
+        // fastest candidate's when that node is explored or far slower than the others.
         _hedgeTarget = attempt;
         Volatile.Write(ref _hedgeDue, 0);
-        var delay = attempt.Node.HedgeDelay;
+        var exploring = attempt.Node == _first && _first.IsExploringAt(_started);
+        var delay = Acquirer.HedgeDelayFor(attempt.Node, exploring, FastestCandidateDelay());
         if (_hedgeTimer is null)
         {
             _hedgeTimer = _context.TimeProvider.CreateTimer(static s => ((AcquireOperation)s!).OnTimerFired(), this, delay, Timeout.InfiniteTimeSpan);
@@ -651,6 +683,21 @@ internal sealed class AcquireOperation
         {
             _hedgeTimer.Change(delay, Timeout.InfiniteTimeSpan);
         }
+    }
+
+    private TimeSpan? FastestCandidateDelay()
+    {
+        TimeSpan? fastest = null;
+        for (var i = _nextCandidate; i < _candidates.Count; i++)
+        {
+            var delay = _candidates[i].HedgeDelay;
+            if (fastest is null || delay < fastest)
+            {
+                fastest = delay;
+            }
+        }
+
+        return fastest;
     }
 
     private void OnTimerFired()
