@@ -12,7 +12,7 @@ namespace ClusterSql.Benchmarks;
 /// <remarks>
 /// Every node completes its open synchronously, so the latency-aware, fail-over and round-robin policies stay on the
 /// acquire's fast path (DESIGN.md, "The acquire path", step 4). Race starts every node by design, so it always takes
-/// the slow path and allocates (attempts, a channel, their tasks): that is its cost, not a defect.
+/// the slow path and allocates (every node's open, the order of the candidates): that is its cost, not a defect.
 /// </remarks>
 [MemoryDiagnoser]
 public class CoreOverheadBenchmarks

@@ -61,7 +61,7 @@ public class FastPathPartsBenchmarks
     [Benchmark(Description = "Connect-timeout source rent + return")]
     public void TimeoutRentReturn()
     {
-        var timeout = _cancellations.Rent(s_connectTimeout);
+        var timeout = _cancellations.Rent();
         _cancellations.Return(timeout);
     }
 

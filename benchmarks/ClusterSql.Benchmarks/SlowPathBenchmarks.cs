@@ -7,8 +7,8 @@ namespace ClusterSql.Benchmarks;
 
 /// <summary>
 /// What the cluster adds when the backend's open completes asynchronously (every unpooled open, and every pooled
-/// MySqlConnector open with its default session reset): the acquire's slow path, with its attempt, channel, hedge
-/// timer and the hop from the attempt to the waiting acquire. The baseline is the same asynchronous backend opened
+/// MySqlConnector open with its default session reset): the acquire's slow path, with its pooled operation and attempt,
+/// and the timer for a hedge or a connect timeout. The baseline is the same asynchronous backend opened
 /// directly; it too pays one thread-pool hop (<c>Task.Yield</c>) and its own async state machine.
 /// </summary>
 [MemoryDiagnoser]

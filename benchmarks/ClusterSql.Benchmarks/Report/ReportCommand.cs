@@ -211,7 +211,7 @@ internal static class ReportCommand
 
         md.AppendLine("## Core overhead: in-process fake nodes");
         md.AppendLine();
-        md.AppendLine("`CoreOverheadBenchmarks`: acquire + release through a `ClusterDataSource` of 1, 3 or 5 in-process nodes, against the same backend opened directly (the baseline). The backend's `OpenConnectionAsync` completes synchronously with one reused connection whose close does nothing, so it allocates nothing: every byte and nanosecond above the baseline is the cluster's. Race starts every node by design and so always takes the slow path (attempts, a channel, their tasks): its allocation is expected.");
+        md.AppendLine("`CoreOverheadBenchmarks`: acquire + release through a `ClusterDataSource` of 1, 3 or 5 in-process nodes, against the same backend opened directly (the baseline). The backend's `OpenConnectionAsync` completes synchronously with one reused connection whose close does nothing, so it allocates nothing: every byte and nanosecond above the baseline is the cluster's. Race starts every node by design and so always takes the slow path (every node's open, the order of the candidates): its allocation is expected.");
         md.AppendLine();
         md.AppendLine("| nodes | policy | mean | ± (99.9% CI) | median | vs direct | overhead | allocated / op |");
         md.AppendLine("|---|---|--:|--:|--:|--:|--:|--:|");
@@ -249,7 +249,7 @@ internal static class ReportCommand
 
         md.AppendLine("### The slow path: a backend that completes asynchronously");
         md.AppendLine();
-        md.AppendLine("`SlowPathBenchmarks`: the same in-process backend, except that its open completes on the thread pool (`Task.Yield`), as every unpooled open and every pooled MySqlConnector open with its default session reset does. The cluster then takes the acquire's slow path: an `AcquireOperation` with its channel, an `Attempt` and its task, a hedge timer, and one more thread-pool hop from the attempt to the waiting acquire. The baseline pays one hop and its own async state machine.");
+        md.AppendLine("`SlowPathBenchmarks`: the same in-process backend, except that its open completes on the thread pool (`Task.Yield`), as every unpooled open and every pooled MySqlConnector open with its default session reset does. The cluster then takes the acquire's slow path: a pooled `AcquireOperation` (an `IValueTaskSource` the caller awaits) and its pooled `Attempt`, whose timer is set only for a hedge or a connect timeout that can still matter; the caller is completed on the thread where the backend completed the open. The baseline pays one hop and its own async state machine.");
         md.AppendLine();
         md.AppendLine("| nodes | policy | mean | ± (99.9% CI) | median | vs direct | overhead | allocated / op |");
         md.AppendLine("|---|---|--:|--:|--:|--:|--:|--:|");

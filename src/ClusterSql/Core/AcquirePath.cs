@@ -2,8 +2,9 @@ using System;
 using System.Collections.Generic;
 using System.Data.Common;
 using System.Threading;
-using System.Threading.Channels;
+using System.Runtime.CompilerServices;
 using System.Threading.Tasks;
+using System.Threading.Tasks.Sources;
 using ClusterSql.Telemetry;
 
 namespace ClusterSql.Core;
@@ -12,7 +13,7 @@ namespace ClusterSql.Core;
 //  1. read the node snapshot;  2. keep the usable nodes;  3. order them by the policy;
 //  4. open on the first node: a synchronous success (a pooled idle connection) returns at once, allocating nothing;
 //  5. a failure starts the next node at once; slowness past the node's hedge delay starts the next node too, within
-//     the hedge budget; results meet in a Channel and the first success wins;
+//     the hedge budget; attempts report to one pooled operation that the caller awaits, and the first success wins;
 //  6. losers are never aborted mid-handshake: they finish, feed their node's statistics, and are disposed;
 //  7. when every candidate fails, one ClusterException carries every node's error;
 //  8. the caller's cancellation stops every attempt and leaks nothing;
@@ -32,6 +33,37 @@ internal sealed class Acquirer
 
     public ClusterContext Context => _context;
 
+    private readonly AcquireOperation?[] _operations = new AcquireOperation?[Math.Max(4, Environment.ProcessorCount * 4)];
+
+    /// <summary>A slow-path operation from the pool, or a new one.</summary>
+    internal AcquireOperation RentOperation()
+    {
+        var operations = _operations;
+        for (var i = 0; i < operations.Length; i++)
+        {
+            var operation = Interlocked.Exchange(ref operations[i], null);
+            if (operation is not null)
+            {
+                return operation;
+            }
+        }
+
+        return new AcquireOperation(this);
+    }
+
+    /// <summary>An operation nobody refers to any more; dropped when the pool is full.</summary>
+    internal void ReturnOperation(AcquireOperation operation)
+    {
+        var operations = _operations;
+        for (var i = 0; i < operations.Length; i++)
+        {
+            if (Interlocked.CompareExchange(ref operations[i], operation, null) is null)
+            {
+                return;
+            }
+        }
+    }
+
     public NodeSelector Selector => _selector;
 
     public ValueTask<DbConnection> AcquireAsync(ClusterNode[] nodes, CancellationToken cancellationToken)
@@ -48,16 +80,15 @@ internal sealed class Acquirer
         if (first is null || !first.TryClaim(now, panic: false))
         {
             telemetry.ReturnCallerActivity();
-            return new AcquireOperation(this, nodes, now, telemetry).RunAsync(first: null, pending: null, initialError: null, cancellationToken);
+            return AcquireOperation.Run(this, nodes, now, telemetry, first: null, pending: null, initialError: null, cancellationToken);
         }
 
         var poolWait = first.IsAtCapacity;
         var open = Attempt.StartOpen(first, _context, isHedge: false, now, out var start, out var timeout);
         if (!open.IsCompleted)
         {
-            var pending = new Attempt(first, _context, start, timeout, open, poolWait);
             telemetry.ReturnCallerActivity();
-            return new AcquireOperation(this, nodes, now, telemetry).RunAsync(first, pending, initialError: null, cancellationToken);
+            return AcquireOperation.Run(this, nodes, now, telemetry, first, (open, start, timeout, poolWait), initialError: null, cancellationToken);
         }
 
         // The fast path: the open finished synchronously (typically a pooled idle connection). Nothing is allocated.
@@ -89,7 +120,7 @@ internal sealed class Acquirer
 
         var initialError = new ClusterNodeError(first.Name, error!);
         telemetry.ReturnCallerActivity();
-        return new AcquireOperation(this, nodes, now, telemetry).RunAsync(first, pending: null, initialError, cancellationToken);
+        return AcquireOperation.Run(this, nodes, now, telemetry, first, pending: null, initialError, cancellationToken);
     }
 
     /// <summary>
@@ -267,7 +298,11 @@ internal sealed class Acquirer
     }
 }
 
-/// <summary>One open on one node, for one acquire, once it did not finish synchronously.</summary>
+/// <summary>
+/// One open on one node, for one acquire, once it did not finish synchronously. Owned by its
+/// <see cref="AcquireOperation"/> and reused with it: it reports to the operation by a cached delegate, so that
+/// waiting for an open allocates no task, state machine or closure.
+/// </summary>
 internal sealed class Attempt
 {
     private const int Running = 0;
@@ -275,33 +310,33 @@ internal sealed class Attempt
     private const int CancelledByCaller = 2;
     private const int GivenUp = 3;
 
-    private readonly ClusterContext _context;
-    private readonly CancellationTokenSource _timeout;
-    private readonly long _start;
-    private readonly ValueTask<DbConnection> _open;
-    private readonly bool _poolWait;
-    private ChannelWriter<Attempt?>? _results;
+    private readonly Action _onOpenCompleted;
+    private AcquireOperation? _operation;
+    private CancellationTokenSource? _timeout;
+    private ConfiguredValueTaskAwaitable<DbConnection>.ConfiguredValueTaskAwaiter _open;
+    private bool _poolWait;
     private int _state;
     private int _stall;
-    private volatile bool _resultReady;
+    private volatile bool _finished;
 
-    public Attempt(ClusterNode node, ClusterContext context, long start, CancellationTokenSource timeout, ValueTask<DbConnection> open, bool poolWait)
-    {
-        Node = node;
-        _context = context;
-        _start = start;
-        _timeout = timeout;
-        _open = open;
-        _poolWait = poolWait;
-    }
+    public Attempt() => _onOpenCompleted = OnOpenCompleted;
 
-    public ClusterNode Node { get; }
+    public ClusterNode Node { get; private set; } = null!;
 
     /// <summary>When the attempt started (the data source's clock).</summary>
-    public long Start => _start;
+    public long Start { get; private set; }
 
-    /// <summary>Whether <see cref="Connection"/> and <see cref="Error"/> hold the outcome.</summary>
-    public bool IsCompleted => _resultReady;
+    /// <summary>When its connect timeout expires (the data source's clock): ClusterSql gives the open up then.</summary>
+    public long Deadline { get; private set; }
+
+    /// <summary>
+    /// Whether the provider has returned and the node recorded the outcome (<see cref="Connection"/> and
+    /// <see cref="Error"/> are set); after the timeout gave the attempt up, <see cref="Connection"/> is what came too late.
+    /// </summary>
+    public bool IsFinished => _finished;
+
+    /// <summary>Whether the open is neither finished, given up at its timeout, nor cancelled for the caller.</summary>
+    public bool IsRunning => Volatile.Read(ref _state) == Running;
 
     /// <summary>
     /// The connect timeout fired while the provider had not returned. Some providers do not stop at once when their
@@ -315,6 +350,15 @@ internal sealed class Attempt
     /// <summary>The error to report for this node; null on success. Set at the timeout for an attempt given up then.</summary>
     public Exception? Error { get; private set; }
 
+    /// <summary>The operation has taken the attempt's outcome into account (its drain alone reads and writes this).</summary>
+    public bool Handled { get; set; }
+
+    /// <summary>The attempt finished and its connection and source were cleaned up (the operation's drain alone).</summary>
+    public bool Released { get; set; }
+
+    /// <summary>The source whose token the provider's open got: cancelled at the timeout or for the caller.</summary>
+    public CancellationTokenSource Timeout => _timeout!;
+
     /// <summary>Hands the connection to the winner's caller: no later clean-up may dispose it.</summary>
     public DbConnection TakeConnection()
     {
@@ -323,18 +367,14 @@ internal sealed class Attempt
         return connection;
     }
 
-    public static Attempt Begin(ClusterNode node, ClusterContext context, bool isHedge)
-    {
-        var poolWait = node.IsAtCapacity;
-        var open = StartOpen(node, context, isHedge, context.TimeProvider.GetTimestamp(), out var start, out var timeout);
-        return new Attempt(node, context, start, timeout, open, poolWait);
-    }
-
-    /// <summary>Starts an open on a node, bounded by its connect timeout; a synchronous throw becomes a faulted result.</summary>
+    /// <summary>Starts an open on a node; a synchronous throw becomes a faulted result. The caller arms no timer.</summary>
     public static ValueTask<DbConnection> StartOpen(ClusterNode node, ClusterContext context, bool isHedge, long now, out long start, out CancellationTokenSource timeout)
     {
         start = node.BeginAttempt(isHedge, now);
-        timeout = context.Cancellations.Rent(node.ConnectTimeout);
+
+        // Not armed: an open that completes synchronously (the fast path) never needs a timer. The operation that waits
+        // for an asynchronous one enforces the connect timeout with its own timer and cancels this source then.
+        timeout = context.Cancellations.Rent();
         try
         {
             return node.StartProviderOpen(timeout.Token);
@@ -348,77 +388,107 @@ internal sealed class Attempt
     public static ClusterNodeUnavailableException RemovedWhileOpening() =>
         new(ClusterNodeState.Removed, "The node was removed from the cluster while it was opening.");
 
-    /// <summary>Awaits the open, records it on the node, and posts it; a result nobody takes any more is disposed.</summary>
-    public async Task RunAsync(ChannelWriter<Attempt?> results)
+    /// <summary>Takes an open for <paramref name="operation"/>; <see cref="Watch"/> then waits for it.</summary>
+    public void Prepare(AcquireOperation operation, ClusterNode node, ClusterContext context, long start, CancellationTokenSource timeout, ValueTask<DbConnection> open, bool poolWait)
     {
-        _results = results;
-        var timeoutWatch = _timeout.Token.UnsafeRegister(static s => ((Attempt)s!).OnTimeout(), this);
+        _operation = operation;
+        Node = node;
+        Start = start;
+        Deadline = context.AddToTimestamp(start, node.ConnectTimeout);
+        _timeout = timeout;
+        _open = open.ConfigureAwait(false).GetAwaiter();
+        _poolWait = poolWait;
+        _state = Running;
+        _stall = 0;
+        Connection = null;
+        Error = null;
+        Handled = false;
+        Released = false;
+        _finished = false;
+    }
+
+    /// <summary>
+    /// Waits for the open. The operation holds a reference for the attempt until it has reported: an operation is reused
+    /// only once every attempt is done with it.
+    /// </summary>
+    public void Watch()
+    {
+        if (_open.IsCompleted)
+        {
+            OnOpenCompleted();
+        }
+        else
+        {
+            // No ExecutionContext to flow and no context to post to: the continuation runs where the provider completes
+            // the open, as the caller's own await of the provider would, with no hop of ours.
+            _open.UnsafeOnCompleted(_onOpenCompleted);
+        }
+    }
+
+    /// <summary>Forgets the last use (the operation is being reused).</summary>
+    public void Clear()
+    {
+        _operation = null;
+        _timeout = null;
+        _open = default;
+        Node = null!;
+        Connection = null;
+        Error = null;
+    }
+
+    private void OnOpenCompleted()
+    {
         DbConnection? connection = null;
         Exception? error = null;
         try
         {
-            connection = await _open.ConfigureAwait(false);
+            connection = _open.GetResult();
         }
         catch (Exception ex)
         {
             error = ex;
         }
 
-        // Disposing the registration before the source goes back to the pool: a reused source must not call us.
-        timeoutWatch.Dispose();
+        _open = default;
         var previous = Interlocked.CompareExchange(ref _state, Completed, Running);
         if (previous == GivenUp)
         {
-            // The node was charged with a timeout when the acquire gave up; what the provider returns this late goes
-            // back to its pool, and its source is not reused (it was cancelled).
-            _timeout.Dispose();
-            if (connection is not null)
-            {
-                await DisposeQuietlyAsync(connection).ConfigureAwait(false);
-            }
-
-            return;
+            // The node was charged with a timeout when the acquire gave up; what the provider returns this late goes back
+            // to its pool (the operation disposes it).
+            Connection = connection;
         }
-
-        EndStall();
-        var callerCancelled = previous == CancelledByCaller;
-        Error = Node.CompleteAttempt(_start, ref connection, error, _timeout, callerCancelled, _poolWait, synchronous: false);
-        Connection = connection;
-        _resultReady = true;
-        if (!callerCancelled)
+        else
         {
-            _context.Cancellations.Return(_timeout);
+            EndStall();
+            var callerCancelled = previous == CancelledByCaller;
+            Error = Node.CompleteAttempt(Start, ref connection, error, _timeout!, callerCancelled, _poolWait, synchronous: false);
+            Connection = connection;
         }
 
-        // A source cancelled for the caller is neither reused nor disposed here: CancelForCaller may still be about to
-        // call Cancel on it (it switched the state first), and a source with no timer left holds nothing to free.
-
-        if (!results.TryWrite(this) && Connection is not null)
-        {
-            // The acquire is over (another node won, or the caller cancelled): back to this node's pool.
-            Node.RecordLoss();
-            await DisposeQuietlyAsync(TakeConnection()).ConfigureAwait(false);
-        }
+        var operation = _operation!;
+        _finished = true;
+        operation.OnAttemptFinished();
     }
 
     /// <summary>
-    /// The connect timeout fired. Unless the open has returned meanwhile, the attempt is given up now and its node
-    /// charged now (a timeout failure; no longer pending, no longer stalled), whether or not an acquire still waits for
-    /// it (a hedged-away loser's acquire may be long over), and not whenever a provider that ignores its token returns:
-    /// one open hung for minutes must not keep a node's cost growing, nor its pending count up.
+    /// The connect timeout expired (the operation's drain saw it, on a thread-pool thread, never a timer's). Unless the
+    /// open has returned meanwhile, the attempt is given up and its node charged now (a timeout failure; no longer
+    /// pending, no longer stalled), whether or not an acquire still waits for it, and not whenever a provider that
+    /// ignores its token returns: one open hung for minutes must not keep a node's cost growing, nor its pending count up.
     /// </summary>
-    private void OnTimeout()
+    /// <returns>Whether the attempt was given up now.</returns>
+    public bool GiveUp()
     {
         if (Interlocked.CompareExchange(ref _state, GivenUp, Running) != Running)
         {
-            // Finished (RunAsync records it, as a timeout: its source is cancelled) or cancelled by the caller.
-            return;
+            return false;
         }
 
+        CancelQuietly(_timeout!);
         EndStall();
         DbConnection? none = null;
-        Error = Node.CompleteAttempt(_start, ref none, error: null, _timeout, callerCancelled: false, _poolWait, synchronous: false);
-        _results?.TryWrite(this);
+        Error = Node.CompleteAttempt(Start, ref none, error: null, _timeout!, callerCancelled: false, _poolWait, synchronous: false);
+        return true;
     }
 
     private void EndStall()
@@ -435,34 +505,28 @@ internal sealed class Attempt
         // An open waiting for the application to return a pooled connection says nothing about the node's latency.
         if (!_poolWait && Interlocked.CompareExchange(ref _stall, 1, 0) == 0)
         {
-            Node.BeginStall(_start, now);
+            Node.BeginStall(Start, now);
         }
     }
 
-    /// <summary>Stops the open for the caller's cancellation; a no-op once it has finished.</summary>
+    /// <summary>Stops the open for the caller's cancellation; a no-op once it has finished or was given up.</summary>
     public void CancelForCaller()
     {
-        // Only a running attempt still owns its source: a finished one may already have returned it to the pool,
-        // where cancelling it would cancel somebody else's open.
         if (Interlocked.CompareExchange(ref _state, CancelledByCaller, Running) == Running)
         {
-            try
-            {
-                _timeout.Cancel();
-            }
-            catch (AggregateException)
-            {
-                // A provider's cancellation callback threw; the attempt is stopped for the caller all the same.
-            }
+            CancelQuietly(_timeout!);
         }
     }
 
-    public void DisposeConnectionInBackground()
+    private static void CancelQuietly(CancellationTokenSource source)
     {
-        if (Connection is not null)
+        try
         {
-            Node.RecordLoss();
-            _ = DisposeQuietlyAsync(TakeConnection());
+            source.Cancel();
+        }
+        catch (AggregateException)
+        {
+            // A provider's cancellation callback threw; the attempt is stopped all the same.
         }
     }
 
@@ -481,242 +545,334 @@ internal sealed class Attempt
 
 /// <summary>
 /// The slow path of one acquire: attempts started one after another (on failure at once, on slowness after the hedge
-/// delay) or all together (<see cref="AcquirePolicy.Race"/>), meeting in a channel.
+/// delay) or all together (<see cref="AcquirePolicy.Race"/>). The caller awaits the operation itself (an
+/// <see cref="IValueTaskSource{TResult}"/>); operations and their attempts are pooled and reused.
 /// </summary>
-internal sealed class AcquireOperation
+/// <remarks>
+/// <para>
+/// Every event (an attempt finished, the timer fired, the caller cancelled) only signals; one thread at a time drains:
+/// whoever raises the signal count from zero runs <see cref="Drain"/>, which looks at the whole state again until no
+/// signal came in meanwhile, so no event is lost and two events never race. An attempt that finished drains on the
+/// thread where the provider completed it and completes the caller there: a slow acquire costs the hop the provider
+/// makes, and no other (the channel it replaces cost one more hop to the waiting acquire, and about 2 KB). The timer
+/// and the caller's cancellation drain on the thread pool instead: a timer thread must never start a provider's open
+/// or cancel one (providers run cancellation callbacks synchronously, and some block in them), and the canceller's
+/// thread must not run the acquire's continuation.
+/// </para>
+/// <para>
+/// One timer per operation, reused, serves the hedge and every attempt's connect timeout: it is set for the earliest
+/// moment that can still matter and is only a wake-up; the drain decides from the clock. A fire left over from an
+/// earlier use (a timer cannot be recalled once due) finds the operation either back in the pool, and is ignored, or in
+/// another use, where it is one more look at the state.
+/// </para>
+/// <para>
+/// The operation goes back to the pool when its reference count reaches zero: the caller holds one until it took the
+/// result, each attempt one until it reported (losers finish after the caller has gone on), each drain one. A reused
+/// operation's <see cref="ManualResetValueTaskSourceCore{TResult}.Version"/> has moved on, so a stale awaiter throws
+/// rather than reads another acquire's result.
+/// </para>
+/// </remarks>
+internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThreadPoolWorkItem
 {
-    private static readonly UnboundedChannelOptions s_channelOptions = new()
-    {
-        SingleReader = true,
-        SingleWriter = false,
-        AllowSynchronousContinuations = false,
-    };
+    // A timer set this far ahead is left armed when nothing needs it any more: its one fire later costs less than
+    // disarming and re-arming it on every acquire (a connect timeout of seconds, acquires of microseconds).
+    private const double LeaveArmedSeconds = 1;
+
+    private static readonly TimerCallback s_onTimer = static state => ((AcquireOperation)state!).OnTimer();
+    private static readonly Action<object?> s_onCancel = static state => ((AcquireOperation)state!).OnTimerOrCancel();
 
     private readonly Acquirer _acquirer;
     private readonly ClusterContext _context;
-    private readonly ClusterNode[] _nodes;
-    private readonly long _started;
-    private readonly AcquireTelemetry _telemetry;
-
-    // A null item wakes the reader without a result: the hedge timer fired, or the caller cancelled.
-    private readonly Channel<Attempt?> _results = Channel.CreateUnbounded<Attempt?>(s_channelOptions);
-    private readonly List<Attempt> _running = new(4);
+    private readonly List<Attempt> _attempts = new(4);
     private readonly List<ClusterNodeError> _errors = new(4);
-    private List<ClusterNode> _candidates = [];
+    private readonly long _leaveArmedTicks;
+    private ManualResetValueTaskSourceCore<DbConnection> _core;
+    private ClusterNode[] _nodes = [];
+    private long _started;
+    private AcquireTelemetry _telemetry;
     private ClusterNode? _first;
+    private CancellationToken _cancellationToken;
+    private CancellationTokenRegistration _registration;
+    private int _used;
+    private List<ClusterNode>? _candidates;
     private int _nextCandidate;
     private bool _panic;
-    private ITimer? _hedgeTimer;
-    private Attempt? _hedgeTarget;
-    private int _hedgeDue;
+    private bool _raceStarted;
     private bool _hedgingStopped;
-    private int _attempts;
+    private Attempt? _hedgeTarget;
+    private long _hedgeDueAt;
+    private int _attemptCount;
     private int _hedges;
+    private bool _done;
+    private DbConnection? _result;
+    private Exception? _error;
+    private ITimer? _timer;
+    private long _armedAt = long.MaxValue;
+    private int _timerFired;
+    private int _refs;
+    private int _signals;
 
-    public AcquireOperation(Acquirer acquirer, ClusterNode[] nodes, long started, AcquireTelemetry telemetry)
+    public AcquireOperation(Acquirer acquirer)
     {
         _acquirer = acquirer;
         _context = acquirer.Context;
-        _nodes = nodes;
-        _started = started;
-        _telemetry = telemetry;
+        _leaveArmedTicks = (long)(LeaveArmedSeconds * _context.TimeProvider.TimestampFrequency);
+
+        // The caller's continuation runs where the outcome is decided: on the thread where the provider completed the
+        // winning open (as it would awaiting the provider directly), or on a thread-pool thread; never a timer's.
+        _core.RunContinuationsAsynchronously = false;
     }
 
+    /// <summary>Runs the slow path of an acquire on a pooled operation.</summary>
+    /// <param name="acquirer">The data source's acquirer.</param>
+    /// <param name="nodes">The node snapshot.</param>
+    /// <param name="started">When the acquire started.</param>
+    /// <param name="telemetry">The acquire's telemetry, the caller's activity already given back.</param>
     /// <param name="first">The node already tried, or null.</param>
-    /// <param name="pending">Its open, when it is still running.</param>
+    /// <param name="pending">Its open, when it is still running (with its start, source and pool-wait flag).</param>
     /// <param name="initialError">Its error, when it already failed.</param>
     /// <param name="cancellationToken">The caller's cancellation.</param>
-    public async ValueTask<DbConnection> RunAsync(ClusterNode? first, Attempt? pending, ClusterNodeError? initialError, CancellationToken cancellationToken)
+    public static ValueTask<DbConnection> Run(
+        Acquirer acquirer,
+        ClusterNode[] nodes,
+        long started,
+        AcquireTelemetry telemetry,
+        ClusterNode? first,
+        (ValueTask<DbConnection> Open, long Start, CancellationTokenSource Timeout, bool PoolWait)? pending,
+        ClusterNodeError? initialError,
+        CancellationToken cancellationToken)
     {
-        _first = first;
-        var now = _context.TimeProvider.GetTimestamp();
-        _candidates = _acquirer.Selector.Order(_nodes, now, first, panic: false);
-        if (first is null && _candidates.Count == 0)
-        {
-            // Panic: no node can serve (every one ejected). Trying them all beats failing without trying.
-            _panic = true;
-            _candidates = _acquirer.Selector.Order(_nodes, now, exclude: null, panic: true);
-        }
-
+        var operation = acquirer.RentOperation();
+        operation._nodes = nodes;
+        operation._started = started;
+        operation._telemetry = telemetry;
+        operation._first = first;
+        operation._cancellationToken = cancellationToken;
         if (initialError is not null)
         {
-            _errors.Add(initialError);
-            _attempts = 1;
+            operation._errors.Add(initialError);
+            operation._attemptCount = 1;
         }
 
-        _telemetry.ResumeActivity();
-        var registration = cancellationToken.UnsafeRegister(static s => ((AcquireOperation)s!).WakeUp(), this);
-        try
+        Attempt? attempt = null;
+        if (pending is { } open)
         {
-            if (pending is not null)
+            attempt = operation.Track(first!, open.Start, open.Timeout, open.Open, open.PoolWait);
+        }
+
+        // A cancellation before the references are counted finds none and is ignored; the drain below sees the token.
+        if (cancellationToken.CanBeCanceled)
+        {
+            operation._registration = cancellationToken.UnsafeRegister(s_onCancel, operation);
+        }
+
+        // Everything above is in place before anything can signal: a timer fire left over from the operation's last use
+        // may drain as soon as a reference is counted. The caller's reference, and the pending attempt's.
+        var version = operation._core.Version;
+        Interlocked.Add(ref operation._refs, attempt is null ? 1 : 2);
+        attempt?.Watch();
+        operation.Signal(inline: true);
+        return new ValueTask<DbConnection>(operation, version);
+    }
+
+    /// <summary>An attempt reported (on the thread that completed its open); the attempt's reference ends here.</summary>
+    internal void OnAttemptFinished()
+    {
+        Signal(inline: true);
+        Release();
+    }
+
+    private void OnTimer()
+    {
+        // Whatever it was set for, it is not set any more: the drain must not count on a fire that has happened (a timer
+        // may fire before the moment our clock says, and a fire of an earlier setting may come in after a new one).
+        Volatile.Write(ref _timerFired, 1);
+        OnTimerOrCancel();
+    }
+
+    private void OnTimerOrCancel()
+    {
+        if (TryAddRef())
+        {
+            Signal(inline: false);
+            Release();
+        }
+    }
+
+    /// <summary>Something changed; the caller of this holds a reference.</summary>
+    private void Signal(bool inline)
+    {
+        if (Interlocked.Increment(ref _signals) != 1)
+        {
+            // A drain is running or queued: it will look again before it stops.
+            return;
+        }
+
+        Interlocked.Increment(ref _refs);
+        if (inline)
+        {
+            Drain();
+        }
+        else
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
+        }
+    }
+
+    void IThreadPoolWorkItem.Execute() => Drain();
+
+    private void Drain()
+    {
+        var decided = false;
+        int seen;
+        do
+        {
+            seen = Volatile.Read(ref _signals);
+            try
             {
-                Track(pending);
+                decided |= Process();
+            }
+            catch (Exception ex) when (!_done)
+            {
+                // A defect of ours (providers' and listeners' exceptions are caught where they arise) must reach the caller
+                // as an error, not leave it waiting forever or take the process down from a provider's thread.
+                _error = ex;
+                _done = true;
+                decided = true;
+            }
+        }
+        while (Interlocked.Add(ref _signals, -seen) != 0);
+
+        // Outside the loop, so that a caller's continuation that runs on here does not hold up the next drain (a loser
+        // to dispose); the drain's reference keeps the operation from reuse until the continuation has returned.
+        if (decided)
+        {
+            if (_result is { } connection)
+            {
+                _result = null;
+                _core.SetResult(connection);
+            }
+            else
+            {
+                _core.SetException(_error!);
+            }
+        }
+
+        Release();
+    }
+
+    /// <summary>Looks at the whole state once; true when it decided the acquire's outcome.</summary>
+    private bool Process()
+    {
+        var now = _context.TimeProvider.GetTimestamp();
+        var decided = false;
+        if (!_done)
+        {
+            decided = _cancellationToken.IsCancellationRequested ? DecideCancelled(now) : Advance(now);
+        }
+
+        if (_done)
+        {
+            _registration.Dispose();
+            _registration = default;
+            _hedgeTarget = null;
+
+            // Losers still running are bounded by their connect timeout too, after the acquire is over.
+            for (var i = 0; i < _used; i++)
+            {
+                var attempt = _attempts[i];
+                if (!attempt.IsFinished && now >= attempt.Deadline && attempt.GiveUp())
+                {
+                    attempt.Handled = true;
+                }
+            }
+        }
+
+        ReleaseFinished();
+        ArmTimer(now);
+        return decided;
+    }
+
+    private bool Advance(long now)
+    {
+        var failures = 0;
+        for (var i = 0; i < _used; i++)
+        {
+            var attempt = _attempts[i];
+            if (attempt.Handled)
+            {
+                continue;
             }
 
-            if (_context.Options.Policy == AcquirePolicy.Race)
+            if (attempt.IsFinished)
             {
-                while (TryStartNext(isHedge: false))
+                attempt.Handled = true;
+                if (attempt.Connection is not null)
                 {
-                }
-            }
-
-            while (true)
-            {
-                if (_running.Count == 0 && !TryStartNext(isHedge: false))
-                {
-                    var failure = Failure(_context, _nodes, _errors);
-                    ClusterLog.EveryNodeFailed(_context.Logger, _context.Options.Name, failure.Message);
-                    _telemetry.Failed(_context, _started, failure, _attempts, _hedges);
-                    throw failure;
-                }
-
-                if (!_results.Reader.TryRead(out var done))
-                {
-                    await _results.Reader.WaitToReadAsync(CancellationToken.None).ConfigureAwait(false);
-                    _results.Reader.TryRead(out done);
-                }
-
-                if (cancellationToken.IsCancellationRequested)
-                {
-                    if (done is not null && _running.Remove(done))
+                    if (!attempt.Node.IsRemoved)
                     {
-                        done.DisposeConnectionInBackground();
+                        attempt.Node.RecordWin();
+                        _telemetry.Succeeded(_context, _started, attempt.Node, _attemptCount, _hedges);
+                        _result = attempt.TakeConnection();
+                        _done = true;
+                        return true;
                     }
 
-                    var cancelled = Cancelled(cancellationToken);
-                    foreach (var attempt in _running)
-                    {
-                        attempt.CancelForCaller();
-                    }
-
-                    _telemetry.Failed(_context, _started, cancelled, _attempts, _hedges);
-                    throw cancelled;
-                }
-
-                if (done is null)
-                {
-                    OnHedgeTimer();
-                    continue;
-                }
-
-                if (!_running.Remove(done))
-                {
-                    // Already given up at its connect timeout; it reported again when the provider returned.
-                    continue;
-                }
-
-                if (!done.IsCompleted)
-                {
-                    // The connect timeout fired and the provider has not returned: move on without waiting for it.
-                    _errors.Add(new ClusterNodeError(done.Node.Name, done.Error ?? done.Node.TimeoutError(inner: null)));
-                }
-                else if (done.Connection is not null)
-                {
-                    if (!done.Node.IsRemoved)
-                    {
-                        done.Node.RecordWin();
-                        _telemetry.Succeeded(_context, _started, done.Node, _attempts, _hedges);
-                        return done.TakeConnection();
-                    }
-
-                    done.DisposeConnectionInBackground();
-                    _errors.Add(new ClusterNodeError(done.Node.Name, Attempt.RemovedWhileOpening()));
+                    // Disposed as a loser when released.
+                    _errors.Add(new ClusterNodeError(attempt.Node.Name, Attempt.RemovedWhileOpening()));
                 }
                 else
                 {
-                    _errors.Add(new ClusterNodeError(done.Node.Name, done.Error!));
+                    _errors.Add(new ClusterNodeError(attempt.Node.Name, attempt.Error!));
                 }
 
-                // A failure is not slowness: the next node starts at once, and costs no hedge budget.
-                TryStartNext(isHedge: false);
+                failures++;
             }
-        }
-        finally
-        {
-            registration.Dispose();
-            Finish();
-        }
-    }
-
-    private void Track(Attempt attempt)
-    {
-        _attempts++;
-        _running.Add(attempt);
-        _ = attempt.RunAsync(_results.Writer);
-        ArmHedgeTimer(attempt);
-    }
-
-    private bool TryStartNext(bool isHedge)
-    {
-        var now = _context.TimeProvider.GetTimestamp();
-        while (_nextCandidate < _candidates.Count)
-        {
-            var node = _candidates[_nextCandidate++];
-            if (node.TryClaim(now, _panic))
+            else if (now >= attempt.Deadline && attempt.GiveUp())
             {
-                Track(Attempt.Begin(node, _context, isHedge));
-                return true;
+                // The connect timeout passed and the provider has not returned: move on without waiting for it.
+                attempt.Handled = true;
+                _errors.Add(new ClusterNodeError(attempt.Node.Name, attempt.Error ?? attempt.Node.TimeoutError(inner: null)));
+                failures++;
             }
+        }
+
+        if (_context.Options.Policy == AcquirePolicy.Race && !_raceStarted)
+        {
+            _raceStarted = true;
+            while (TryStartNext(isHedge: false, now))
+            {
+            }
+        }
+
+        // A failure is not slowness: the next node starts at once, and costs no hedge budget.
+        for (var i = 0; i < failures; i++)
+        {
+            TryStartNext(isHedge: false, now);
+        }
+
+        if (_hedgeTarget is { } slow && now >= _hedgeDueAt)
+        {
+            _hedgeTarget = null;
+            Hedge(slow, now);
+        }
+
+        if (!AnyInFlight() && !TryStartNext(isHedge: false, now))
+        {
+            var failure = Failure(_context, _nodes, [.. _errors]);
+            ClusterLog.EveryNodeFailed(_context.Logger, _context.Options.Name, failure.Message);
+            _telemetry.Failed(_context, _started, failure, _attemptCount, _hedges);
+            _error = failure;
+            _done = true;
+            return true;
         }
 
         return false;
     }
 
-    private void ArmHedgeTimer(Attempt attempt)
+    private void Hedge(Attempt slow, long now)
     {
-        if (_hedgingStopped || _context.Options.Policy == AcquirePolicy.Race || _nextCandidate >= _candidates.Count)
-        {
-            return;
-        }
-
-        // The timer follows the newest attempt: each hedge waits for the delay of the node it would relieve, or the
-        // fastest candidate's when that node is explored or far slower than the others.
-        _hedgeTarget = attempt;
-        Volatile.Write(ref _hedgeDue, 0);
-        var exploring = attempt.Node == _first && _first.IsExploringAt(_started);
-        var delay = Acquirer.HedgeDelayFor(attempt.Node, exploring, FastestCandidateDelay());
-        if (_hedgeTimer is null)
-        {
-            _hedgeTimer = _context.TimeProvider.CreateTimer(static s => ((AcquireOperation)s!).OnTimerFired(), this, delay, Timeout.InfiniteTimeSpan);
-        }
-        else
-        {
-            _hedgeTimer.Change(delay, Timeout.InfiniteTimeSpan);
-        }
-    }
-
-    private TimeSpan? FastestCandidateDelay()
-    {
-        TimeSpan? fastest = null;
-        for (var i = _nextCandidate; i < _candidates.Count; i++)
-        {
-            var delay = _candidates[i].HedgeDelay;
-            if (fastest is null || delay < fastest)
-            {
-                fastest = delay;
-            }
-        }
-
-        return fastest;
-    }
-
-    private void OnTimerFired()
-    {
-        Volatile.Write(ref _hedgeDue, 1);
-        WakeUp();
-    }
-
-    private void WakeUp() => _results.Writer.TryWrite(null);
-
-    private void OnHedgeTimer()
-    {
-        if (Interlocked.Exchange(ref _hedgeDue, 0) == 0)
-        {
-            return;
-        }
-
-        var slow = _hedgeTarget;
-        if (slow is null || slow.IsCompleted || slow.TimedOut || !_running.Contains(slow))
+        if (slow.Handled || slow.IsFinished || !slow.IsRunning)
         {
             return;
         }
@@ -728,36 +884,373 @@ internal sealed class AcquireOperation
             return;
         }
 
-        slow.MarkStalled(_context.TimeProvider.GetTimestamp());
-        if (TryStartNext(isHedge: true))
+        slow.MarkStalled(now);
+        if (TryStartNext(isHedge: true, now))
         {
             _hedges++;
         }
     }
+
+    private bool AnyInFlight()
+    {
+        for (var i = 0; i < _used; i++)
+        {
+            if (!_attempts[i].Handled)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private bool DecideCancelled(long now)
+    {
+        var cancelled = Cancelled(_cancellationToken, now);
+        for (var i = 0; i < _used; i++)
+        {
+            var attempt = _attempts[i];
+            if (!attempt.Handled)
+            {
+                // Its outcome, whenever it comes, is a loser's: a connection is disposed when released.
+                attempt.Handled = true;
+                attempt.CancelForCaller();
+            }
+        }
+
+        _telemetry.Failed(_context, _started, cancelled, _attemptCount, _hedges);
+        _error = cancelled;
+        _done = true;
+        return true;
+    }
+
+    /// <summary>Cleans up every attempt that finished and was handled: losers disposed, sources back to the pool.</summary>
+    private void ReleaseFinished()
+    {
+        for (var i = 0; i < _used; i++)
+        {
+            var attempt = _attempts[i];
+            if (attempt.Released || !attempt.IsFinished || (!attempt.Handled && !_done))
+            {
+                continue;
+            }
+
+            attempt.Handled = true;
+            attempt.Released = true;
+            if (attempt.Connection is not null)
+            {
+                // Another node won, the caller cancelled, or it came after its timeout: back to its node's pool.
+                if (!attempt.TimedOut)
+                {
+                    attempt.Node.RecordLoss();
+                }
+
+                _ = Attempt.DisposeQuietlyAsync(attempt.TakeConnection());
+            }
+
+            // A source that was cancelled (the timeout, the caller) cannot be reset: disposed, not reused. Its attempt is
+            // finished, so nothing cancels it any more.
+            var timeout = attempt.Timeout;
+            if (timeout.IsCancellationRequested)
+            {
+                timeout.Dispose();
+            }
+            else
+            {
+                _context.Cancellations.Return(timeout);
+            }
+        }
+    }
+
+    private Attempt Track(ClusterNode node, long start, CancellationTokenSource timeout, ValueTask<DbConnection> open, bool poolWait)
+    {
+        if (_used == _attempts.Count)
+        {
+            _attempts.Add(new Attempt());
+        }
+
+        var attempt = _attempts[_used++];
+        attempt.Prepare(this, node, _context, start, timeout, open, poolWait);
+        _attemptCount++;
+
+        ArmHedge(attempt);
+        return attempt;
+    }
+
+    private bool TryStartNext(bool isHedge, long now)
+    {
+        if (_candidates is null)
+        {
+            // Ordered only now, when a second node is needed: most slow acquires end with their first attempt.
+            _candidates = _acquirer.Selector.Order(_nodes, now, _first, panic: false);
+            if (_first is null && _candidates.Count == 0)
+            {
+                // Panic: no node can serve (every one ejected). Trying them all beats failing without trying.
+                _panic = true;
+                _candidates = _acquirer.Selector.Order(_nodes, now, exclude: null, panic: true);
+            }
+        }
+
+        while (_nextCandidate < _candidates.Count)
+        {
+            var node = _candidates[_nextCandidate++];
+            if (!node.TryClaim(now, _panic))
+            {
+                continue;
+            }
+
+            var poolWait = node.IsAtCapacity;
+            var callerActivity = _telemetry.HasActivity ? System.Diagnostics.Activity.Current : null;
+
+            // The provider's spans nest in the acquire's.
+            _telemetry.ResumeActivity();
+            var open = Attempt.StartOpen(node, _context, isHedge, _context.TimeProvider.GetTimestamp(), out var start, out var timeout);
+            if (_telemetry.HasActivity)
+            {
+                System.Diagnostics.Activity.Current = callerActivity;
+            }
+
+            // The attempt's reference, until it reported (OnAttemptFinished). An open that completed at once reports at
+            // once: this drain looks again before it stops.
+            var attempt = Track(node, start, timeout, open, poolWait);
+            Interlocked.Increment(ref _refs);
+            attempt.Watch();
+            return true;
+        }
+
+        return false;
+    }
+
+    private void ArmHedge(Attempt attempt)
+    {
+        _hedgeTarget = null;
+        if (_hedgingStopped || _done || _context.Options.Policy == AcquirePolicy.Race || FastestCandidateDelay(attempt.Start) is not TimeSpan fastest)
+        {
+            return;
+        }
+
+        // The hedge follows the newest attempt: it waits for the delay of the node it would relieve, or the fastest
+        // candidate's when that node is explored or far slower than the others.
+        var exploring = attempt.Node == _first && _first.IsExploringAt(_started);
+        _hedgeTarget = attempt;
+        _hedgeDueAt = _context.AddToTimestamp(attempt.Start, Acquirer.HedgeDelayFor(attempt.Node, exploring, fastest));
+    }
+
+    /// <summary>The least hedge delay among the nodes a hedge could start; null when there is none.</summary>
+    private TimeSpan? FastestCandidateDelay(long now)
+    {
+        TimeSpan? fastest = null;
+        if (_candidates is not null)
+        {
+            for (var i = _nextCandidate; i < _candidates.Count; i++)
+            {
+                var delay = _candidates[i].HedgeDelay;
+                if (fastest is null || delay < fastest)
+                {
+                    fastest = delay;
+                }
+            }
+
+            return fastest;
+        }
+
+        // Not ordered yet: every other node that could serve now (what Order will return), without allocating.
+        foreach (var node in _nodes)
+        {
+            if (node != _first && (_panic ? node.CanServeInPanic : node.CanServe(now)) && !IsTried(node))
+            {
+                var delay = node.HedgeDelay;
+                if (fastest is null || delay < fastest)
+                {
+                    fastest = delay;
+                }
+            }
+        }
+
+        return fastest;
+    }
+
+    private bool IsTried(ClusterNode node)
+    {
+        for (var i = 0; i < _used; i++)
+        {
+            if (_attempts[i].Node == node)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>Sets the timer for the earliest moment that can still matter: the hedge, or a running attempt's timeout.</summary>
+    private void ArmTimer(long now)
+    {
+        var next = !_done && _hedgeTarget is not null ? _hedgeDueAt : long.MaxValue;
+        for (var i = 0; i < _used; i++)
+        {
+            var attempt = _attempts[i];
+            if (!attempt.IsFinished && attempt.IsRunning && attempt.Deadline < next)
+            {
+                next = attempt.Deadline;
+            }
+        }
+
+        if (Interlocked.Exchange(ref _timerFired, 0) != 0)
+        {
+            // Fired (maybe before _armedAt: timers count coarse milliseconds), so not set, now or for later needs.
+            _armedAt = long.MaxValue;
+        }
+
+        var armed = _armedAt != long.MaxValue && _armedAt > now;
+        if (next == long.MaxValue)
+        {
+            if (armed && _armedAt - now < _leaveArmedTicks)
+            {
+                _timer!.Change(System.Threading.Timeout.InfiniteTimeSpan, System.Threading.Timeout.InfiniteTimeSpan);
+                _armedAt = long.MaxValue;
+            }
+
+            return;
+        }
+
+        if (armed && _armedAt <= next)
+        {
+            // It fires at or before the moment needed; that drain sets it again for what is left.
+            return;
+        }
+
+        if (_timer is null)
+        {
+            // Not capturing the caller's ExecutionContext: the timer outlives this acquire, and its callback only queues.
+            if (ExecutionContext.IsFlowSuppressed())
+            {
+                _timer = _context.TimeProvider.CreateTimer(s_onTimer, this, System.Threading.Timeout.InfiniteTimeSpan, System.Threading.Timeout.InfiniteTimeSpan);
+            }
+            else
+            {
+                using (ExecutionContext.SuppressFlow())
+                {
+                    _timer = _context.TimeProvider.CreateTimer(s_onTimer, this, System.Threading.Timeout.InfiniteTimeSpan, System.Threading.Timeout.InfiniteTimeSpan);
+                }
+            }
+        }
+
+        // Rounded up, and for the system's timers to whole milliseconds: they drop the rest, and a timer set a fraction
+        // short would fire before anything is due, again and again. Capped below the longest due time a timer takes
+        // (about 49 days): a longer wait just fires once more on the way.
+        var ticks = Math.Ceiling((next - now) * (double)TimeSpan.TicksPerSecond / _context.TimeProvider.TimestampFrequency);
+        if (_context.TimeProvider == TimeProvider.System)
+        {
+            ticks = Math.Ceiling(ticks / TimeSpan.TicksPerMillisecond) * TimeSpan.TicksPerMillisecond;
+        }
+
+        _timer.Change(TimeSpan.FromTicks((long)Math.Clamp(ticks, 1, TimeSpan.TicksPerDay * 30)), System.Threading.Timeout.InfiniteTimeSpan);
+        _armedAt = next;
+    }
+
+    private bool TryAddRef()
+    {
+        int refs;
+        do
+        {
+            refs = Volatile.Read(ref _refs);
+            if (refs == 0)
+            {
+                // Back in the pool: a timer fire left over from an earlier use.
+                return false;
+            }
+        }
+        while (Interlocked.CompareExchange(ref _refs, refs + 1, refs) != refs);
+
+        return true;
+    }
+
+    private void Release()
+    {
+        if (Interlocked.Decrement(ref _refs) == 0)
+        {
+            Recycle();
+        }
+    }
+
+    /// <summary>Nobody refers to this use any more: clear it and put the operation back in the pool.</summary>
+    private void Recycle()
+    {
+        for (var i = 0; i < _used; i++)
+        {
+            _attempts[i].Clear();
+        }
+
+        _used = 0;
+        _errors.Clear();
+        _nodes = [];
+        _telemetry = default;
+        _first = null;
+        _cancellationToken = default;
+        _candidates = null;
+        _nextCandidate = 0;
+        _panic = false;
+        _raceStarted = false;
+        _hedgingStopped = false;
+        _hedgeTarget = null;
+        _attemptCount = 0;
+        _hedges = 0;
+        _done = false;
+        _result = null;
+        _error = null;
+        _core.Reset();
+        _acquirer.ReturnOperation(this);
+    }
+
+    public DbConnection GetResult(short token)
+    {
+        if (token != _core.Version)
+        {
+            // Misuse (a ValueTask awaited twice): the reference is not ours to release.
+            return _core.GetResult(token);
+        }
+
+        try
+        {
+            return _core.GetResult(token);
+        }
+        finally
+        {
+            Release();
+        }
+    }
+
+    public ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);
+
+    public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+        _core.OnCompleted(continuation, state, token, flags);
 
     /// <summary>
     /// The caller's cancellation, as the .NET convention wants it (an <see cref="OperationCanceledException"/> with the
     /// caller's token), saying which nodes were still opening and for how long, with the errors so far as its inner
     /// exception.
     /// </summary>
-    private OperationCanceledException Cancelled(CancellationToken cancellationToken)
+    private OperationCanceledException Cancelled(CancellationToken cancellationToken, long now)
     {
-        var now = _context.TimeProvider.GetTimestamp();
         var message = new System.Text.StringBuilder("The caller cancelled the acquire after ")
             .Append((_context.ToSeconds(_started, now) * 1000).ToString("0", System.Globalization.CultureInfo.InvariantCulture)).Append(" ms");
-        if (_running.Count == 0)
+        var opening = 0;
+        for (var i = 0; i < _used; i++)
+        {
+            var attempt = _attempts[i];
+            if (attempt.Handled)
+            {
+                continue;
+            }
+
+            message.Append(opening++ == 0 ? ", while opening on " : ", ").Append(attempt.Node.Name).Append(" (for ")
+                .Append((_context.ToSeconds(attempt.Start, now) * 1000).ToString("0", System.Globalization.CultureInfo.InvariantCulture)).Append(" ms)");
+        }
+
+        if (opening == 0)
         {
             message.Append(", with no open in progress");
-        }
-        else
-        {
-            message.Append(", while opening on ");
-            for (var i = 0; i < _running.Count; i++)
-            {
-                var attempt = _running[i];
-                message.Append(i == 0 ? string.Empty : ", ").Append(attempt.Node.Name).Append(" (for ")
-                    .Append((_context.ToSeconds(attempt.Start, now) * 1000).ToString("0", System.Globalization.CultureInfo.InvariantCulture)).Append(" ms)");
-            }
         }
 
         if (_errors.Count > 0)
@@ -770,7 +1263,7 @@ internal sealed class AcquireOperation
         }
 
         message.Append('.');
-        var inner = _errors.Count > 0 ? ClusterException.Create(_errors, _nodes.Length) : null;
+        var inner = _errors.Count > 0 ? ClusterException.Create([.. _errors], _nodes.Length) : null;
         return new OperationCanceledException(message.ToString(), inner, cancellationToken);
     }
 
@@ -787,18 +1280,5 @@ internal sealed class AcquireOperation
         }
 
         return ClusterException.Create(errors, nodes.Length);
-    }
-
-    private void Finish()
-    {
-        _hedgeTimer?.Dispose();
-
-        // From here on an attempt that finishes finds the channel closed and disposes its own connection; what
-        // arrived before is disposed here.
-        _results.Writer.TryComplete();
-        while (_results.Reader.TryRead(out var late))
-        {
-            late?.DisposeConnectionInBackground();
-        }
     }
 }

@@ -17,6 +17,9 @@ internal struct AcquireTelemetry
     private Activity? _callerActivity;
     private bool _pendingCounted;
 
+    /// <summary>Whether an "acquire" span is recorded (someone listens).</summary>
+    public readonly bool HasActivity => _activity is not null;
+
     public static AcquireTelemetry Start(ClusterContext context)
     {
         var telemetry = default(AcquireTelemetry);
