@@ -83,6 +83,18 @@ public sealed class LatencyEstimatorTests
     }
 
     [Test]
+    public void DecayFactor_WithoutExp_MatchesExpToOnePartInABillionUpToTenDecayTimes()
+    {
+        for (var x = 0.0; x <= 10; x += 0.00137)
+        {
+            Assert.That(LatencyEstimator.DecayFactor(x), Is.EqualTo(Math.Exp(-x)).Within(1e-7).Percent, $"x = {x}");
+        }
+
+        Assert.That(LatencyEstimator.DecayFactor(50), Is.EqualTo(Math.Exp(-50)).Within(1e-6).Percent);
+        Assert.That(LatencyEstimator.DecayFactor(1000), Is.Zero);
+    }
+
+    [Test]
     public void Observe_ColdFirstSample_DoesNotSteerOrInflateTheHedgeDelay()
     {
         var time = new FakeTimeProvider();

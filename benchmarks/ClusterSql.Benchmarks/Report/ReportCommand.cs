@@ -228,7 +228,7 @@ internal static class ReportCommand
 
         md.AppendLine("### Where the fast path's time goes");
         md.AppendLine();
-        md.AppendLine("`FastPathPartsBenchmarks`: each step of the latency-aware fast path alone, on three in-process nodes (internals, reached through `InternalsVisibleTo`). One acquire reads the clock three times (selection, attempt start, attempt end), re-arms and disarms the connect-timeout `CancellationTokenSource` (a timer `Change` each way), picks two random nodes and compares their peak-EWMA cost (an `Math.Exp` decay each), and records the attempt (interlocked counters, latency estimator).");
+        md.AppendLine("`FastPathPartsBenchmarks`: each step of the latency-aware fast path alone, on three in-process nodes (internals, reached through `InternalsVisibleTo`). One acquire reads the clock twice (selection and attempt start share one reading; the attempt's end is the other, which its latency sample needs), rents and returns a connect-timeout `CancellationTokenSource` that it does not arm (an open that completes synchronously needs no timer), picks two random nodes and compares their peak-EWMA cost (a decay each, by a series, no `Math.Exp`), and records the attempt (interlocked counters, latency estimator).");
         md.AppendLine();
         md.AppendLine("| step | mean | ± (99.9% CI) | allocated / op |");
         md.AppendLine("|---|--:|--:|--:|");

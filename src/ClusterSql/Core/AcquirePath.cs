@@ -611,6 +611,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
     private int _timerFired;
     private int _refs;
     private int _signals;
+    private int _resultTaken;
 
     public AcquireOperation(Acquirer acquirer)
     {
@@ -1199,16 +1200,18 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         _done = false;
         _result = null;
         _error = null;
+        _resultTaken = 0;
         _core.Reset();
         _acquirer.ReturnOperation(this);
     }
 
     public DbConnection GetResult(short token)
     {
-        if (token != _core.Version)
+        if (token != _core.Version || Interlocked.Exchange(ref _resultTaken, 1) != 0)
         {
-            // Misuse (a ValueTask awaited twice): the reference is not ours to release.
-            return _core.GetResult(token);
+            // Misuse (a ValueTask awaited twice): the caller's reference is released once, never twice, so a misused
+            // operation is not reused while another acquire's attempts still report to it.
+            return token != _core.Version ? _core.GetResult(token) : throw new InvalidOperationException("The acquire's result was already taken: a ValueTask may be awaited only once.");
         }
 
         try
