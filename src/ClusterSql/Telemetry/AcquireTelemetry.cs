@@ -23,7 +23,10 @@ internal struct AcquireTelemetry
     public static AcquireTelemetry Start(ClusterContext context)
     {
         var telemetry = default(AcquireTelemetry);
-        var caller = Activity.Current;
+
+        // Read only when a span may start: Activity.Current is an AsyncLocal lookup, which the fast path need not pay.
+        Activity? caller = null;
+        var callerRead = false;
         try
         {
             if (ClusterTelemetry.PendingRequests.Enabled)
@@ -34,6 +37,8 @@ internal struct AcquireTelemetry
 
             if (ClusterTelemetry.ActivitySource.HasListeners())
             {
+                caller = Activity.Current;
+                callerRead = true;
                 telemetry._callerActivity = caller;
                 telemetry._activity = ClusterTelemetry.ActivitySource.StartActivity(ActivityName, ActivityKind.Client);
                 telemetry._activity?.SetTag(ClusterTelemetry.PoolNameTag, context.Options.Name);
@@ -43,7 +48,7 @@ internal struct AcquireTelemetry
         {
             // Telemetry is best-effort (see the type's summary). A listener that threw in ActivityStarted leaves the span
             // it was given current, unended and unknown to us: the caller gets its own activity back.
-            if (telemetry._activity is null && Activity.Current != caller)
+            if (callerRead && telemetry._activity is null && Activity.Current != caller)
             {
                 Activity.Current = caller;
             }
