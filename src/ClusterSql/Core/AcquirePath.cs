@@ -731,15 +731,19 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
             seen = Volatile.Read(ref _signals);
             try
             {
-                decided |= Process();
+                Process(ref decided);
             }
-            catch (Exception ex) when (!_done)
+            catch (Exception ex)
             {
                 // A defect of ours (providers' and listeners' exceptions are caught where they arise) must reach the caller
-                // as an error, not leave it waiting forever or take the process down from a provider's thread.
-                _error = ex;
-                _done = true;
-                decided = true;
+                // as an error, not leave it waiting forever or take the process down from a provider's thread; once the
+                // outcome is decided (it is kept in `decided`), what failed was clean-up, which the next drain retries.
+                if (!_done)
+                {
+                    _error = ex;
+                    _done = true;
+                    decided = true;
+                }
             }
         }
         while (Interlocked.Add(ref _signals, -seen) != 0);
@@ -762,14 +766,13 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         Release();
     }
 
-    /// <summary>Looks at the whole state once; true when it decided the acquire's outcome.</summary>
-    private bool Process()
+    /// <summary>Looks at the whole state once; sets <paramref name="decided"/> when it decided the acquire's outcome.</summary>
+    private void Process(ref bool decided)
     {
         var now = _context.TimeProvider.GetTimestamp();
-        var decided = false;
-        if (!_done)
+        if (!_done && (_cancellationToken.IsCancellationRequested ? DecideCancelled(now) : Advance(now)))
         {
-            decided = _cancellationToken.IsCancellationRequested ? DecideCancelled(now) : Advance(now);
+            decided = true;
         }
 
         if (_done)
@@ -791,7 +794,6 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
 
         ReleaseFinished();
         ArmTimer(now);
-        return decided;
     }
 
     private bool Advance(long now)
@@ -874,6 +876,14 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
     private void Hedge(Attempt slow, long now)
     {
         if (slow.Handled || slow.IsFinished || !slow.IsRunning)
+        {
+            return;
+        }
+
+        // A node whose own opens have hung longer than the one to relieve cannot relieve it: a hedge would only add a
+        // login, and a pending open, to a node that does not answer. It stays a candidate for a failover.
+        var candidates = Candidates(now);
+        if (_nextCandidate < candidates.Count && candidates[_nextCandidate].StallAge(now) > _context.ToSeconds(slow.Start, now))
         {
             return;
         }
@@ -978,7 +988,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         return attempt;
     }
 
-    private bool TryStartNext(bool isHedge, long now)
+    private List<ClusterNode> Candidates(long now)
     {
         if (_candidates is null)
         {
@@ -992,9 +1002,15 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
             }
         }
 
-        while (_nextCandidate < _candidates.Count)
+        return _candidates;
+    }
+
+    private bool TryStartNext(bool isHedge, long now)
+    {
+        var candidates = Candidates(now);
+        while (_nextCandidate < candidates.Count)
         {
-            var node = _candidates[_nextCandidate++];
+            var node = candidates[_nextCandidate++];
             if (!node.TryClaim(now, _panic))
             {
                 continue;
