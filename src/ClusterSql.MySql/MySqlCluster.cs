@@ -11,7 +11,7 @@ using MySqlConnector;
 namespace ClusterSql.MySql;
 
 /// <summary>MySqlConnector nodes for a <see cref="ClusterDataSource"/>, typed opens, and the Galera health probe.</summary>
-public static class MySqlCluster
+public static partial class MySqlCluster
 {
     /// <summary>
     /// Builds a cluster from one MySqlConnector connection string. A multi-host string (<c>Server=a,b,c</c>) gives one
@@ -39,6 +39,12 @@ public static class MySqlCluster
         }
 
         configure?.Invoke(builder.Options);
+        if (galera)
+        {
+            // GTID positions: causal reads (CausalReads, or a token per acquire) and the retry API's recording need them.
+            builder.UseGaleraConsistency();
+        }
+
         return builder.Build();
     }
 
@@ -145,6 +151,30 @@ public static class MySqlCluster
     {
         ArgumentNullException.ThrowIfNull(dataSource);
         return AsMySql(dataSource.OpenConnection());
+    }
+
+    /// <summary>Opens a connection through one role of a cluster (<c>cluster.Writer</c>, <c>cluster.Readers</c>), typed.</summary>
+    /// <param name="role">A role of a cluster of MySqlConnector nodes.</param>
+    /// <param name="cancellationToken">Cancels the acquire.</param>
+    /// <returns>The open connection.</returns>
+    /// <exception cref="ClusterException">No node could open a connection.</exception>
+    /// <exception cref="InvalidOperationException">A node is not a MySqlConnector one.</exception>
+    [SuppressMessage("ApiDesign", "RS0026:Do not add multiple public overloads with optional parameters", Justification = "The overloads extend different types (ClusterDataSource, ClusterRoleDataSource, ClusterNode), so no call can match two.")]
+    public static async ValueTask<MySqlConnection> OpenMySqlConnectionAsync(this ClusterRoleDataSource role, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(role);
+        return AsMySql(await role.OpenConnectionAsync(cancellationToken).ConfigureAwait(false));
+    }
+
+    /// <summary>Opens a connection through one role of a cluster, typed; the synchronous form.</summary>
+    /// <param name="role">A role of a cluster of MySqlConnector nodes.</param>
+    /// <returns>The open connection.</returns>
+    /// <exception cref="ClusterException">No node could open a connection.</exception>
+    /// <exception cref="InvalidOperationException">A node is not a MySqlConnector one.</exception>
+    public static MySqlConnection OpenMySqlConnection(this ClusterRoleDataSource role)
+    {
+        ArgumentNullException.ThrowIfNull(role);
+        return AsMySql(role.OpenConnection());
     }
 
     internal static MySqlConnection AsMySql(System.Data.Common.DbConnection connection)

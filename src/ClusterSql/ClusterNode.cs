@@ -43,6 +43,9 @@ public sealed class ClusterNode
     private long _poolWaits;
     private int _blocksOnOpen;
     private int _released;
+    private volatile RoleReport? _report;
+    private long _lastSeenDownStamp;
+    private volatile int _readerTier;
 
     internal ClusterNode(string name, DbDataSource dataSource, ClusterNodeOptions? options, int declaredIndex, ClusterContext context)
     {
@@ -127,7 +130,13 @@ public sealed class ClusterNode
             TimeSpan.FromSeconds(Latency.DecayedPeak(now)),
             TimeSpan.FromSeconds(Latency.Smoothed),
             HedgeDelay,
-            _down?.Reason);
+            _down?.Reason)
+        {
+            WriterRank = _report?.WriterRank,
+            Uptime = _report is { StartedStamp: not 0 } report ? TimeSpan.FromSeconds(_context.ToSeconds(report.StartedStamp, now)) : null,
+            ReplicationLag = _report?.Lag,
+            ReadOnly = _report?.ReadOnly ?? false,
+        };
     }
 
     /// <summary>
@@ -268,11 +277,20 @@ public sealed class ClusterNode
     public void MarkDown(string reason)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(reason);
+        var previous = _down;
         _down = new DownState(reason, Unreachable: false);
+        NoteDown(previous);
     }
 
     /// <summary>Clears a <see cref="MarkDown(string)"/>.</summary>
-    public void MarkUp() => _down = null;
+    public void MarkUp()
+    {
+        if (_down is not null)
+        {
+            _down = null;
+            _context.RolesChanged();
+        }
+    }
 
     /// <inheritdoc/>
     public override string ToString() => $"{Name} ({State})";
@@ -693,10 +711,16 @@ public sealed class ClusterNode
     /// <summary>The probe's verdict; logged only when it changes the node's state.</summary>
     /// <param name="downReason">Why the node must not serve, or null when it may.</param>
     /// <param name="unreachable">The check could not reach the node (a timeout or an error), as opposed to a verdict.</param>
-    internal void SetProbeResult(string? downReason, bool unreachable = false)
+    /// <param name="health">A healthy check's report (writer rank, uptime, lag, read-only), for the roles.</param>
+    internal void SetProbeResult(string? downReason, bool unreachable = false, ClusterNodeHealth health = default)
     {
         var previous = _down;
         _down = downReason is null ? null : new DownState(downReason, unreachable);
+        if (downReason is not null)
+        {
+            NoteDown(previous);
+        }
+
         if (downReason is not null && previous is null)
         {
             ClusterLog.ProbeFailed(_context.Logger, _context.Options.Name, Name, downReason);
@@ -704,8 +728,63 @@ public sealed class ClusterNode
         else if (downReason is null && previous is not null)
         {
             ClusterLog.ProbePassed(_context.Logger, _context.Options.Name, Name);
+            _context.RolesChanged();
+        }
+
+        if (downReason is null)
+        {
+            SetReport(health);
         }
     }
+
+    /// <summary>What the roles read from the node's last healthy check; null before any.</summary>
+    internal RoleReport? Report => _report;
+
+    /// <summary>The node's tier for the readers role (0 preferred), written when the roles' order is rebuilt.</summary>
+    internal int ReaderTier
+    {
+        get => _readerTier;
+        set => _readerTier = value;
+    }
+
+    /// <summary>
+    /// When this data source last saw the node down (0: never). A node that comes back takes the writer role only
+    /// <see cref="ClusterOptions.WriterFailbackDelay"/> later, even when it did not restart (a healed partition).
+    /// </summary>
+    internal long LastSeenDownStamp => Volatile.Read(ref _lastSeenDownStamp);
+
+    private void NoteDown(DownState? previous)
+    {
+        Volatile.Write(ref _lastSeenDownStamp, _context.TimeProvider.GetTimestamp());
+        if (previous is null)
+        {
+            _context.RolesChanged();
+        }
+    }
+
+    private void SetReport(ClusterNodeHealth health)
+    {
+        var now = _context.TimeProvider.GetTimestamp();
+        var started = health.Uptime is { } uptime ? _context.AddToTimestamp(now, -uptime) : 0;
+        var next = new RoleReport(health.WriterRank, started, health.ReplicationLag, health.ReadOnly);
+        var previous = _report;
+        _report = next;
+        if (previous is null ||
+            previous.WriterRank != next.WriterRank ||
+            previous.ReadOnly != next.ReadOnly ||
+            IsLagging(previous.Lag) != IsLagging(next.Lag) ||
+            Math.Abs(_context.ToSeconds(previous.StartedStamp, next.StartedStamp)) > 2)
+        {
+            // Only what changes the roles' order; an uptime that moves by the probe's rounding (whole seconds) does not.
+            _context.RolesChanged();
+        }
+    }
+
+    /// <summary>Whether a reported lag is above <see cref="ClusterOptions.MaxReaderLag"/>.</summary>
+    internal bool IsLagging(long? lag) => lag is { } value && _context.Options.MaxReaderLag is { } max && value > max;
+
+    /// <summary>The data the roles use from one healthy check; <paramref name="StartedStamp"/> 0 when the uptime is unknown.</summary>
+    internal sealed record RoleReport(long? WriterRank, long StartedStamp, long? Lag, bool ReadOnly);
 
     private TagList Tags => ClusterTelemetry.NodeTags(_context.Options.Name, Name);
 

@@ -291,6 +291,13 @@ max_connections=300
 max_connect_errors=100000
 default_storage_engine=InnoDB
 binlog_format=ROW
+# GTIDs that name a write the same on every node (causal reads wait for them with WSREP_SYNC_WAIT_UPTO_GTID): Galera's
+# GTID mode wants the binary log, one server_id and one wsrep_gtid_domain_id across the cluster.
+log_bin=galera-bin
+log_slave_updates=ON
+server_id=1
+wsrep_gtid_mode=ON
+wsrep_gtid_domain_id=1
 innodb_autoinc_lock_mode=2
 innodb_buffer_pool_size=64M
 innodb_flush_log_at_trx_commit=2

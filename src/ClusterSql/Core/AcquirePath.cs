@@ -24,10 +24,10 @@ internal sealed class Acquirer
     private readonly ClusterContext _context;
     private readonly NodeSelector _selector;
 
-    public Acquirer(ClusterContext context)
+    public Acquirer(ClusterContext context, NodeSelector? selector = null)
     {
         _context = context;
-        _selector = new NodeSelector(context.Options, context.TimeProvider, context.Random);
+        _selector = selector ?? new NodeSelector(context.Options, context.TimeProvider, context.Random);
     }
 
     public ClusterContext Context => _context;

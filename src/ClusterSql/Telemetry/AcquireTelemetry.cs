@@ -34,6 +34,10 @@ internal struct AcquireTelemetry
                 telemetry._callerActivity = caller;
                 telemetry._activity = ClusterTelemetry.ActivitySource.StartActivity(ActivityName, ActivityKind.Client);
                 telemetry._activity?.SetTag(ClusterTelemetry.PoolNameTag, context.Options.Name);
+                if (context.Role is not null)
+                {
+                    telemetry._activity?.SetTag(ClusterTelemetry.RoleTag, context.Role);
+                }
             }
         }
         catch (Exception)
