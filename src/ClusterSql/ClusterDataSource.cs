@@ -83,6 +83,8 @@ public sealed class ClusterDataSource : DbDataSource
 
     internal ClusterRoles Roles { get; }
 
+    internal HealthProbeRunner? Probes => _probes;
+
     /// <summary>The provider's write positions and wait (<see cref="ClusterDataSourceBuilder.UseConsistency"/>), or <see langword="null"/>.</summary>
     public IClusterConsistency? Consistency { get; }
 

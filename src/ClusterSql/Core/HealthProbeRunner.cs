@@ -23,6 +23,10 @@ internal sealed class HealthProbeRunner : IAsyncDisposable
     private readonly ClusterContext _context;
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentDictionary<ClusterNode, NodeProbe> _probes = new();
+    private int _scheduled;
+
+    /// <summary>Checks scheduled so far (each node's next check, armed after its last one was applied); for deterministic tests on a fake clock.</summary>
+    internal int Scheduled => Volatile.Read(ref _scheduled);
 
     public HealthProbeRunner(IClusterNodeHealthProbe probe, ClusterContext context)
     {
@@ -107,6 +111,7 @@ internal sealed class HealthProbeRunner : IAsyncDisposable
             if (!_stopped)
             {
                 _timer.Change(due, Timeout.InfiniteTimeSpan);
+                Interlocked.Increment(ref _runner._scheduled);
             }
         }
 
