@@ -234,6 +234,7 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
     internal static ClusterNodeHealth WithRoleData(IReadOnlyDictionary<string, string> values) => ClusterNodeHealth.Healthy with
     {
         WriterRank = ReadLong(values, "wsrep_local_index"),
+        Membership = ReadLong(values, "wsrep_cluster_conf_id"),
         Uptime = ReadLong(values, "uptime") is { } seconds ? TimeSpan.FromSeconds(seconds) : null,
         ReplicationLag = ReadLong(values, "wsrep_local_recv_queue"),
         ReadOnly = values.TryGetValue("read_only", out var readOnly) && (string.Equals(readOnly, "ON", StringComparison.OrdinalIgnoreCase) || readOnly == "1"),

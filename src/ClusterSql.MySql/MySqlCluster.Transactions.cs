@@ -27,7 +27,8 @@ public static partial class MySqlCluster
     /// <c>cluster.Writer</c>) and commits it. When the unit of work fails in a way that leaves nothing committed, it is
     /// run again, whole, on a fresh acquire, after a capped, jittered backoff (<see cref="ClusterRetryOptions"/>):
     /// a Galera certification conflict (error 1213, "WSREP detected deadlock/conflict", also when COMMIT returns it), a
-    /// node not ready (1047), a lock wait timeout (1205), a connection lost or timed out before COMMIT was sent, or an
+    /// node not ready (1047), a commit the server reports failed (1180, as Galera does on a node that just lost the
+    /// primary component), a lock wait timeout (1205), a connection lost or timed out before COMMIT was sent, or an
     /// acquire that found no node. A connection lost after COMMIT was sent is never retried: that throws
     /// <see cref="ClusterCommitOutcomeUnknownException"/>. Any other error ends the unit of work at once.
     /// </summary>
@@ -108,15 +109,7 @@ public static partial class MySqlCluster
             }
             finally
             {
-                if (transaction is not null)
-                {
-                    await transaction.DisposeAsync().ConfigureAwait(false);
-                }
-
-                if (connection is not null)
-                {
-                    await connection.DisposeAsync().ConfigureAwait(false);
-                }
+                await DisposeQuietlyAsync(transaction, connection).ConfigureAwait(false);
             }
 
             Count(s_retries, poolName, ReasonTag(reason));
@@ -172,6 +165,7 @@ public static partial class MySqlCluster
         LockWait,
         Connection,
         Acquire,
+        CommitFailed,
         OutcomeUnknown,
     }
 
@@ -203,6 +197,10 @@ public static partial class MySqlCluster
                     return RetryReason.Conflict;
                 case MySqlErrorCode.UnknownCommand:
                     return RetryReason.NotReady;
+                case MySqlErrorCode.ErrorDuringCommit:
+                    // ER_ERROR_DURING_COMMIT: the server says the commit failed and rolled back; on Galera, the write set
+                    // could not be replicated ("Not connected to Primary Component" on a node that just lost the group).
+                    return RetryReason.CommitFailed;
                 case MySqlErrorCode.LockWaitTimeout when !commitSent:
                     return RetryReason.LockWait;
                 case MySqlErrorCode.ServerShutdown or (MySqlErrorCode)1927: // ER_CONNECTION_KILLED
@@ -244,6 +242,36 @@ public static partial class MySqlCluster
         }
 
         return false;
+    }
+
+    /// <summary>
+    /// Ends a run: disposing an uncommitted transaction rolls it back, and on a node that failed (not Primary, gone) the
+    /// ROLLBACK fails too. That failure must neither replace the run's own error nor skip the retry: the server rolls
+    /// back a transaction whose session ends anyway, and a connection that broke is not reused by MySqlConnector's pool.
+    /// </summary>
+    private static async ValueTask DisposeQuietlyAsync(MySqlTransaction? transaction, MySqlConnection? connection)
+    {
+        if (transaction is not null)
+        {
+            try
+            {
+                await transaction.DisposeAsync().ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is DbException or IOException or InvalidOperationException or OperationCanceledException)
+            {
+            }
+        }
+
+        if (connection is not null)
+        {
+            try
+            {
+                await connection.DisposeAsync().ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is DbException or IOException or InvalidOperationException or OperationCanceledException)
+            {
+            }
+        }
     }
 
     private static bool IsCallerCancellation(Exception error, CancellationToken cancellationToken) =>
@@ -289,6 +317,7 @@ public static partial class MySqlCluster
         RetryReason.NotReady => "not_ready",
         RetryReason.LockWait => "lock_wait",
         RetryReason.Connection => "connection",
+        RetryReason.CommitFailed => "commit_failed",
         _ => "acquire",
     };
 

@@ -44,7 +44,6 @@ public sealed class ClusterNode
     private int _blocksOnOpen;
     private int _released;
     private volatile RoleReport? _report;
-    private long _lastSeenDownStamp;
     private volatile int _readerTier;
 
     internal ClusterNode(string name, DbDataSource dataSource, ClusterNodeOptions? options, int declaredIndex, ClusterContext context)
@@ -747,15 +746,8 @@ public sealed class ClusterNode
         set => _readerTier = value;
     }
 
-    /// <summary>
-    /// When this data source last saw the node down (0: never). A node that comes back takes the writer role only
-    /// <see cref="ClusterOptions.WriterFailbackDelay"/> later, even when it did not restart (a healed partition).
-    /// </summary>
-    internal long LastSeenDownStamp => Volatile.Read(ref _lastSeenDownStamp);
-
     private void NoteDown(DownState? previous)
     {
-        Volatile.Write(ref _lastSeenDownStamp, _context.TimeProvider.GetTimestamp());
         if (previous is null)
         {
             _context.RolesChanged();
@@ -766,11 +758,12 @@ public sealed class ClusterNode
     {
         var now = _context.TimeProvider.GetTimestamp();
         var started = health.Uptime is { } uptime ? _context.AddToTimestamp(now, -uptime) : 0;
-        var next = new RoleReport(health.WriterRank, started, health.ReplicationLag, health.ReadOnly);
+        var next = new RoleReport(health.WriterRank, health.Membership, started, health.ReplicationLag, health.ReadOnly);
         var previous = _report;
         _report = next;
         if (previous is null ||
             previous.WriterRank != next.WriterRank ||
+            previous.Membership != next.Membership ||
             previous.ReadOnly != next.ReadOnly ||
             IsLagging(previous.Lag) != IsLagging(next.Lag) ||
             Math.Abs(_context.ToSeconds(previous.StartedStamp, next.StartedStamp)) > 2)
@@ -784,7 +777,7 @@ public sealed class ClusterNode
     internal bool IsLagging(long? lag) => lag is { } value && _context.Options.MaxReaderLag is { } max && value > max;
 
     /// <summary>The data the roles use from one healthy check; <paramref name="StartedStamp"/> 0 when the uptime is unknown.</summary>
-    internal sealed record RoleReport(long? WriterRank, long StartedStamp, long? Lag, bool ReadOnly);
+    internal sealed record RoleReport(long? WriterRank, long? Membership, long StartedStamp, long? Lag, bool ReadOnly);
 
     private TagList Tags => ClusterTelemetry.NodeTags(_context.Options.Name, Name);
 

@@ -83,11 +83,13 @@ public sealed class ClusterOptions
     public long? MaxReaderLag { get; set; } = 100;
 
     /// <summary>
-    /// How long a node must be running, and usable as far as this data source saw, before it can take the writer role
-    /// from a node that has been running longer. A writer that fails hands over at once; a node that comes back (it
-    /// restarted, or rejoined after a partition) takes writes back only after this delay, so writes do not move twice
-    /// in a burst. Every client sees the server's uptime the same way, so clients agree again within one health-check
-    /// interval of each other. Zero fails back at once. Default 60 s.
+    /// How long a node's server must have been running (its uptime, as the health probe reads it) before the node can take
+    /// the writer role from a node that has been running longer. A writer that fails hands over at once; a restarted node
+    /// (a crash, an upgrade) takes writes back only after this delay, so writes do not move twice in a burst. Every client
+    /// reads the same uptime, so all of them switch within one health-check interval of each other. A node that comes back
+    /// without restarting (a healed partition, a resumed hang) takes its place again at once: only a rule that every
+    /// client reads from the cluster keeps clients agreed, and a client's memory of having seen a node down is not one.
+    /// Zero fails back at once. Default 60 s.
     /// </summary>
     public TimeSpan WriterFailbackDelay { get; set; } = TimeSpan.FromSeconds(60);
 

@@ -50,6 +50,14 @@ public readonly struct ClusterNodeHealth
     public long? WriterRank { get; init; }
 
     /// <summary>
+    /// The version of the cluster's membership that <see cref="WriterRank"/> belongs to (Galera:
+    /// <c>wsrep_cluster_conf_id</c>); <see langword="null"/> when the cluster has none. Ranks change together when a member
+    /// joins or leaves, but each node's check reads them at its own moment: until every node reports the newest version,
+    /// the writer order keeps the previous ranks, so a half-read change never reorders the writers.
+    /// </summary>
+    public long? Membership { get; init; }
+
+    /// <summary>
     /// How long the server has been running, as it reports it (Galera: the <c>Uptime</c> status); <see langword="null"/>
     /// when unknown. A server that started less than <see cref="ClusterOptions.WriterFailbackDelay"/> ago does not take
     /// the writer role from one that has run longer.

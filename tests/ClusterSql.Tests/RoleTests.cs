@@ -116,26 +116,71 @@ public sealed class RoleTests
     }
 
     [Test]
-    public async Task Writer_PartitionHealedWithoutRestart_StillWaitsOutTheDelay()
+    public async Task Writer_PartitionHealedWithoutRestart_TakesItsPlaceAgainInEveryClientAlike()
     {
+        // Two clients, one of which never saw node1 down (it started after the partition healed): both must agree.
         var probe = new ReportingProbe();
         probe.Set("node1", rank: 0, uptime: TimeSpan.FromHours(1));
         probe.Set("node2", rank: 1, uptime: TimeSpan.FromHours(1));
-        await using var cluster = FakeCluster.Create(2, o =>
+        await using var old = FakeCluster.Create(2, o =>
         {
             Configure(o);
             o.WriterFailbackDelay = TimeSpan.FromSeconds(30);
         }, probe: probe);
-        probe.Clock = cluster.Time;
-        await Reflected(probe, cluster);
+        probe.Clock = old.Time;
+        await Reflected(probe, old);
 
         probe.Verdict("node1", "wsrep_cluster_status is non-Primary");
-        await Advance(cluster, probe, Interval);
+        await Advance(old, probe, Interval);
+        Assert.That(await WriterOf(old, 5), Is.EqualTo(new[] { "node2" }));
         probe.Set("node1", rank: 0, uptime: TimeSpan.FromHours(1));
+        await Advance(old, probe, Interval);
+        await using var fresh = FakeCluster.Create(2, Configure, seed: 7, probe: probe);
+        await Reflected(probe, fresh);
+        Assert.That(await WriterOf(old, 5), Is.EqualTo(new[] { "node1" }), "its server never restarted: settled");
+        Assert.That(await WriterOf(fresh, 5), Is.EqualTo(new[] { "node1" }), "a client that saw nothing agrees");
+    }
+
+    [Test]
+    public async Task Writer_RanksOfTwoMembershipVersions_AreNotMixed()
+    {
+        var probe = new ReportingProbe();
+        probe.Set("node1", rank: 0, membership: 5);
+        probe.Set("node2", rank: 1, membership: 5);
+        probe.Set("node3", rank: 2, membership: 5);
+        await using var cluster = FakeCluster.Create(3, Configure, probe: probe);
+        await Reflected(probe, cluster);
+        Assert.That(cluster.DataSource.Writer.Nodes.Select(n => n.Name), Is.EqualTo(new[] { "node1", "node2", "node3" }));
+
+        // A member joined: node3 is renumbered 0 and node1 1 in version 6, but node2's check still reports version 5 (rank
+        // 1). Mixed, the ranks would put node3 first; the previous order stands until every node reports version 6.
+        probe.Set("node3", rank: 0, membership: 6);
+        probe.Set("node1", rank: 1, membership: 6);
         await Advance(cluster, probe, Interval);
-        Assert.That(await WriterOf(cluster, 5), Is.EqualTo(new[] { "node2" }), "seen down 2 s ago: not settled although its server never restarted");
-        await Advance(cluster, probe, TimeSpan.FromSeconds(30));
-        Assert.That(await WriterOf(cluster, 5), Is.EqualTo(new[] { "node1" }));
+        Assert.That(cluster.DataSource.Writer.Nodes.Select(n => n.Name), Is.EqualTo(new[] { "node1", "node2", "node3" }), "mixed versions: the previous order");
+
+        probe.Set("node2", rank: 2, membership: 6);
+        await Advance(cluster, probe, Interval);
+        Assert.That(cluster.DataSource.Writer.Nodes.Select(n => n.Name), Is.EqualTo(new[] { "node3", "node1", "node2" }));
+    }
+
+    [Test]
+    public async Task Writer_SlowOpen_IsNotHedgedToAnotherNode_ButAFailureMovesOn()
+    {
+        await using var cluster = FakeCluster.Create(3, o => o.HedgeBudget = 1);
+        cluster["node1"].Enqueue(OpenScript.SucceedAfter(TimeSpan.FromMilliseconds(900)));
+        var open = cluster.DataSource.Writer.OpenConnectionAsync().AsTask();
+        var connection = await cluster.RunUntilDone(open, TimeSpan.FromMilliseconds(50));
+        Assert.That(((FakeConnection)connection).Node.Name, Is.EqualTo("node1"), "a slow writer is waited for, not hedged");
+        Assert.That(cluster["node2"].OpensStarted + cluster["node3"].OpensStarted, Is.Zero);
+        await connection.DisposeAsync();
+
+        // Readers hedge as the cluster does.
+        cluster["node2"].Enqueue(OpenScript.SucceedAfter(TimeSpan.FromMilliseconds(900)));
+        cluster["node3"].Enqueue(OpenScript.SucceedAfter(TimeSpan.FromMilliseconds(900)));
+        var read = cluster.DataSource.Readers.OpenConnectionAsync().AsTask();
+        await using var reader = await cluster.RunUntilDone(read, TimeSpan.FromMilliseconds(50));
+        Assert.That(cluster["node2"].OpensStarted + cluster["node3"].OpensStarted, Is.EqualTo(2), "the slow reader was hedged to the other reader");
     }
 
     [Test]
@@ -462,14 +507,14 @@ public sealed class RoleTests
         /// <summary>The servers' clock: a reported uptime grows with it, as a real server's does.</summary>
         public TimeProvider? Clock { get; set; }
 
-        public void Set(string node, long rank, TimeSpan? uptime = null, long? lag = null, bool readOnly = false)
+        public void Set(string node, long rank, TimeSpan? uptime = null, long? lag = null, bool readOnly = false, long? membership = null)
         {
             if (uptime is { } value && Clock is { } clock)
             {
                 _started[node] = clock.GetUtcNow() - value;
             }
 
-            _reports[node] = ClusterNodeHealth.Healthy with { WriterRank = rank, Uptime = uptime, ReplicationLag = lag ?? 0, ReadOnly = readOnly };
+            _reports[node] = ClusterNodeHealth.Healthy with { WriterRank = rank, Membership = membership, Uptime = uptime, ReplicationLag = lag ?? 0, ReadOnly = readOnly };
         }
 
         public void Down(string node) => _reports[node] = ClusterNodeHealth.Unhealthy("not in the primary component");

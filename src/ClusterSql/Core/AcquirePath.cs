@@ -476,6 +476,7 @@ internal sealed class AcquireOperation
     private readonly List<ClusterNodeError> _errors = new(4);
     private List<ClusterNode> _candidates = [];
     private int _nextCandidate;
+    private bool _firstExcluded;
     private bool _panic;
     private ITimer? _hedgeTimer;
     private Attempt? _hedgeTarget;
@@ -501,6 +502,7 @@ internal sealed class AcquireOperation
     {
         var now = _context.TimeProvider.GetTimestamp();
         _candidates = _acquirer.Selector.Order(_nodes, now, first, panic: false);
+        _firstExcluded = first is not null;
         if (first is null && _candidates.Count == 0)
         {
             // Panic: no node can serve (every one ejected). Trying them all beats failing without trying.
@@ -634,7 +636,8 @@ internal sealed class AcquireOperation
 
     private void ArmHedgeTimer(Attempt attempt)
     {
-        if (_hedgingStopped || _context.Options.Policy == AcquirePolicy.Race || _nextCandidate >= _candidates.Count)
+        if (_hedgingStopped || _context.Options.Policy == AcquirePolicy.Race || _nextCandidate >= _candidates.Count ||
+            !_acquirer.Selector.MayHedgeTo(_nextCandidate, _firstExcluded))
         {
             return;
         }

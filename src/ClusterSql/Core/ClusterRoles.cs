@@ -60,7 +60,21 @@ internal sealed class ClusterRoles(ClusterContext context)
         var options = context.Options;
         var rebuildAt = long.MaxValue;
 
-        var writers = new List<(ClusterNode Node, bool Settled)>(nodes.Length);
+        // Ranks of one membership version only: while some usable node still reports an older version (its check has not
+        // run since the change), the ranks are a mix of two numberings, and the previous order stands for those nodes.
+        var previous = Volatile.Read(ref _view);
+        long? newest = null;
+        var mixed = false;
+        foreach (var node in nodes)
+        {
+            if (node.DownReason is null && node.Report?.Membership is { } membership)
+            {
+                mixed |= newest is not null && newest != membership;
+                newest = newest is null ? membership : Math.Max(newest.Value, membership);
+            }
+        }
+
+        var writers = new List<(ClusterNode Node, bool Settled, long Rank)>(nodes.Length);
         foreach (var node in nodes)
         {
             if (node.Report is { ReadOnly: true })
@@ -75,7 +89,14 @@ internal sealed class ClusterRoles(ClusterContext context)
                 rebuildAt = Math.Min(rebuildAt, settledAt);
             }
 
-            writers.Add((node, settled));
+            var rank = node.Report?.WriterRank ?? long.MaxValue;
+            if (mixed && previous is not null)
+            {
+                var before = Array.IndexOf(previous.Writers, node);
+                rank = before >= 0 ? before : long.MaxValue;
+            }
+
+            writers.Add((node, settled, rank));
         }
 
         writers.Sort(static (x, y) =>
@@ -90,9 +111,7 @@ internal sealed class ClusterRoles(ClusterContext context)
                 return x.Node.Priority.CompareTo(y.Node.Priority);
             }
 
-            var rankX = x.Node.Report?.WriterRank ?? long.MaxValue;
-            var rankY = y.Node.Report?.WriterRank ?? long.MaxValue;
-            return rankX != rankY ? rankX.CompareTo(rankY) : x.Node.DeclaredIndex.CompareTo(y.Node.DeclaredIndex);
+            return x.Rank != y.Rank ? x.Rank.CompareTo(y.Rank) : x.Node.DeclaredIndex.CompareTo(y.Node.DeclaredIndex);
         });
 
         var writerOrder = new ClusterNode[writers.Count];
@@ -135,29 +154,20 @@ internal sealed class ClusterRoles(ClusterContext context)
 
     /// <summary>
     /// When a node may take the writer role from a node that has run longer: <see cref="ClusterOptions.WriterFailbackDelay"/>
-    /// after its server started (as it reports its uptime) and after this data source last saw it down. The first is the
-    /// same for every client; the second differs between clients by at most one health-check interval.
+    /// after its server started, as the server reports its uptime.
     /// </summary>
+    /// <remarks>
+    /// Only what every client reads from the cluster counts, never what one client saw: a client that remembered seeing a
+    /// node down (a healed partition, a resumed hang) would keep writes off it for the delay while a client started
+    /// afterwards, without that memory, would write there, and the two would disagree for the whole delay. So a node
+    /// that comes back without restarting takes its place in the order again at once, in every client within one health
+    /// check of each other; a restarted node (a crash, an upgrade: the common case) waits out the delay.
+    /// </remarks>
     private long SettledAt(ClusterNode node)
     {
         var delay = context.Options.WriterFailbackDelay;
-        if (delay <= TimeSpan.Zero)
-        {
-            return long.MinValue;
-        }
-
-        var settledAt = long.MinValue;
-        if (node.Report is { StartedStamp: not 0 } report)
-        {
-            settledAt = context.AddToTimestamp(report.StartedStamp, delay);
-        }
-
-        var lastDown = node.LastSeenDownStamp;
-        if (lastDown != 0)
-        {
-            settledAt = Math.Max(settledAt, context.AddToTimestamp(lastDown, delay));
-        }
-
-        return settledAt;
+        return delay > TimeSpan.Zero && node.Report is { StartedStamp: not 0 } report
+            ? context.AddToTimestamp(report.StartedStamp, delay)
+            : long.MinValue;
     }
 }

@@ -208,6 +208,16 @@ internal sealed class NodeSelector
         return b.Cost(now) < a.Cost(now) ? b : a;
     }
 
+    /// <summary>
+    /// Whether a slow attempt may start a hedge on the candidate at <paramref name="index"/> of <see cref="Order"/>'s list.
+    /// The writer role hedges only within its writers: a hedge to the next node of the order would put writes on a second
+    /// node while the writer is merely slow, which is what the role exists to prevent. A failed attempt still moves on.
+    /// </summary>
+    /// <param name="index">The candidate's index in the list <see cref="Order"/> returned.</param>
+    /// <param name="firstExcluded">Whether that list left out the first attempt's node.</param>
+    public bool MayHedgeTo(int index, bool firstExcluded) =>
+        _group != RoleGroup.Writers || index + (firstExcluded ? 1 : 0) < _maxWriters;
+
     /// <summary>Whether a usable node, the <paramref name="usableBefore"/>-th usable one in the role's order, is in its preferred group.</summary>
     private bool InGroup(ClusterNode node, int usableBefore) =>
         _group == RoleGroup.Writers ? usableBefore < _maxWriters : node.ReaderTier == 0;
