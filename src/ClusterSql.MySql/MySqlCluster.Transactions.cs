@@ -283,9 +283,10 @@ public static partial class MySqlCluster
         {
             await cluster.RecordWriteAsync(connection, CancellationToken.None).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is DbException or IOException or InvalidOperationException)
+        catch (Exception)
         {
-            // The write is committed; only its position could not be read (the connection failed right after COMMIT).
+            // The write is committed; only its position could not be read (the connection failed right after COMMIT, or
+            // the server returned a position that is not a GTID: GTID mode off).
             // The unit of work succeeded and must say so: a causal read made before the next recorded write may not see
             // this one, which is the cost of never reporting a committed write as failed.
         }

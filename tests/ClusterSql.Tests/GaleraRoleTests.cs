@@ -40,6 +40,9 @@ internal sealed class GaleraRoleTests
         Assert.That(consistency.Compare("1-1-10", "1-1-9"), Is.GreaterThan(0));
         Assert.That(consistency.Compare("1-1-9", "1-1-10"), Is.LessThan(0));
         Assert.That(consistency.Compare("1-1-10", "1-1-10"), Is.Zero);
+        Assert.That(consistency.Compare("1-1-10@500", "1-1-11@499"), Is.GreaterThan(0), "the committed seqno orders when both have it");
+        Assert.That(consistency.Compare("1-1-10@500", "1-1-11"), Is.LessThan(0));
+        Assert.Throws<ArgumentException>(() => consistency.Compare("1-1-10@x", "1-1-10"));
         var error = Assert.Throws<ArgumentException>(() => consistency.Compare("1-1-10", "secret-password"));
         Assert.That(error!.Message, Does.Not.Contain("secret"));
         Assert.That(error.Message, Does.Contain("domain-server-seqno"));
