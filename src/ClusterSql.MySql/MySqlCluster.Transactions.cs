@@ -37,8 +37,9 @@ public static partial class MySqlCluster
     /// This is the only place where ClusterSql runs a caller's statements again, and only because the caller chose it:
     /// <paramref name="work"/> must be safe to run again from the start (no side effects outside the transaction that
     /// must not repeat), and must not commit or roll back the transaction itself (a unit of work that ended its own
-    /// transaction is not retried). When the cluster has write positions (<see cref="ClusterDataSourceBuilder.UseConsistency"/>,
-    /// <see cref="UseGaleraConsistency"/>), the committed write is recorded for causal reads, at one more round trip.
+    /// transaction is not retried). When the cluster reads causally (<see cref="ClusterOptions.CausalReads"/>, with
+    /// <see cref="UseGaleraConsistency"/>), the committed write is recorded for those reads, at one more round trip; for
+    /// a token per acquire, call <see cref="ClusterDataSource.RecordWriteAsync"/> yourself.
     /// </para>
     /// </remarks>
     /// <typeparam name="T">What the unit of work returns.</typeparam>
@@ -86,7 +87,7 @@ public static partial class MySqlCluster
 
                 commitSent = true;
                 await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-                if (cluster?.Consistency is not null)
+                if (cluster is { Consistency: not null, Options.CausalReads: true })
                 {
                     await RecordCommittedWriteAsync(cluster, connection).ConfigureAwait(false);
                 }
