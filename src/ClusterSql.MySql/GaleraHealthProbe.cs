@@ -95,6 +95,11 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
             // The node answered, and its answer is a verdict: wsrep is not ready for clients (not an unreachable node).
             return ClusterNodeHealth.Unhealthy($"error {NotPrepared}: {ex.Message}");
         }
+        catch (MySqlException ex) when (ex.ErrorCode == MySqlErrorCode.ServerShutdown)
+        {
+            // A planned departure (an operator's clean stop): out at once, not after HealthCheckFailureThreshold checks.
+            return ClusterNodeHealth.Unhealthy($"server shutdown in progress (error {ex.Number})");
+        }
     }
 
     // ER_UNKNOWN_COM_ERROR, which wsrep uses for "WSREP has not yet prepared node for application use".

@@ -60,7 +60,7 @@ public static partial class MySqlCluster
         ArgumentNullException.ThrowIfNull(builder);
         ArgumentNullException.ThrowIfNull(connectionString);
         var parsed = Parse(connectionString, name);
-        return builder.AddNode(name, new MySqlDataSource(parsed.ConnectionString), options);
+        return builder.AddNode(name, new MySqlDataSource(parsed.ConnectionString), WithPoolClearing(options));
     }
 
     /// <summary>
@@ -87,7 +87,7 @@ public static partial class MySqlCluster
         ArgumentNullException.ThrowIfNull(connectionString);
         foreach (var (name, nodeConnectionString) in SplitHosts(connectionString))
         {
-            builder.AddNode(name, new MySqlDataSource(nodeConnectionString));
+            builder.AddNode(name, new MySqlDataSource(nodeConnectionString), WithPoolClearing(null));
         }
 
         return builder;
@@ -176,6 +176,24 @@ public static partial class MySqlCluster
         ArgumentNullException.ThrowIfNull(role);
         return AsMySql(role.OpenConnection());
     }
+
+    /// <summary>
+    /// The node's settings with <see cref="ClusterNodeOptions.ClearIdleConnections"/> set (a copy: the caller's object is
+    /// not changed). A MySqlDataSource's pool cannot be cleared in place (MySqlConnection.ClearPoolAsync clears the global
+    /// pool of that connection string, not a data source's: measured), so the node gets a fresh MySqlDataSource for the
+    /// same connection string and ClusterSql disposes the old one, which closes its idle sessions now and each session in
+    /// use when it is returned.
+    /// </summary>
+    private static ClusterNodeOptions WithPoolClearing(ClusterNodeOptions? options) => new()
+    {
+        ConnectTimeout = options?.ConnectTimeout,
+        Priority = options?.Priority ?? 0,
+        MaxConnections = options?.MaxConnections,
+        ClearIdleConnections = options?.ClearIdleConnections ?? s_clearPool,
+    };
+
+    private static readonly Func<System.Data.Common.DbDataSource, CancellationToken, ValueTask<System.Data.Common.DbDataSource?>> s_clearPool =
+        static (dataSource, _) => new(dataSource is MySqlDataSource mySql ? new MySqlDataSource(mySql.ConnectionString) : null);
 
     internal static MySqlConnection AsMySql(System.Data.Common.DbConnection connection)
     {

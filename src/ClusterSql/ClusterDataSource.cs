@@ -344,7 +344,7 @@ public sealed class ClusterDataSource : DbDataSource
             {
                 try
                 {
-                    await node.DataSource.DisposeAsync().ConfigureAwait(false);
+                    await node.DisposeDataSourceAsync().ConfigureAwait(false);
                 }
                 catch (Exception)
                 {

@@ -50,7 +50,7 @@ public sealed class ClusterDataSourceBuilder
             }
         }
 
-        _nodes.Add((name, dataSource, options is null ? null : new ClusterNodeOptions { ConnectTimeout = options.ConnectTimeout, Priority = options.Priority, MaxConnections = options.MaxConnections }));
+        _nodes.Add((name, dataSource, options?.Copy()));
         return this;
     }
 
