@@ -101,6 +101,8 @@ internal static class WritesCommand
         }
 
         md.AppendLine();
+        md.AppendLine("Cold rows conflict too when writes are spread: a worker's next transaction, on another node, can be certified against its own previous write to the same row before that node has applied it. The writer role removes both kinds; the retry API turns the conflicts that remain (a writer handing over) into retried units instead of errors.");
+        md.AppendLine();
         md.AppendLine(string.Create(CultureInfo.InvariantCulture, $"**Causal reads.** One worker writes a row through `cluster.Writer` with the retry API (which records the write's position) and reads it back through `cluster.Readers` on another node, {pairs} times. The cost is the reader acquire (open + the wait for the write) and the SELECT."));
         md.AppendLine();
         md.AppendLine("| reads | acquire + SELECT p50 | p99 | stale reads |");
