@@ -86,7 +86,8 @@ public static partial class MySqlCluster
                 }
 
                 commitSent = true;
-                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                // Not the caller's token: cancelling a COMMIT in flight would leave its outcome unknown behind an "operation cancelled".
+                await transaction.CommitAsync(CancellationToken.None).ConfigureAwait(false);
                 if (cluster is { Consistency: not null, Options.CausalReads: true })
                 {
                     await RecordCommittedWriteAsync(cluster, connection).ConfigureAwait(false);
@@ -258,8 +259,9 @@ public static partial class MySqlCluster
             {
                 await transaction.DisposeAsync().ConfigureAwait(false);
             }
-            catch (Exception ex) when (ex is DbException or IOException or InvalidOperationException or OperationCanceledException)
+            catch (Exception)
             {
+                // Cleanup never replaces the run's own outcome (a committed result, or the error that decides a retry).
             }
         }
 
@@ -269,8 +271,9 @@ public static partial class MySqlCluster
             {
                 await connection.DisposeAsync().ConfigureAwait(false);
             }
-            catch (Exception ex) when (ex is DbException or IOException or InvalidOperationException or OperationCanceledException)
+            catch (Exception)
             {
+                // Cleanup never replaces the run's own outcome (a committed result, or the error that decides a retry).
             }
         }
     }

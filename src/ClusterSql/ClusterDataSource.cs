@@ -131,6 +131,9 @@ public sealed class ClusterDataSource : DbDataSource
 
     private void RecordWrite(IClusterConsistency consistency, string position)
     {
+        // Validated first: a position that does not parse must fail here, not every causal read after it.
+        consistency.Compare(position, position);
+
         // The latest wins; concurrent writers race here, so compare-and-swap until ours is in or a later one is.
         var current = Volatile.Read(ref _lastWrite);
         while (current is null || consistency.Compare(position, current) > 0)

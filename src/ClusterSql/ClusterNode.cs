@@ -825,6 +825,12 @@ public sealed class ClusterNode
     /// <param name="health">A healthy check's report (writer rank, uptime, lag, read-only), for the roles.</param>
     internal void SetProbeResult(string? downReason, bool unreachable = false, ClusterNodeHealth health = default)
     {
+        // The report first: a rebuild that sees the node up must see its new uptime (a restarted node is not settled).
+        if (downReason is null)
+        {
+            SetReport(health);
+        }
+
         var previous = _down;
         _down = downReason is null ? null : new DownState(downReason, unreachable);
         if (downReason is not null)
@@ -846,10 +852,6 @@ public sealed class ClusterNode
             _context.RolesChanged();
         }
 
-        if (downReason is null)
-        {
-            SetReport(health);
-        }
     }
 
     /// <summary>What the roles read from the node's last healthy check; null before any.</summary>

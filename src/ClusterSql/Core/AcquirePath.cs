@@ -525,7 +525,7 @@ internal sealed class AcquireOperation
                 Track(pending);
             }
 
-            if (_context.Options.Policy == AcquirePolicy.Race)
+            if (_acquirer.Selector.Policy == AcquirePolicy.Race)
             {
                 while (TryStartNext(isHedge: false))
                 {
@@ -636,7 +636,7 @@ internal sealed class AcquireOperation
 
     private void ArmHedgeTimer(Attempt attempt)
     {
-        if (_hedgingStopped || _context.Options.Policy == AcquirePolicy.Race || _nextCandidate >= _candidates.Count ||
+        if (_hedgingStopped || _acquirer.Selector.Policy == AcquirePolicy.Race || _nextCandidate >= _candidates.Count ||
             !_acquirer.Selector.MayHedgeTo(_nextCandidate, _firstExcluded))
         {
             return;

@@ -50,8 +50,22 @@ internal sealed class ClusterRoles(ClusterContext context)
             return view;
         }
 
-        return Rebuild(nodes, context.TimeProvider.GetTimestamp());
+        lock (_rebuildLock)
+        {
+            // One rebuild at a time: two that overlap could leave the older one's reader tiers on the nodes under the newer
+            // view. A caller that waited finds the view another one just built.
+            view = Volatile.Read(ref _view);
+            if (view is not null && view.Version == context.RolesVersion && ReferenceEquals(view.Source, nodes) &&
+                (view.RebuildAt == long.MaxValue || context.TimeProvider.GetTimestamp() < view.RebuildAt))
+            {
+                return view;
+            }
+
+            return Rebuild(nodes, context.TimeProvider.GetTimestamp());
+        }
     }
+
+    private readonly Lock _rebuildLock = new();
 
     private View Rebuild(ClusterNode[] nodes, long now)
     {

@@ -49,6 +49,9 @@ internal sealed class NodeSelector
     /// The node for the first attempt, without allocating; null when no node can serve, or for
     /// <see cref="AcquirePolicy.Race"/>, which starts every node at once.
     /// </summary>
+    /// <summary>The policy this selector applies: a role's is always latency-aware within its group, whatever the cluster's.</summary>
+    public AcquirePolicy Policy => _policy;
+
     public ClusterNode? PickFirst(ClusterNode[] nodes, long now) => _group != RoleGroup.None ? PickInGroup(nodes, now) : _policy switch
     {
         AcquirePolicy.LatencyAware => PickTwoChoices(nodes, now),
@@ -301,6 +304,13 @@ internal sealed class NodeSelector
         var usable = 0;
         foreach (var node in nodes)
         {
+            if (node == exclude && !panic && node.CanServe(now))
+            {
+                // The first attempt's node still counts towards the group (MaxWriters), or a third node would become a writer.
+                usable++;
+                continue;
+            }
+
             if (node == exclude || !(panic ? node.CanServeInPanic : node.CanServe(now)))
             {
                 continue;
