@@ -43,7 +43,15 @@ public sealed class WriterRoleTests : FaultFixture
     {
         var table = $"writer_{name}";
         await MySqlConnection.ClearAllPoolsAsync();
-        var clients = Enumerable.Range(0, Clients).Select(_ => TestCluster.Build(o => o.ConnectTimeout = TimeSpan.FromSeconds(2), extra: Extra)).ToArray();
+        // The failback delay protects a writer only from nodes younger than the others: on a cluster started moments ago
+        // (as in CI) every node is unsettled and the ranks alone decide. So the delay is short, and the fault waits until
+        // every node has run longer than it.
+        var failback = TimeSpan.FromSeconds(20);
+        var clients = Enumerable.Range(0, Clients).Select(_ => TestCluster.Build(o =>
+        {
+            o.ConnectTimeout = TimeSpan.FromSeconds(2);
+            o.WriterFailbackDelay = failback;
+        }, extra: Extra)).ToArray();
         try
         {
             await using (var connection = await clients[0].OpenMySqlConnectionAsync())
@@ -54,6 +62,8 @@ public sealed class WriterRoleTests : FaultFixture
 
             // Every client has read every node's rank before the load starts.
             await Until(() => clients.All(c => c.Nodes.All(n => n.GetStatistics().WriterRank is not null)), TimeSpan.FromSeconds(10), "every node's rank read");
+            await Until(() => clients[0].Nodes.All(n => n.GetStatistics().Uptime > failback), TimeSpan.FromSeconds(60), "every node running longer than the failback delay");
+            await Until(() => clients.All(c => c.Writer.Nodes.FirstOrDefault()?.Name == clients[0].Writer.Nodes.FirstOrDefault()?.Name), TimeSpan.FromSeconds(5), "the clients agree");
             var writer = clients[0].Writer.Nodes[0].Name;
             Assert.That(clients.Select(c => c.Writer.Nodes[0].Name), Is.All.EqualTo(writer), "independent clients agree before any fault");
 
