@@ -197,8 +197,13 @@ public static partial class MySqlCluster
             {
                 case MySqlErrorCode.LockDeadlock:
                     return RetryReason.Conflict;
-                case MySqlErrorCode.UnknownCommand:
+                case MySqlErrorCode.UnknownCommand when !commitSent:
                     return RetryReason.NotReady;
+                case MySqlErrorCode.UnknownCommand or MySqlErrorCode.ErrorDuringCommit when commitSent:
+                    // Measured in CI: a node that lost the primary component while committing answered COMMIT with an error
+                    // although its write set had reached the group and committed there (the retry hit a duplicate key).
+                    // Only a certification conflict (1213) proves a COMMIT did nothing.
+                    return RetryReason.OutcomeUnknown;
                 case MySqlErrorCode.ErrorDuringCommit:
                     // ER_ERROR_DURING_COMMIT: the server says the commit failed and rolled back; on Galera, the write set
                     // could not be replicated ("Not connected to Primary Component" on a node that just lost the group).
