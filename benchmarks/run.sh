@@ -83,6 +83,9 @@ fi
 
 step "load tool (${load_args[*]:-full}), under ${lock}"
 "${tool[@]}" load "${load_args[@]}" --out "${out}/load-results.json"
+step "write scenarios of the Galera roles (${load_args[*]:-full}), under ${lock}"
+if (( quick )); then writes_md="${out}/benchmarks-writes.md"; else writes_md=docs/benchmarks-writes.md; fi
+"${tool[@]}" writes "${load_args[@]}" --out "${writes_md}"
 flock -u 9
 exec 9>&-
 

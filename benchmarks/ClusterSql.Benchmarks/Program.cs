@@ -10,7 +10,8 @@ namespace ClusterSql.Benchmarks;
 
 /// <summary>
 /// <c>dotnet run -c Release -- [BenchmarkDotNet arguments]</c> runs the suites (e.g. <c>--filter *</c>);
-/// <c>-- load [--quick] ...</c> runs the fault-scenario load tool; <c>-- report ...</c> writes docs/benchmarks.md.
+/// <c>-- load [--quick] ...</c> runs the fault-scenario load tool; <c>-- writes [--quick]</c> the write-heavy role
+/// scenarios (docs/benchmarks-writes.md); <c>-- report ...</c> writes docs/benchmarks.md.
 /// </summary>
 internal static class Program
 {
@@ -23,6 +24,11 @@ internal static class Program
         if (args.Length > 0 && args[0] == "load")
         {
             return await LoadCommand.RunAsync(args[1..]);
+        }
+
+        if (args.Length > 0 && args[0] == "writes")
+        {
+            return await WritesCommand.RunAsync(args[1..]);
         }
 
         if (args.Length > 0 && args[0] == "report")

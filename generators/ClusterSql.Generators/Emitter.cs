@@ -38,6 +38,7 @@ internal static class Emitter
         WriteConstructor(writer, model);
         WriteNodes(writer, model);
         WriteOpens(writer, model);
+        WriteRoles(writer, model);
         WriteCreate(writer, model);
         WriteDispose(writer);
         WriteHelpers(writer, model);
@@ -167,6 +168,71 @@ internal static class Emitter
         writer.WriteLine();
     }
 
+    /// <summary>The writer and readers roles, and typed opens through them (the same shape as the cluster's opens).</summary>
+    private static void WriteRoles(SourceWriter writer, ClusterModel model)
+    {
+        const string RoleDataSource = "global::ClusterSql.ClusterRoleDataSource";
+        writer.WriteLine("/// <summary>Writes: the node every client of the cluster agrees on (see <see cref=\"global::ClusterSql.ClusterDataSource.Writer\"/>).</summary>");
+        writer.WriteLine(s_generatedCode);
+        writer.WriteLine($"public {RoleDataSource} Writer => DataSource.Writer;");
+        writer.WriteLine();
+        writer.WriteLine("/// <summary>Reads: the other nodes, by latency, skipping lagging ones (see <see cref=\"global::ClusterSql.ClusterDataSource.Readers\"/>).</summary>");
+        writer.WriteLine(s_generatedCode);
+        writer.WriteLine($"public {RoleDataSource} Readers => DataSource.Readers;");
+        writer.WriteLine();
+        WriteRoleOpen(writer, model, "Writer", "Writer", "Opens a connection on the writer (or, when it fails, the next node of the agreed writer order).");
+        WriteRoleOpen(writer, model, "Reader", "Readers", "Opens a connection for reads on a reader node (with CausalReads, after it applied the last recorded write).");
+
+        var connection = ConnectionType(model);
+        writer.WriteLine("/// <summary>Opens a connection for reads on which every read sees the write at <paramref name=\"afterWrite\"/>; costs one round trip.</summary>");
+        writer.WriteLine("/// <param name=\"afterWrite\">A write position, from <see cref=\"global::ClusterSql.ClusterDataSource.LastWrite\"/> or another process.</param>");
+        writer.WriteLine("/// <param name=\"cancellationToken\">Cancels the open and the wait.</param>");
+        writer.WriteLine("/// <returns>The open connection; the caller disposes it.</returns>");
+        writer.WriteLine($"/// <exception cref=\"{InvalidOperationException}\">The cluster has no write positions (no UseConsistency).</exception>");
+        writer.WriteLine("/// <exception cref=\"global::ClusterSql.ClusterException\">No node could open a connection.</exception>");
+        writer.WriteLine(s_generatedCode);
+        writer.WriteLine($"public async global::System.Threading.Tasks.ValueTask<{connection}> OpenReaderAsync(string afterWrite, {CancellationToken} cancellationToken = default) =>");
+        writer.Indent();
+        writer.WriteLine(model.ConnectionType is null
+            ? "await DataSource.Readers.OpenConnectionAsync(afterWrite, cancellationToken).ConfigureAwait(false);"
+            : "AsConnectionType(await DataSource.Readers.OpenConnectionAsync(afterWrite, cancellationToken).ConfigureAwait(false));");
+        writer.Unindent();
+        writer.WriteLine();
+    }
+
+    private static void WriteRoleOpen(SourceWriter writer, ClusterModel model, string name, string role, string summary)
+    {
+        var connection = ConnectionType(model);
+        writer.WriteLine($"/// <summary>{summary}</summary>");
+        writer.WriteLine("/// <param name=\"cancellationToken\">Cancels the open.</param>");
+        writer.WriteLine("/// <returns>The open connection; the caller disposes it.</returns>");
+        writer.WriteLine("/// <exception cref=\"global::ClusterSql.ClusterException\">No node could open a connection.</exception>");
+        writer.WriteLine(s_generatedCode);
+        if (model.ConnectionType is null)
+        {
+            writer.WriteLine($"public global::System.Threading.Tasks.ValueTask<{connection}> Open{name}Async({CancellationToken} cancellationToken = default) =>");
+            writer.Indent();
+            writer.WriteLine($"DataSource.{role}.OpenConnectionAsync(cancellationToken);");
+        }
+        else
+        {
+            writer.WriteLine($"public async global::System.Threading.Tasks.ValueTask<{connection}> Open{name}Async({CancellationToken} cancellationToken = default) =>");
+            writer.Indent();
+            writer.WriteLine($"AsConnectionType(await DataSource.{role}.OpenConnectionAsync(cancellationToken).ConfigureAwait(false));");
+        }
+
+        writer.Unindent();
+        writer.WriteLine();
+        writer.WriteLine($"/// <summary>{summary}</summary>");
+        writer.WriteLine("/// <returns>The open connection; the caller disposes it.</returns>");
+        writer.WriteLine("/// <exception cref=\"global::ClusterSql.ClusterException\">No node could open a connection.</exception>");
+        writer.WriteLine(s_generatedCode);
+        writer.WriteLine(model.ConnectionType is null
+            ? $"public {connection} Open{name}() => DataSource.{role}.OpenConnection();"
+            : $"public {connection} Open{name}() => AsConnectionType(DataSource.{role}.OpenConnection());");
+        writer.WriteLine();
+    }
+
     private static void WriteCreate(SourceWriter writer, ClusterModel model)
     {
         writer.WriteLine("/// <summary>Creates the cluster: reads each node's connection string and builds the data source with the declared options.</summary>");
@@ -217,6 +283,35 @@ internal static class Emitter
         if (model.HedgeBudget is not null)
         {
             writer.WriteLine($"builder.Options.HedgeBudget = {model.HedgeBudget}d;");
+        }
+
+        var roles = model.Roles;
+        if (roles.MaxWriters is { } maxWriters)
+        {
+            writer.WriteLine($"builder.Options.MaxWriters = {maxWriters.ToString(System.Globalization.CultureInfo.InvariantCulture)};");
+        }
+
+        if (roles.WriterIsAlsoReader is { } writerIsAlsoReader)
+        {
+            writer.WriteLine($"builder.Options.WriterIsAlsoReader = {(writerIsAlsoReader ? "true" : "false")};");
+        }
+
+        if (roles.MaxReaderLag is { } maxReaderLag)
+        {
+            // -1 stands for null, which an attribute cannot hold: no limit.
+            writer.WriteLine(maxReaderLag < 0
+                ? "builder.Options.MaxReaderLag = null;"
+                : $"builder.Options.MaxReaderLag = {maxReaderLag.ToString(System.Globalization.CultureInfo.InvariantCulture)}L;");
+        }
+
+        if (roles.WriterFailbackDelayMilliseconds is { } failback)
+        {
+            writer.WriteLine($"builder.Options.WriterFailbackDelay = {Milliseconds(failback)};");
+        }
+
+        if (roles.CausalReads is { } causalReads)
+        {
+            writer.WriteLine($"builder.Options.CausalReads = {(causalReads ? "true" : "false")};");
         }
 
         for (var i = 0; i < model.Nodes.Count; i++)

@@ -102,6 +102,7 @@ internal static class Parser
                 cluster.MaxHedgeDelayMilliseconds,
                 cluster.ConnectTimeoutMilliseconds,
                 cluster.HedgeBudget,
+                new RoleSettingsModel(cluster.MaxWriters, cluster.WriterIsAlsoReader, cluster.MaxReaderLag, cluster.WriterFailbackDelayMilliseconds, cluster.CausalReads),
                 new EquatableArray<NodeModel>(nodes.ToArray()));
         return new ParseResult(model, new EquatableArray<DiagnosticInfo>(diagnostics.ToArray()));
     }
@@ -198,6 +199,45 @@ internal static class Parser
                     break;
                 case "ConnectTimeoutMilliseconds" when value.Value is int milliseconds:
                     settings.ConnectTimeoutMilliseconds = NonNegative(milliseconds, argument.Key, className, location, diagnostics);
+                    break;
+                case "MaxWriters" when value.Value is int maxWriters:
+                    if (maxWriters >= 1)
+                    {
+                        settings.MaxWriters = maxWriters;
+                    }
+                    else
+                    {
+                        diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidOption, location, $"The MaxWriters of cluster '{className}' must be at least 1 (the writer role needs a node); got {maxWriters}"));
+                    }
+
+                    break;
+                case "WriterIsAlsoReader" when value.Value is bool writerIsAlsoReader:
+                    settings.WriterIsAlsoReader = writerIsAlsoReader;
+                    break;
+                case "CausalReads" when value.Value is bool causalReads:
+                    settings.CausalReads = causalReads;
+                    break;
+                case "MaxReaderLag" when value.Value is long maxReaderLag:
+                    if (maxReaderLag >= -1)
+                    {
+                        settings.MaxReaderLag = maxReaderLag;
+                    }
+                    else
+                    {
+                        diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidOption, location, $"The MaxReaderLag of cluster '{className}' must be 0 or more, or -1 for no limit; got {maxReaderLag.ToString(CultureInfo.InvariantCulture)}"));
+                    }
+
+                    break;
+                case "WriterFailbackDelayMilliseconds" when value.Value is int failback:
+                    if (failback >= 0)
+                    {
+                        settings.WriterFailbackDelayMilliseconds = failback;
+                    }
+                    else
+                    {
+                        diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidOption, location, $"The WriterFailbackDelayMilliseconds of cluster '{className}' must not be negative (0 fails back at once); got {failback}"));
+                    }
+
                     break;
                 case "HedgeBudget" when value.Value is double budget && !double.IsNaN(budget):
                     if (budget is >= 0 and <= 1)
@@ -438,7 +478,11 @@ internal static class Parser
         {
             [className] = "is the name of the cluster class",
         };
-        var generated = new List<string> { "NodeNames", "DataSource", "Create", "OpenConnection", "OpenConnectionAsync", "Dispose", "DisposeAsync", "ReadEnvironmentVariable", "ReadConfiguration", "CreateDataSource" };
+        var generated = new List<string>
+        {
+            "NodeNames", "DataSource", "Create", "OpenConnection", "OpenConnectionAsync", "Dispose", "DisposeAsync", "ReadEnvironmentVariable", "ReadConfiguration", "CreateDataSource",
+            "Writer", "Readers", "OpenWriter", "OpenWriterAsync", "OpenReader", "OpenReaderAsync",
+        };
         if (typedOpens)
         {
             generated.Add("AsConnectionType");
@@ -594,5 +638,15 @@ internal static class Parser
         public int ConnectTimeoutMilliseconds { get; set; }
 
         public string? HedgeBudget { get; set; }
+
+        public int? MaxWriters { get; set; }
+
+        public bool? WriterIsAlsoReader { get; set; }
+
+        public long? MaxReaderLag { get; set; }
+
+        public int? WriterFailbackDelayMilliseconds { get; set; }
+
+        public bool? CausalReads { get; set; }
     }
 }

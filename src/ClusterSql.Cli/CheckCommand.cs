@@ -22,7 +22,11 @@ internal static class CheckCommand
 
     private const int OpensPerNode = 5;
 
-    public static async Task<int> RunAsync(ClusterDataSource cluster, CancellationToken cancellationToken)
+    /// <param name="cluster">The cluster to check.</param>
+    /// <param name="probed">Whether the cluster has a health probe, whose reports (rank, uptime, lag, read-only) the roles need.</param>
+    /// <param name="showRoles">Whether to print the roles (the demo keeps its output as it was).</param>
+    /// <param name="cancellationToken">Stops the check.</param>
+    public static async Task<int> RunAsync(ClusterDataSource cluster, bool probed, bool showRoles, CancellationToken cancellationToken)
     {
         var output = Console.Out;
         await output.WriteLineAsync($"clustersql check: {cluster.Nodes.Count} nodes ({string.Join(", ", cluster.Nodes.Select(n => n.Name))})");
@@ -45,6 +49,11 @@ internal static class CheckCommand
                 r.Problem ?? string.Empty,
             })));
 
+        if (showRoles)
+        {
+            await WriteRolesAsync(cluster, probed, cancellationToken);
+        }
+
         var serving = reports.Where(r => r.Serves).ToList();
         var replication = serving.Count > 0 ? await CheckReplicationAsync(cluster, serving, cancellationToken) : "no node can serve: replication not checked";
         await output.WriteLineAsync(replication);
@@ -59,6 +68,42 @@ internal static class CheckCommand
             _ => "verdict: FAILED",
         });
         return verdict;
+    }
+
+    /// <summary>
+    /// The roles every client computes from the probe's data: the writer and why, the writer and reader orders, and the
+    /// data per node. Informational: the verdict (and so the exit code) is the same as without roles.
+    /// </summary>
+    private static async Task WriteRolesAsync(ClusterDataSource cluster, bool probed, CancellationToken cancellationToken)
+    {
+        if (probed)
+        {
+            // The probe checks every node at once when the cluster is built; a node it cannot reach gives no report
+            // within its timeout, so wait for that long at most rather than for ever.
+            var deadline = Stopwatch.GetTimestamp() + (long)((cluster.Options.HealthCheckTimeout.TotalSeconds + 0.5) * Stopwatch.Frequency);
+            while (Stopwatch.GetTimestamp() < deadline && !cluster.Nodes.All(Reported))
+            {
+                await Task.Delay(50, cancellationToken);
+            }
+        }
+
+        var view = RoleView.Of(cluster);
+        var output = Console.Out;
+        await output.WriteLineAsync(probed
+            ? "roles (what every client computes from the probe's data):"
+            : "roles (no health probe: no rank, uptime or lag; the writer is the first node by priority and declared order):");
+        foreach (var line in view.Explain())
+        {
+            await output.WriteLineAsync("  " + line);
+        }
+
+        await output.WriteLineAsync(Table.Render(RoleView.Header, view.Table()));
+
+        static bool Reported(ClusterNode node)
+        {
+            var statistics = node.GetStatistics();
+            return statistics.Uptime is not null || statistics.State is ClusterNodeState.Down;
+        }
     }
 
     private static async Task<NodeReport> CheckNodeAsync(ClusterNode node, CancellationToken cancellationToken)

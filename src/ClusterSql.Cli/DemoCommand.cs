@@ -31,7 +31,7 @@ internal static class DemoCommand
         Console.WriteLine($"policy {cluster.DataSource.Options.Policy}, connect timeout {Format.Millis(cluster.DataSource.Options.ConnectTimeout)}, Galera probe every {Format.Millis(cluster.DataSource.Options.HealthCheckInterval)}");
         Console.WriteLine();
 
-        var verdict = await CheckCommand.RunAsync(cluster.DataSource, cancellationToken);
+        var verdict = await CheckCommand.RunAsync(cluster.DataSource, probed: true, showRoles: false, cancellationToken);
         if (verdict == CheckCommand.Failed)
         {
             Console.WriteLine("demo: the cluster failed its check; start it with tests/cluster/cluster.sh up");

@@ -11,6 +11,17 @@ internal static class Format
 {
     public static string Millis(TimeSpan value) => value.TotalMilliseconds.ToString(value.TotalMilliseconds < 10 ? "0.00" : "0", CultureInfo.InvariantCulture) + " ms";
 
+    /// <summary>A time as a person reads it: "45 s", "12 min 5 s", "3 h 5 min", "2 d 4 h".</summary>
+    public static string Duration(TimeSpan value) => value switch
+    {
+        { TotalSeconds: < 1 } => Millis(value),
+        { TotalMinutes: < 1 } => string.Create(CultureInfo.InvariantCulture, $"{(int)value.TotalSeconds} s"),
+        { TotalHours: < 1, Seconds: 0 } => string.Create(CultureInfo.InvariantCulture, $"{(int)value.TotalMinutes} min"),
+        { TotalHours: < 1 } => string.Create(CultureInfo.InvariantCulture, $"{(int)value.TotalMinutes} min {value.Seconds} s"),
+        { TotalDays: < 1 } => string.Create(CultureInfo.InvariantCulture, $"{(int)value.TotalHours} h {value.Minutes} min"),
+        _ => string.Create(CultureInfo.InvariantCulture, $"{(int)value.TotalDays} d {value.Hours} h"),
+    };
+
     public static string Number(double value) => value.ToString("0", CultureInfo.InvariantCulture);
 
     public static string Percent(long part, long whole) => (100.0 * part / whole).ToString("0", CultureInfo.InvariantCulture) + "%";

@@ -25,14 +25,15 @@ var untilNodeWins = new Option<string?>("--until-node-wins")
 };
 var query = new Option<string>("--query") { Description = "The statement each worker runs on every connection.", DefaultValueFactory = _ => "SELECT 1" };
 
-var check = new Command("check", "Check every node (reachable, open latency, Galera state) and that a write replicates; exit 0 healthy, 1 degraded, 2 failed.")
+var check = new Command("check", "Check every node (reachable, open latency, Galera state), name the writer every client would choose and why, and check that a write replicates; exit 0 healthy, 1 degraded, 2 failed.")
 {
     connectionString, config, noGalera,
 };
 check.SetAction(async (parse, cancellationToken) =>
 {
-    await using var cluster = ClusterTarget.Open(parse.GetValue(connectionString), parse.GetValue(config), !parse.GetValue(noGalera));
-    return await CheckCommand.RunAsync(cluster, cancellationToken);
+    var galera = !parse.GetValue(noGalera);
+    await using var cluster = ClusterTarget.Open(parse.GetValue(connectionString), parse.GetValue(config), galera);
+    return await CheckCommand.RunAsync(cluster, probed: galera, showRoles: true, cancellationToken);
 });
 
 var watch = new Command("watch", "Run a bounded acquire load and show live per-node statistics; failover shows when a node is faulted.")

@@ -26,7 +26,7 @@ internal sealed record NodeInterval(ClusterNodeStatistics Statistics, long Wins)
 internal static class WatchCommand
 {
     private static readonly string[] Header =
-        ["node", "state", "wins/s", "share", "wins", "failures", "hedges", "latency", "peak", "hedge delay", "last error / down reason"];
+        ["node", "state", "role", "wins/s", "share", "wins", "failures", "hedges", "latency", "peak", "hedge delay", "last error / down reason"];
 
     /// <summary>Runs the load for at most <paramref name="duration"/>; <paramref name="stopWhen"/>, asked after every interval with the time so far, may end it sooner.</summary>
     public static async Task<WatchSummary> RunAsync(
@@ -95,6 +95,7 @@ internal static class WatchCommand
         var load = Enumerable.Range(0, workers).Select(_ => Task.Run(Worker)).ToArray();
         var live = Console.IsOutputRedirected ? null : new LiveBlock();
         Console.WriteLine("latency: the node's smoothed open latency (typical); peak: its peak-EWMA estimate, which steers the latency-aware policy");
+        Console.WriteLine("role: what cluster.Writer / cluster.Readers would use the node for now (writer, reader, lagging: behind by more than MaxReaderLag; -: cannot serve)");
         var clock = Stopwatch.StartNew();
         var stoppedByCondition = false;
         var previous = cluster.Nodes.ToDictionary(n => n.Name, n => n.GetStatistics());
@@ -122,6 +123,7 @@ internal static class WatchCommand
                 .Select(s => new NodeInterval(s, s.Wins - (previous.GetValueOrDefault(s.Name)?.Wins ?? 0)))
                 .ToList();
             var intervalWins = nodes.Sum(n => n.Wins);
+            var roles = RoleView.Of(cluster).Rows.ToDictionary(r => r.Name, r => r.Role);
             var rows = nodes.Select(n =>
             {
                 var s = n.Statistics;
@@ -129,6 +131,7 @@ internal static class WatchCommand
                 {
                     s.Name,
                     s.State.ToString(),
+                    roles.GetValueOrDefault(s.Name, "-"),
                     Format.Number(n.Wins / seconds),
                     intervalWins == 0 ? "-" : Format.Percent(n.Wins, intervalWins),
                     s.Wins.ToString(CultureInfo.InvariantCulture),

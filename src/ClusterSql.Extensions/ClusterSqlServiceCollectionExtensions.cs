@@ -13,9 +13,11 @@ namespace Microsoft.Extensions.DependencyInjection;
 public static class ClusterSqlServiceCollectionExtensions
 {
     /// <summary>
-    /// Registers a <see cref="ClusterDataSource"/> singleton, also as <see cref="DbDataSource"/>. The container
-    /// disposes it, and with it every node's data source. An <see cref="ILoggerFactory"/> and a <see cref="TimeProvider"/>
-    /// registered in the container are used unless <paramref name="configure"/> sets others.
+    /// Registers a <see cref="ClusterDataSource"/> singleton, also as <see cref="DbDataSource"/>, and its roles as keyed
+    /// <see cref="ClusterRoleDataSource"/> and <see cref="DbDataSource"/> under <see cref="ClusterSqlServiceKeys.Writer"/> and
+    /// <see cref="ClusterSqlServiceKeys.Readers"/>. The container disposes the cluster, and with it every node's data
+    /// source. An <see cref="ILoggerFactory"/> and a <see cref="TimeProvider"/> registered in the container are used
+    /// unless <paramref name="configure"/> sets others.
     /// </summary>
     /// <param name="services">The services.</param>
     /// <param name="configure">Adds the nodes and sets the options.</param>
@@ -26,10 +28,15 @@ public static class ClusterSqlServiceCollectionExtensions
         ArgumentNullException.ThrowIfNull(configure);
         services.AddSingleton(sp => Build(sp, configure));
         services.AddSingleton<DbDataSource>(sp => sp.GetRequiredService<ClusterDataSource>());
+        AddRoles(services, clusterKey: null);
         return services;
     }
 
-    /// <summary>Registers a keyed <see cref="ClusterDataSource"/> singleton, also as a keyed <see cref="DbDataSource"/>, for several clusters in one container.</summary>
+    /// <summary>
+    /// Registers a keyed <see cref="ClusterDataSource"/> singleton, also as a keyed <see cref="DbDataSource"/>, for several
+    /// clusters in one container; its roles are keyed <see cref="ClusterRoleDataSource"/> and <see cref="DbDataSource"/>
+    /// under <c>"&lt;serviceKey&gt;:writer"</c> and <c>"&lt;serviceKey&gt;:readers"</c> (<see cref="ClusterSqlServiceKeys.For"/>).
+    /// </summary>
     /// <param name="services">The services.</param>
     /// <param name="serviceKey">The key.</param>
     /// <param name="configure">Adds the nodes and sets the options.</param>
@@ -40,6 +47,7 @@ public static class ClusterSqlServiceCollectionExtensions
         ArgumentNullException.ThrowIfNull(configure);
         services.AddKeyedSingleton(serviceKey, (sp, _) => Build(sp, configure));
         services.AddKeyedSingleton<DbDataSource>(serviceKey, (sp, key) => sp.GetRequiredKeyedService<ClusterDataSource>(key));
+        AddRoles(services, serviceKey);
         return services;
     }
 
@@ -54,8 +62,9 @@ public static class ClusterSqlServiceCollectionExtensions
     /// or an object keyed by node name whose values are connection strings or objects
     /// (<c>"Nodes": { "primary": "...", "dr": { "ConnectionString": "...", "Priority": 1 } }</c>). Configuration sorts an
     /// object's keys, so the object form's nodes come in name order: give them a <c>Priority</c> (lower first) when
-    /// order matters, as it does for <see cref="AcquirePolicy.FailOver"/>. A node may also set <c>ConnectTimeout</c>.
+    /// order matters, as it does for <see cref="AcquirePolicy.FailOver"/> and the writer role. A node may also set <c>ConnectTimeout</c>.
     /// </para>
+    /// <para>The roles are registered as by <see cref="AddClusterSql(IServiceCollection, Action{IServiceProvider, ClusterDataSourceBuilder})"/>.</para>
     /// </summary>
     /// <param name="services">The services.</param>
     /// <param name="configuration">The cluster's section.</param>
@@ -82,8 +91,10 @@ public static class ClusterSqlServiceCollectionExtensions
     }
 
     /// <summary>
-    /// Registers a cluster class made by the <c>[ClusterNode]</c> generator as a singleton, and its data source as
-    /// <see cref="ClusterDataSource"/> and <see cref="DbDataSource"/>; the container disposes the cluster.
+    /// Registers a cluster class made by the <c>[ClusterNode]</c> generator as a singleton, its data source as
+    /// <see cref="ClusterDataSource"/> and <see cref="DbDataSource"/>, and its roles as keyed <see cref="ClusterRoleDataSource"/>
+    /// and <see cref="DbDataSource"/> under <see cref="ClusterSqlServiceKeys.Writer"/> and <see cref="ClusterSqlServiceKeys.Readers"/>;
+    /// the container disposes the cluster.
     /// </summary>
     /// <typeparam name="TCluster">The generated cluster class.</typeparam>
     /// <param name="services">The services.</param>
@@ -99,7 +110,26 @@ public static class ClusterSqlServiceCollectionExtensions
         services.AddSingleton(create);
         services.AddSingleton(sp => dataSource(sp.GetRequiredService<TCluster>()));
         services.AddSingleton<DbDataSource>(sp => sp.GetRequiredService<ClusterDataSource>());
+        AddRoles(services, clusterKey: null);
         return services;
+    }
+
+    /// <summary>
+    /// The roles belong to their cluster (disposing one does nothing), so the container may hold them as singletons of
+    /// their own: code that needs only the writer or the readers asks for a data source by key and never sees the cluster.
+    /// </summary>
+    private static void AddRoles(IServiceCollection services, object? clusterKey)
+    {
+        foreach (var role in (ReadOnlySpan<ClusterRole>)[ClusterRole.Writer, ClusterRole.Reader])
+        {
+            var key = ClusterSqlServiceKeys.For(clusterKey, role);
+            services.AddKeyedSingleton(key, (sp, _) =>
+            {
+                var cluster = clusterKey is null ? sp.GetRequiredService<ClusterDataSource>() : sp.GetRequiredKeyedService<ClusterDataSource>(clusterKey);
+                return role == ClusterRole.Writer ? cluster.Writer : cluster.Readers;
+            });
+            services.AddKeyedSingleton<DbDataSource>(key, (sp, roleKey) => sp.GetRequiredKeyedService<ClusterRoleDataSource>(roleKey));
+        }
     }
 
     private static ClusterDataSource Build(IServiceProvider services, Action<IServiceProvider, ClusterDataSourceBuilder> configure)

@@ -4,7 +4,7 @@ namespace ClusterSql.Extensions;
 
 /// <summary>
 /// The cluster-wide settings of a configuration section, e.g.
-/// <c>"ClusterSql": { "Name": "orders", "Policy": "FailOver", "ConnectTimeout": "00:00:02", "Nodes": [ ... ] }</c>.
+/// <c>"ClusterSql": { "Name": "orders", "Policy": "FailOver", "ConnectTimeout": "00:00:02", "MaxReaderLag": 50, "Nodes": [ ... ] }</c>.
 /// Unset values keep the defaults of <see cref="ClusterOptions"/>. The section's <c>Nodes</c> are read by
 /// <see cref="Microsoft.Extensions.DependencyInjection.ClusterSqlServiceCollectionExtensions.AddClusterSql(Microsoft.Extensions.DependencyInjection.IServiceCollection, Microsoft.Extensions.Configuration.IConfiguration, System.Data.Common.DbProviderFactory, Action{IServiceProvider, ClusterSql.ClusterDataSourceBuilder})"/>,
 /// not bound here: they come in two forms (an array, or an object keyed by node name) that no one type binds.
@@ -44,6 +44,27 @@ public sealed class ClusterSqlSettings
     /// <summary>See <see cref="ClusterOptions.HealthCheckTimeout"/>.</summary>
     public TimeSpan? HealthCheckTimeout { get; set; }
 
+    /// <summary>See <see cref="ClusterOptions.MaxWriters"/>.</summary>
+    public int? MaxWriters { get; set; }
+
+    /// <summary>See <see cref="ClusterOptions.WriterIsAlsoReader"/>.</summary>
+    public bool? WriterIsAlsoReader { get; set; }
+
+    /// <summary>
+    /// See <see cref="ClusterOptions.MaxReaderLag"/>; -1 for no limit (configuration cannot set a value to null: an unset
+    /// or empty value keeps the default).
+    /// </summary>
+    public long? MaxReaderLag { get; set; }
+
+    /// <summary>See <see cref="ClusterOptions.WriterFailbackDelay"/>; zero fails back at once.</summary>
+    public TimeSpan? WriterFailbackDelay { get; set; }
+
+    /// <summary>See <see cref="ClusterOptions.CausalReads"/>; it needs write positions (ClusterSql.MySql: <c>UseGaleraConsistency()</c> in the registration's <c>configure</c>).</summary>
+    public bool? CausalReads { get; set; }
+
+    /// <summary>See <see cref="ClusterOptions.CausalReadTimeout"/>.</summary>
+    public TimeSpan? CausalReadTimeout { get; set; }
+
     internal void ApplyTo(ClusterOptions options)
     {
         options.Name = Name ?? options.Name;
@@ -57,5 +78,16 @@ public sealed class ClusterSqlSettings
         options.MaxEjectionTime = MaxEjectionTime ?? options.MaxEjectionTime;
         options.HealthCheckInterval = HealthCheckInterval ?? options.HealthCheckInterval;
         options.HealthCheckTimeout = HealthCheckTimeout ?? options.HealthCheckTimeout;
+        options.MaxWriters = MaxWriters ?? options.MaxWriters;
+        options.WriterIsAlsoReader = WriterIsAlsoReader ?? options.WriterIsAlsoReader;
+        if (MaxReaderLag is { } lag)
+        {
+            // Other negative values stay, and ClusterOptions.Validate names the setting.
+            options.MaxReaderLag = lag == -1 ? null : lag;
+        }
+
+        options.WriterFailbackDelay = WriterFailbackDelay ?? options.WriterFailbackDelay;
+        options.CausalReads = CausalReads ?? options.CausalReads;
+        options.CausalReadTimeout = CausalReadTimeout ?? options.CausalReadTimeout;
     }
 }

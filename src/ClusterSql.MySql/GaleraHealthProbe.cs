@@ -31,9 +31,10 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
 {
     internal const string Query =
         "SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS " +
-        "WHERE VARIABLE_NAME IN ('WSREP_READY', 'WSREP_LOCAL_STATE', 'WSREP_CLUSTER_STATUS', 'WSREP_CLUSTER_CONF_ID', 'WSREP_CLUSTER_STATE_UUID', 'WSREP_CLUSTER_SIZE') " +
+        "WHERE VARIABLE_NAME IN ('WSREP_READY', 'WSREP_LOCAL_STATE', 'WSREP_CLUSTER_STATUS', 'WSREP_CLUSTER_CONF_ID', 'WSREP_CLUSTER_STATE_UUID', 'WSREP_CLUSTER_SIZE', " +
+        "'WSREP_LOCAL_INDEX', 'WSREP_LOCAL_RECV_QUEUE', 'UPTIME') " +
         "UNION ALL SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.GLOBAL_VARIABLES " +
-        "WHERE VARIABLE_NAME IN ('WSREP_DESYNC', 'WSREP_REJECT_QUERIES')";
+        "WHERE VARIABLE_NAME IN ('WSREP_DESYNC', 'WSREP_REJECT_QUERIES', 'READ_ONLY')";
 
     private readonly ConcurrentDictionary<ClusterNode, MySqlConnection> _connections = new();
     private volatile bool _disposed;
@@ -94,6 +95,11 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
             // The node answered, and its answer is a verdict: wsrep is not ready for clients (not an unreachable node).
             return ClusterNodeHealth.Unhealthy($"error {NotPrepared}: {ex.Message}");
         }
+        catch (MySqlException ex) when (ex.ErrorCode == MySqlErrorCode.ServerShutdown)
+        {
+            // A planned departure (an operator's clean stop): out at once, not after HealthCheckFailureThreshold checks.
+            return ClusterNodeHealth.Unhealthy($"server shutdown in progress (error {ex.Number})");
+        }
     }
 
     // ER_UNKNOWN_COM_ERROR, which wsrep uses for "WSREP has not yet prepared node for application use".
@@ -144,7 +150,8 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
             }
 
             var health = Evaluate(values, AllowDonor);
-            return health.IsHealthy ? _configurations.Check(values) : health;
+            health = health.IsHealthy ? _configurations.Check(values) : health;
+            return health.IsHealthy ? WithRoleData(values) : health;
         }
         catch (Exception ex)
         {
@@ -222,6 +229,24 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
 
         return ClusterNodeHealth.Healthy;
     }
+
+    /// <summary>
+    /// What the roles need from a healthy node: its rank in the group (<c>wsrep_local_index</c>, the same in every client
+    /// since every node reports its position in the one membership list), its uptime (a restarted node waits out the
+    /// failback delay before it takes writes back), its apply queue (<c>wsrep_local_recv_queue</c>, write sets received
+    /// and not yet applied: the lag ProxySQL's max_transactions_behind bounds) and whether it is read-only.
+    /// </summary>
+    internal static ClusterNodeHealth WithRoleData(IReadOnlyDictionary<string, string> values) => ClusterNodeHealth.Healthy with
+    {
+        WriterRank = ReadLong(values, "wsrep_local_index"),
+        Membership = ReadLong(values, "wsrep_cluster_conf_id"),
+        Uptime = ReadLong(values, "uptime") is { } seconds ? TimeSpan.FromSeconds(seconds) : null,
+        ReplicationLag = ReadLong(values, "wsrep_local_recv_queue"),
+        ReadOnly = values.TryGetValue("read_only", out var readOnly) && (string.Equals(readOnly, "ON", StringComparison.OrdinalIgnoreCase) || readOnly == "1"),
+    };
+
+    private static long? ReadLong(IReadOnlyDictionary<string, string> values, string name) =>
+        values.TryGetValue(name, out var text) && long.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) ? value : null;
 
     /// <summary>
     /// Catches a node with a stale view of the group. A node resumed after a long pause (SIGSTOP, a VM freeze) still

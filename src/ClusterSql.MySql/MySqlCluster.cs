@@ -11,7 +11,7 @@ using MySqlConnector;
 namespace ClusterSql.MySql;
 
 /// <summary>MySqlConnector nodes for a <see cref="ClusterDataSource"/>, typed opens, and the Galera health probe.</summary>
-public static class MySqlCluster
+public static partial class MySqlCluster
 {
     /// <summary>
     /// Builds a cluster from one MySqlConnector connection string. A multi-host string (<c>Server=a,b,c</c>) gives one
@@ -39,6 +39,12 @@ public static class MySqlCluster
         }
 
         configure?.Invoke(builder.Options);
+        if (galera)
+        {
+            // GTID positions: causal reads (CausalReads, or a token per acquire) and the retry API's recording need them.
+            builder.UseGaleraConsistency();
+        }
+
         return builder.Build();
     }
 
@@ -54,7 +60,7 @@ public static class MySqlCluster
         ArgumentNullException.ThrowIfNull(builder);
         ArgumentNullException.ThrowIfNull(connectionString);
         var parsed = Parse(connectionString, name);
-        return builder.AddNode(name, new MySqlDataSource(parsed.ConnectionString), options);
+        return builder.AddNode(name, new MySqlDataSource(parsed.ConnectionString), WithPoolClearing(options));
     }
 
     /// <summary>
@@ -81,7 +87,7 @@ public static class MySqlCluster
         ArgumentNullException.ThrowIfNull(connectionString);
         foreach (var (name, nodeConnectionString) in SplitHosts(connectionString))
         {
-            builder.AddNode(name, new MySqlDataSource(nodeConnectionString));
+            builder.AddNode(name, new MySqlDataSource(nodeConnectionString), WithPoolClearing(null));
         }
 
         return builder;
@@ -146,6 +152,48 @@ public static class MySqlCluster
         ArgumentNullException.ThrowIfNull(dataSource);
         return AsMySql(dataSource.OpenConnection());
     }
+
+    /// <summary>Opens a connection through one role of a cluster (<c>cluster.Writer</c>, <c>cluster.Readers</c>), typed.</summary>
+    /// <param name="role">A role of a cluster of MySqlConnector nodes.</param>
+    /// <param name="cancellationToken">Cancels the acquire.</param>
+    /// <returns>The open connection.</returns>
+    /// <exception cref="ClusterException">No node could open a connection.</exception>
+    /// <exception cref="InvalidOperationException">A node is not a MySqlConnector one.</exception>
+    [SuppressMessage("ApiDesign", "RS0026:Do not add multiple public overloads with optional parameters", Justification = "The overloads extend different types (ClusterDataSource, ClusterRoleDataSource, ClusterNode), so no call can match two.")]
+    public static async ValueTask<MySqlConnection> OpenMySqlConnectionAsync(this ClusterRoleDataSource role, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(role);
+        return AsMySql(await role.OpenConnectionAsync(cancellationToken).ConfigureAwait(false));
+    }
+
+    /// <summary>Opens a connection through one role of a cluster, typed; the synchronous form.</summary>
+    /// <param name="role">A role of a cluster of MySqlConnector nodes.</param>
+    /// <returns>The open connection.</returns>
+    /// <exception cref="ClusterException">No node could open a connection.</exception>
+    /// <exception cref="InvalidOperationException">A node is not a MySqlConnector one.</exception>
+    public static MySqlConnection OpenMySqlConnection(this ClusterRoleDataSource role)
+    {
+        ArgumentNullException.ThrowIfNull(role);
+        return AsMySql(role.OpenConnection());
+    }
+
+    /// <summary>
+    /// The node's settings with <see cref="ClusterNodeOptions.ClearIdleConnections"/> set (a copy: the caller's object is
+    /// not changed). A MySqlDataSource's pool cannot be cleared in place (MySqlConnection.ClearPoolAsync clears the global
+    /// pool of that connection string, not a data source's: measured), so the node gets a fresh MySqlDataSource for the
+    /// same connection string and ClusterSql disposes the old one, which closes its idle sessions now and each session in
+    /// use when it is returned.
+    /// </summary>
+    private static ClusterNodeOptions WithPoolClearing(ClusterNodeOptions? options) => new()
+    {
+        ConnectTimeout = options?.ConnectTimeout,
+        Priority = options?.Priority ?? 0,
+        MaxConnections = options?.MaxConnections,
+        ClearIdleConnections = options?.ClearIdleConnections ?? s_clearPool,
+    };
+
+    private static readonly Func<System.Data.Common.DbDataSource, CancellationToken, ValueTask<System.Data.Common.DbDataSource?>> s_clearPool =
+        static (dataSource, _) => new(dataSource is MySqlDataSource mySql ? new MySqlDataSource(mySql.ConnectionString) : null);
 
     internal static MySqlConnection AsMySql(System.Data.Common.DbConnection connection)
     {

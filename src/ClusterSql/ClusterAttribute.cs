@@ -9,7 +9,7 @@ namespace ClusterSql;
 /// <remarks>
 /// The generated <c>Create</c> calls <c>ProviderFactory.Instance.CreateDataSource(connectionString)</c> for each node,
 /// so the provider needs no reflection and the cluster is NativeAOT-clean. Options left unset keep the defaults of
-/// <see cref="ClusterOptions"/>.
+/// <see cref="ClusterOptions"/>; the role options' initial values here are those defaults, since 0 means something for them.
 /// </remarks>
 /// <example>
 /// <code>
@@ -61,4 +61,33 @@ public sealed class ClusterAttribute : Attribute
     /// <see cref="double.NaN"/> (the default) keeps the cluster default.
     /// </summary>
     public double HedgeBudget { get; set; } = double.NaN;
+
+    /// <summary>
+    /// How many nodes the generated <c>Writer</c> spreads writes over, as <see cref="ClusterOptions.MaxWriters"/>; at least 1.
+    /// Default 1.
+    /// </summary>
+    public int MaxWriters { get; set; } = 1;
+
+    /// <summary>Whether the generated <c>Readers</c> also spread reads over the writers, as <see cref="ClusterOptions.WriterIsAlsoReader"/>. Default <see langword="false"/>.</summary>
+    public bool WriterIsAlsoReader { get; set; }
+
+    /// <summary>
+    /// The most replication lag with which a node still serves reads while a node with less can, as
+    /// <see cref="ClusterOptions.MaxReaderLag"/>; -1 for no limit (an attribute cannot hold <see langword="null"/>). Default 100.
+    /// </summary>
+    public long MaxReaderLag { get; set; } = 100;
+
+    /// <summary>
+    /// How long, in milliseconds, a node that came back must have been running before it takes the writer role back, as
+    /// <see cref="ClusterOptions.WriterFailbackDelay"/>; 0 fails back at once. Default 60 000 (60 s).
+    /// </summary>
+    public int WriterFailbackDelayMilliseconds { get; set; } = 60_000;
+
+    /// <summary>
+    /// Whether every reader acquire waits until the last recorded write is applied on its node, as
+    /// <see cref="ClusterOptions.CausalReads"/>. It needs the provider's write positions: pass <c>Create</c> a
+    /// <c>configure</c> that calls <see cref="ClusterDataSourceBuilder.UseConsistency"/> (ClusterSql.MySql:
+    /// <c>UseGaleraConsistency()</c>), or <c>Create</c> throws. Default <see langword="false"/>.
+    /// </summary>
+    public bool CausalReads { get; set; }
 }

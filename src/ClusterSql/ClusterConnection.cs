@@ -20,13 +20,17 @@ namespace ClusterSql;
 internal sealed class ClusterConnection : DbConnection
 {
     private readonly ClusterDataSource _dataSource;
+
+    // Where opens come from: the cluster itself, or one of its roles (ClusterDataSource.Writer, .Readers).
+    private readonly DbDataSource _opener;
     private readonly StateChangeEventHandler _innerStateChanged;
     private DbConnection? _inner;
     private int _disposed;
 
-    public ClusterConnection(ClusterDataSource dataSource)
+    public ClusterConnection(ClusterDataSource dataSource, DbDataSource? opener = null)
     {
         _dataSource = dataSource;
+        _opener = opener ?? dataSource;
         _innerStateChanged = OnInnerStateChange;
     }
 
@@ -42,10 +46,10 @@ internal sealed class ClusterConnection : DbConnection
     [AllowNull]
     public override string ConnectionString
     {
-        get => _dataSource.ConnectionString;
+        get => _opener.ConnectionString;
         set
         {
-            if (!string.Equals(value, _dataSource.ConnectionString, StringComparison.Ordinal))
+            if (!string.Equals(value, _opener.ConnectionString, StringComparison.Ordinal))
             {
                 throw new NotSupportedException(
                     "A cluster connection takes its settings from its ClusterDataSource, whose nodes each have their own data source: "
@@ -56,7 +60,7 @@ internal sealed class ClusterConnection : DbConnection
 
     public override string Database => InnerConnection?.Database ?? string.Empty;
 
-    public override string DataSource => InnerConnection?.DataSource ?? _dataSource.ConnectionString;
+    public override string DataSource => InnerConnection?.DataSource ?? _opener.ConnectionString;
 
     public override string ServerVersion => OpenInner().ServerVersion;
 
@@ -71,7 +75,7 @@ internal sealed class ClusterConnection : DbConnection
     public override void Open()
     {
         ReleaseSelfClosedInner();
-        Attach(_dataSource.OpenConnection());
+        Attach(_opener.OpenConnection());
     }
 
     /// <exception cref="ObjectDisposedException">The connection is disposed.</exception>
@@ -79,7 +83,7 @@ internal sealed class ClusterConnection : DbConnection
     public override async Task OpenAsync(CancellationToken cancellationToken)
     {
         ReleaseSelfClosedInner();
-        Attach(await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false));
+        Attach(await _opener.OpenConnectionAsync(cancellationToken).ConfigureAwait(false));
     }
 
     public override void Close()

@@ -29,10 +29,16 @@ public sealed class ClusterDataSource : DbDataSource
     private int _nextDeclaredIndex;
     private int _disposed;
 
-    internal ClusterDataSource(ClusterContext context, IReadOnlyList<(string Name, DbDataSource DataSource, ClusterNodeOptions? Options)> nodes, IClusterNodeHealthProbe? probe)
+    internal ClusterDataSource(ClusterContext context, IReadOnlyList<(string Name, DbDataSource DataSource, ClusterNodeOptions? Options)> nodes, IClusterNodeHealthProbe? probe, IClusterConsistency? consistency = null)
     {
         _context = context;
+        Consistency = consistency;
         _acquirer = new Acquirer(context);
+        Roles = new ClusterRoles(context);
+        var writerContext = context.ForRole("writer");
+        Writer = new ClusterRoleDataSource(this, ClusterRole.Writer, new Acquirer(writerContext, new NodeSelector(context.Options, context.TimeProvider, context.Random, RoleGroup.Writers)));
+        var readerContext = context.ForRole("reader");
+        Readers = new ClusterRoleDataSource(this, ClusterRole.Reader, new Acquirer(readerContext, new NodeSelector(context.Options, context.TimeProvider, context.Random, RoleGroup.Readers)));
         var array = new ClusterNode[nodes.Count];
         for (var i = 0; i < array.Length; i++)
         {
@@ -56,6 +62,98 @@ public sealed class ClusterDataSource : DbDataSource
 
     /// <summary>The cluster's settings. They are a copy taken when the data source was built; changing them has no effect.</summary>
     public ClusterOptions Options => _context.Options;
+
+    /// <summary>
+    /// Writes: connections from one node that every client of the cluster picks without talking to the others (or the
+    /// first <see cref="ClusterOptions.MaxWriters"/>), so that concurrent writes do not collide at certification. The
+    /// order is: nodes that have settled (see <see cref="ClusterOptions.WriterFailbackDelay"/>), then
+    /// <see cref="ClusterNodeOptions.Priority"/>, then the rank the health probe reads from the cluster (Galera:
+    /// <c>wsrep_local_index</c>, as MaxScale's galeramon), then declared order; read-only nodes never write. When the
+    /// writer fails, acquires move to the next node of that order at once; the health probe makes it official within
+    /// one check.
+    /// </summary>
+    public ClusterRoleDataSource Writer { get; }
+
+    /// <summary>
+    /// Reads: connections spread latency-aware over the nodes other than the writer (all of them with
+    /// <see cref="ClusterOptions.WriterIsAlsoReader"/>), skipping a node whose replication lag is above
+    /// <see cref="ClusterOptions.MaxReaderLag"/>; the writer, then lagging nodes, serve only when no other node can.
+    /// </summary>
+    public ClusterRoleDataSource Readers { get; }
+
+    internal ClusterRoles Roles { get; }
+
+    internal HealthProbeRunner? Probes => _probes;
+
+    /// <summary>The provider's write positions and wait (<see cref="ClusterDataSourceBuilder.UseConsistency"/>), or <see langword="null"/>.</summary>
+    public IClusterConsistency? Consistency { get; }
+
+    private string? _lastWrite;
+
+    /// <summary>
+    /// The latest write position recorded for this data source (<see cref="RecordWriteAsync"/>), or <see langword="null"/>:
+    /// what a causal read waits for. A token: pass it to another process, which can wait for it with
+    /// <see cref="ClusterRoleDataSource.OpenConnectionAsync(string, CancellationToken)"/>.
+    /// </summary>
+    public string? LastWrite => Volatile.Read(ref _lastWrite);
+
+    /// <summary>
+    /// Reads the position of the last write committed on <paramref name="connection"/> and remembers it, so that causal
+    /// reads (<see cref="ClusterOptions.CausalReads"/>) see it. Call it after COMMIT on a writer connection; ClusterSql.MySql's
+    /// <c>ExecuteTransactionAsync</c> does it for you.
+    /// </summary>
+    /// <param name="connection">The open connection that committed the write.</param>
+    /// <param name="cancellationToken">Cancels the query.</param>
+    /// <returns>The position (a token for <see cref="ClusterRoleDataSource.OpenConnectionAsync(string, CancellationToken)"/>), or <see langword="null"/> when the session wrote nothing.</returns>
+    /// <exception cref="InvalidOperationException">No <see cref="IClusterConsistency"/> was configured.</exception>
+    public async ValueTask<string?> RecordWriteAsync(DbConnection connection, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        var consistency = RequireConsistency();
+        var position = await consistency.ReadLastWriteAsync(connection, cancellationToken).ConfigureAwait(false);
+        if (position is not null)
+        {
+            RecordWrite(consistency, position);
+        }
+
+        return position;
+    }
+
+    /// <summary>Remembers a write position (a token from another process, say) if it is later than the one held.</summary>
+    /// <param name="position">A position in the provider's form.</param>
+    /// <exception cref="InvalidOperationException">No <see cref="IClusterConsistency"/> was configured.</exception>
+    /// <exception cref="ArgumentException">The position is not in the provider's form.</exception>
+    public void RecordWrite(string position)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(position);
+        RecordWrite(RequireConsistency(), position);
+    }
+
+    private void RecordWrite(IClusterConsistency consistency, string position)
+    {
+        // Validated first: a position that does not parse must fail here, not every causal read after it.
+        consistency.Compare(position, position);
+
+        // The latest wins; concurrent writers race here, so compare-and-swap until ours is in or a later one is.
+        var current = Volatile.Read(ref _lastWrite);
+        while (current is null || consistency.Compare(position, current) > 0)
+        {
+            var seen = Interlocked.CompareExchange(ref _lastWrite, position, current);
+            if (ReferenceEquals(seen, current))
+            {
+                return;
+            }
+
+            current = seen;
+        }
+    }
+
+    internal IClusterConsistency RequireConsistency() => Consistency ?? throw new InvalidOperationException(
+        $"Cluster '{_context.Options.Name}' has no write positions: configure them with ClusterDataSourceBuilder.UseConsistency (ClusterSql.MySql: UseGaleraConsistency).");
+
+    internal ClusterNode[] NodeSnapshot => Volatile.Read(ref _nodes);
+
+    internal bool IsDisposed => Volatile.Read(ref _disposed) != 0;
 
     /// <summary>The current nodes, in declared order: an immutable snapshot.</summary>
     public IReadOnlyList<ClusterNode> Nodes => Volatile.Read(ref _nodes);
@@ -107,6 +205,7 @@ public sealed class ClusterDataSource : DbDataSource
             Volatile.Write(ref _nodes, next);
         }
 
+        _context.RolesChanged();
         _probes?.Start(node);
         return node;
     }
@@ -143,6 +242,7 @@ public sealed class ClusterDataSource : DbDataSource
             _retired.Add(removed);
         }
 
+        _context.RolesChanged();
         _probes?.Stop(removed);
         removed.TryRelease();
         return true;
@@ -164,7 +264,13 @@ public sealed class ClusterDataSource : DbDataSource
     protected override DbBatch CreateDbBatch()
     {
         ThrowIfDisposed();
-        var connection = new ClusterConnection(this);
+        return CreateBatchFor(this);
+    }
+
+    /// <summary>A batch that acquires through <paramref name="opener"/> (the cluster or one of its roles) on each execution.</summary>
+    internal DbBatch CreateBatchFor(DbDataSource opener)
+    {
+        var connection = new ClusterConnection(this, opener);
         try
         {
             return new ClusterDataSourceBatch(connection, (ClusterBatch)connection.CreateBatch());
@@ -241,7 +347,7 @@ public sealed class ClusterDataSource : DbDataSource
             {
                 try
                 {
-                    await node.DataSource.DisposeAsync().ConfigureAwait(false);
+                    await node.DisposeDataSourceAsync().ConfigureAwait(false);
                 }
                 catch (Exception)
                 {
@@ -302,7 +408,7 @@ public sealed class ClusterDataSource : DbDataSource
     }
 
 
-    private void ThrowIfDisposed()
+    internal void ThrowIfDisposed()
     {
         if (Volatile.Read(ref _disposed) != 0)
         {
@@ -311,6 +417,6 @@ public sealed class ClusterDataSource : DbDataSource
     }
 
     /// <summary>One wording wherever a disposed data source is used.</summary>
-    private ObjectDisposedException Disposed() =>
+    internal ObjectDisposedException Disposed() =>
         new(nameof(ClusterDataSource), $"The ClusterDataSource of cluster '{_context.Options.Name}' was disposed.");
 }

@@ -1,4 +1,5 @@
 using System;
+using System.Threading;
 using System.Collections.Generic;
 using System.Data.Common;
 using ClusterSql.Core;
@@ -23,6 +24,7 @@ public sealed class ClusterDataSourceBuilder
     private readonly List<(string Name, DbDataSource DataSource, ClusterNodeOptions? Options)> _nodes = [];
     private TimeProvider _timeProvider = TimeProvider.System;
     private IClusterNodeHealthProbe? _healthProbe;
+    private IClusterConsistency? _consistency;
     private ILoggerFactory? _loggerFactory;
 
     /// <summary>The cluster's settings; they are copied and validated by <see cref="Build"/>.</summary>
@@ -48,7 +50,7 @@ public sealed class ClusterDataSourceBuilder
             }
         }
 
-        _nodes.Add((name, dataSource, options is null ? null : new ClusterNodeOptions { ConnectTimeout = options.ConnectTimeout, Priority = options.Priority, MaxConnections = options.MaxConnections }));
+        _nodes.Add((name, dataSource, options?.Copy()));
         return this;
     }
 
@@ -84,6 +86,21 @@ public sealed class ClusterDataSourceBuilder
         return this;
     }
 
+    /// <summary>
+    /// Lets reads see writes: <see cref="ClusterDataSource.RecordWriteAsync"/> (called for you by the retry API of the
+    /// provider package) remembers the position of a committed write, and a read acquired with
+    /// <see cref="ClusterOptions.CausalReads"/> on, or through <see cref="ClusterRoleDataSource.OpenConnectionAsync(string, CancellationToken)"/>,
+    /// waits on its node until that position is applied. ClusterSql.MySql's <c>UseGaleraConsistency()</c> sets Galera's (GTIDs).
+    /// </summary>
+    /// <param name="consistency">The provider's positions and wait.</param>
+    /// <returns>This builder.</returns>
+    public ClusterDataSourceBuilder UseConsistency(IClusterConsistency consistency)
+    {
+        ArgumentNullException.ThrowIfNull(consistency);
+        _consistency = consistency;
+        return this;
+    }
+
     /// <summary>Logs node ejections and recoveries, health-check changes and acquires that failed on every node (category "ClusterSql").</summary>
     /// <param name="loggerFactory">The logger factory.</param>
     /// <returns>This builder.</returns>
@@ -116,7 +133,13 @@ public sealed class ClusterDataSourceBuilder
         }
 
         var context = new ClusterContext(options, _timeProvider, Random, _loggerFactory?.CreateLogger("ClusterSql"));
-        return new ClusterDataSource(context, _nodes.ToArray(), _healthProbe);
+        if (options.CausalReads && _consistency is null)
+        {
+            throw new InvalidOperationException(
+                $"{nameof(ClusterOptions.CausalReads)} needs the provider's positions: call UseConsistency (ClusterSql.MySql: UseGaleraConsistency) or turn it off.");
+        }
+
+        return new ClusterDataSource(context, _nodes.ToArray(), _healthProbe, _consistency);
     }
 
     internal static void ValidateNode(string name, DbDataSource dataSource, ClusterNodeOptions? options)

@@ -43,15 +43,23 @@ public sealed class ClusterNode
     private long _poolWaits;
     private int _blocksOnOpen;
     private int _released;
+    private volatile RoleReport? _report;
+    private volatile string? _drainReason;
+    private readonly Func<DbDataSource, CancellationToken, ValueTask<DbDataSource?>>? _clearIdle;
+    private readonly Lock _dataSourceLock = new();
+    private DbDataSource _dataSource;
+    private int _clearing;
+    private volatile int _readerTier;
 
     internal ClusterNode(string name, DbDataSource dataSource, ClusterNodeOptions? options, int declaredIndex, ClusterContext context)
     {
         Name = name;
-        DataSource = dataSource;
+        _dataSource = dataSource;
         DeclaredIndex = declaredIndex;
         Priority = options?.Priority ?? 0;
         ConnectTimeout = options?.ConnectTimeout ?? context.Options.ConnectTimeout;
         MaxConnections = options?.MaxConnections ?? PoolLimit.Detect(dataSource);
+        _clearIdle = options?.ClearIdleConnections;
         _context = context;
         Latency = new LatencyEstimator(context.Options.LatencyDecayTime, context.TimeProvider);
         _onLeaseStateChange = OnLeaseStateChange;
@@ -63,7 +71,8 @@ public sealed class ClusterNode
     public string Name { get; }
 
     /// <summary>The provider's data source that opens this node's connections.</summary>
-    public DbDataSource DataSource { get; }
+    /// <remarks>It may be replaced by a fresh one for the same node when the node's idle sessions are dropped (see <see cref="ClusterNodeOptions.ClearIdleConnections"/>).</remarks>
+    public DbDataSource DataSource => Volatile.Read(ref _dataSource);
 
     /// <summary>How long one open on this node may take before it counts as failed.</summary>
     public TimeSpan ConnectTimeout { get; }
@@ -127,7 +136,13 @@ public sealed class ClusterNode
             TimeSpan.FromSeconds(Latency.DecayedPeak(now)),
             TimeSpan.FromSeconds(Latency.Smoothed),
             HedgeDelay,
-            _down?.Reason);
+            _down?.Reason)
+        {
+            WriterRank = _report?.WriterRank,
+            Uptime = _report is { StartedStamp: not 0 } report ? TimeSpan.FromSeconds(_context.ToSeconds(report.StartedStamp, now)) : null,
+            ReplicationLag = _report?.Lag,
+            ReadOnly = _report?.ReadOnly ?? false,
+        };
     }
 
     /// <summary>
@@ -268,11 +283,99 @@ public sealed class ClusterNode
     public void MarkDown(string reason)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(reason);
+        var previous = _down;
         _down = new DownState(reason, Unreachable: false);
+        NoteDown(previous);
+    }
+
+    /// <summary>
+    /// Takes the node out of service for a planned departure (maintenance, a rolling restart): acquires stop using it at
+    /// once, connections already handed out finish normally, and its idle pooled sessions are dropped now and again when
+    /// the last handed-out connection comes back, so that no later acquire gets a session to a server that is going
+    /// away. The health probe does the same by itself when the server says it is leaving (Galera: desynced, donor,
+    /// rejecting queries, shutting down).
+    /// </summary>
+    /// <param name="reason">Why, for statistics and logs; never put a secret in it.</param>
+    public void Drain(string reason = "drained by the application")
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(reason);
+        var previous = _drainReason;
+        _drainReason = reason;
+        if (previous is null)
+        {
+            _context.RolesChanged();
+            ClearIdleInBackground();
+        }
+    }
+
+    /// <summary>Puts a drained node back into service.</summary>
+    public void Undrain()
+    {
+        if (_drainReason is not null)
+        {
+            _drainReason = null;
+            _context.RolesChanged();
+        }
+    }
+
+    /// <summary>Why the node is drained, or <see langword="null"/>.</summary>
+    internal string? DrainReason => _drainReason;
+
+    /// <summary>
+    /// Drops the node's idle pooled sessions off the caller's thread (a probe's, or a provider's Close): once at a time,
+    /// and never failing anything but itself.
+    /// </summary>
+    private void ClearIdleInBackground()
+    {
+        if (_clearIdle is null || _removed || Interlocked.Exchange(ref _clearing, 1) != 0)
+        {
+            return;
+        }
+
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                var current = DataSource;
+                var replacement = await _clearIdle(current, CancellationToken.None).ConfigureAwait(false);
+                if (replacement is not null && !ReferenceEquals(replacement, current))
+                {
+                    DbDataSource retired;
+                    lock (_dataSourceLock)
+                    {
+                        // A node released meanwhile (removed, or its cluster disposed) keeps the data source it disposes.
+                        retired = IsReleased || !ReferenceEquals(_dataSource, current) ? replacement : current;
+                        if (ReferenceEquals(retired, current))
+                        {
+                            Volatile.Write(ref _dataSource, replacement);
+                        }
+                    }
+
+                    await retired.DisposeAsync().ConfigureAwait(false);
+                }
+
+                ClusterLog.IdleCleared(_context.Logger, _context.Options.Name, Name, _drainReason ?? _down?.Reason ?? "down");
+            }
+            catch (Exception ex)
+            {
+                ClusterLog.IdleClearFailed(_context.Logger, _context.Options.Name, Name, ex.GetType().Name, ex.Message);
+            }
+            finally
+            {
+                Volatile.Write(ref _clearing, 0);
+            }
+        });
     }
 
     /// <summary>Clears a <see cref="MarkDown(string)"/>.</summary>
-    public void MarkUp() => _down = null;
+    public void MarkUp()
+    {
+        if (_down is not null)
+        {
+            _down = null;
+            _context.RolesChanged();
+        }
+    }
 
     /// <inheritdoc/>
     public override string ToString() => $"{Name} ({State})";
@@ -294,7 +397,7 @@ public sealed class ClusterNode
     /// <summary>Whether selection may pick this node now (not removed, down or ejected; a half-open node whose trial is free).</summary>
     internal bool CanServe(long now)
     {
-        if (_removed || _down is not null)
+        if (_removed || _down is not null || _drainReason is not null)
         {
             return false;
         }
@@ -308,7 +411,7 @@ public sealed class ClusterNode
     /// A node down only because its health check could not reach it is tried: when every node is so, the likelier cause
     /// is the client (a GC pause, a starved thread pool), and trying beats an outage of the whole cluster.
     /// </summary>
-    internal bool CanServeInPanic => !_removed && _down is not { Unreachable: false };
+    internal bool CanServeInPanic => !_removed && _drainReason is null && _down is not { Unreachable: false };
 
     /// <summary>Claims the node for an attempt; for a half-open node only one caller wins the trial.</summary>
     internal bool TryClaim(long now, bool panic)
@@ -318,7 +421,7 @@ public sealed class ClusterNode
             return CanServeInPanic;
         }
 
-        if (_removed || _down is not null)
+        if (_removed || _down is not null || _drainReason is not null)
         {
             return false;
         }
@@ -591,6 +694,12 @@ public sealed class ClusterNode
         }
         while (leased > 0 && Interlocked.CompareExchange(ref _leased, leased - 1, leased) != leased);
 
+        if (leased == 1 && (_drainReason is not null || _down is not null))
+        {
+            // The last connection handed out before the drain came back to the pool: drop it with the rest.
+            ClearIdleInBackground();
+        }
+
         TryRelease();
     }
 
@@ -628,13 +737,33 @@ public sealed class ClusterNode
     internal bool IsReleased => Volatile.Read(ref _released) != 0;
 
     /// <summary>Claims the disposal of the node's data source; false when it is already released.</summary>
-    internal bool TryClaimRelease() => Interlocked.Exchange(ref _released, 1) == 0;
+    internal bool TryClaimRelease()
+    {
+        // Under the lock that a data source replacement takes, so that a replacement either lands before the claim (and is
+        // the one disposed) or sees the claim and disposes itself.
+        lock (_dataSourceLock)
+        {
+            return Interlocked.Exchange(ref _released, 1) == 0;
+        }
+    }
+
+    /// <summary>Disposes the node's current data source, after <see cref="TryClaimRelease"/>.</summary>
+    internal ValueTask DisposeDataSourceAsync()
+    {
+        DbDataSource current;
+        lock (_dataSourceLock)
+        {
+            current = _dataSource;
+        }
+
+        return current.DisposeAsync();
+    }
 
     private async Task ReleaseAsync()
     {
         try
         {
-            await DataSource.DisposeAsync().ConfigureAwait(false);
+            await DisposeDataSourceAsync().ConfigureAwait(false);
         }
         catch (Exception)
         {
@@ -707,19 +836,80 @@ public sealed class ClusterNode
     /// <summary>The probe's verdict; logged only when it changes the node's state.</summary>
     /// <param name="downReason">Why the node must not serve, or null when it may.</param>
     /// <param name="unreachable">The check could not reach the node (a timeout or an error), as opposed to a verdict.</param>
-    internal void SetProbeResult(string? downReason, bool unreachable = false)
+    /// <param name="health">A healthy check's report (writer rank, uptime, lag, read-only), for the roles.</param>
+    internal void SetProbeResult(string? downReason, bool unreachable = false, ClusterNodeHealth health = default)
     {
+        // The report first: a rebuild that sees the node up must see its new uptime (a restarted node is not settled).
+        if (downReason is null)
+        {
+            SetReport(health);
+        }
+
         var previous = _down;
         _down = downReason is null ? null : new DownState(downReason, unreachable);
+        if (downReason is not null)
+        {
+            NoteDown(previous);
+        }
+
         if (downReason is not null && previous is null)
         {
             ClusterLog.ProbeFailed(_context.Logger, _context.Options.Name, Name, downReason);
+
+            // Idle sessions to a server that failed its check would only fail the next acquire (or make it wait for a
+            // reset to time out): drop them now; sessions in use are the application's and finish or fail on their own.
+            ClearIdleInBackground();
         }
         else if (downReason is null && previous is not null)
         {
             ClusterLog.ProbePassed(_context.Logger, _context.Options.Name, Name);
+            _context.RolesChanged();
+        }
+
+    }
+
+    /// <summary>What the roles read from the node's last healthy check; null before any.</summary>
+    internal RoleReport? Report => _report;
+
+    /// <summary>The node's tier for the readers role (0 preferred), written when the roles' order is rebuilt.</summary>
+    internal int ReaderTier
+    {
+        get => _readerTier;
+        set => _readerTier = value;
+    }
+
+    private void NoteDown(DownState? previous)
+    {
+        if (previous is null)
+        {
+            _context.RolesChanged();
         }
     }
+
+    private void SetReport(ClusterNodeHealth health)
+    {
+        var now = _context.TimeProvider.GetTimestamp();
+        var started = health.Uptime is { } uptime ? _context.AddToTimestamp(now, -uptime) : 0;
+        var next = new RoleReport(health.WriterRank, health.Membership, started, health.ReplicationLag, health.ReadOnly);
+        var previous = _report;
+        _report = next;
+        if (previous is null ||
+            previous.WriterRank != next.WriterRank ||
+            previous.Membership != next.Membership ||
+            previous.ReadOnly != next.ReadOnly ||
+            IsLagging(previous.Lag) != IsLagging(next.Lag) ||
+            Math.Abs(_context.ToSeconds(previous.StartedStamp, next.StartedStamp)) > 2)
+        {
+            // Only what changes the roles' order; an uptime that moves by the probe's rounding (whole seconds) does not.
+            _context.RolesChanged();
+        }
+    }
+
+    /// <summary>Whether a reported lag is above <see cref="ClusterOptions.MaxReaderLag"/>.</summary>
+    internal bool IsLagging(long? lag) => lag is { } value && _context.Options.MaxReaderLag is { } max && value > max;
+
+    /// <summary>The data the roles use from one healthy check; <paramref name="StartedStamp"/> 0 when the uptime is unknown.</summary>
+    internal sealed record RoleReport(long? WriterRank, long? Membership, long StartedStamp, long? Lag, bool ReadOnly);
 
     private TagList Tags => ClusterTelemetry.NodeTags(_context.Options.Name, Name);
 
@@ -747,6 +937,11 @@ public sealed class ClusterNode
             return ClusterNodeState.Down;
         }
 
+        if (_drainReason is not null)
+        {
+            return ClusterNodeState.Draining;
+        }
+
         var ejectedUntil = Volatile.Read(ref _ejectedUntil);
         return ejectedUntil == 0 ? ClusterNodeState.Healthy : now < ejectedUntil ? ClusterNodeState.Ejected : ClusterNodeState.HalfOpen;
     }
@@ -760,6 +955,7 @@ public sealed class ClusterNode
             ClusterNodeState.Removed => "the node was removed from the cluster",
             ClusterNodeState.Disposed => "the cluster was disposed",
             ClusterNodeState.Down => $"the node is marked down: {_down?.Reason}",
+            ClusterNodeState.Draining => $"the node is drained: {_drainReason}",
             ClusterNodeState.Ejected => $"the node is ejected after {Volatile.Read(ref _consecutiveFailures)} consecutive failures",
             ClusterNodeState.HalfOpen => "the node's trial open is in progress",
             _ => "the node was not tried",

@@ -48,7 +48,10 @@ public sealed class ClusterNodeAttribute : Attribute
     /// </summary>
     public string? ConnectionStringConfigurationKey { get; set; }
 
-    /// <summary>The node's rank for <see cref="AcquirePolicy.FailOver"/>, as <see cref="ClusterNodeOptions.Priority"/>: lower is tried first. Default 0.</summary>
+    /// <summary>
+    /// The node's rank for <see cref="AcquirePolicy.FailOver"/> and for the writer role, as <see cref="ClusterNodeOptions.Priority"/>:
+    /// lower is tried first, and a settled node with a lower priority takes the writer role before the cluster's own rank is looked at. Default 0.
+    /// </summary>
     public int Priority { get; set; }
 
     /// <summary>How long one open on this node may take, in milliseconds; 0 (the default) uses the cluster's <see cref="ClusterOptions.ConnectTimeout"/>.</summary>

@@ -1,4 +1,7 @@
 using System;
+using System.Data.Common;
+using System.Threading;
+using System.Threading.Tasks;
 
 namespace ClusterSql;
 
@@ -21,4 +24,17 @@ public sealed class ClusterNodeOptions
     /// to return a connection is not held against the node's health. Default <see langword="null"/>.
     /// </summary>
     public int? MaxConnections { get; set; }
+
+    /// <summary>
+    /// Drops the node's idle pooled connections. ClusterSql calls it when the node is marked down or drained (and again
+    /// when the last connection handed out before comes back), so that no later acquire gets a session to a server that
+    /// went away and waits for its reset to time out. It returns either <see langword="null"/>, having cleared the pool in
+    /// place, or a fresh data source for the same node, which then replaces the node's: ClusterSql disposes the old one,
+    /// which closes its idle sessions at once and each session in use when it comes back (MySqlConnector's data sources
+    /// can be cleared no other way). ClusterSql.MySql sets it for its nodes; <see langword="null"/> does nothing.
+    /// </summary>
+    public Func<DbDataSource, CancellationToken, ValueTask<DbDataSource?>>? ClearIdleConnections { get; set; }
+
+    /// <summary>A copy, so that changing the caller's object after AddNode changes nothing.</summary>
+    internal ClusterNodeOptions Copy() => (ClusterNodeOptions)MemberwiseClone();
 }

@@ -23,4 +23,10 @@ public enum ClusterNodeState
 
     /// <summary>The node's data source was disposed.</summary>
     Disposed = 5,
+
+    /// <summary>
+    /// <see cref="ClusterNode.Drain(string)"/> took the node out of service: no new acquires, connections already handed
+    /// out finish, and its idle pooled sessions are dropped, until <see cref="ClusterNode.Undrain"/>.
+    /// </summary>
+    Draining = 6,
 }

@@ -56,6 +56,18 @@ public sealed class ClusterNodeStatistics
     /// <summary>The node's name.</summary>
     public string Name { get; }
 
+    /// <summary>The writer rank the health probe last read from the cluster (Galera: <c>wsrep_local_index</c>); null when none.</summary>
+    public long? WriterRank { get; internal init; }
+
+    /// <summary>How long the server had been running at its last health check, as it reported; null when unknown.</summary>
+    public TimeSpan? Uptime { get; internal init; }
+
+    /// <summary>The replication lag the health probe last reported (Galera: write sets in the apply queue); null when unknown.</summary>
+    public long? ReplicationLag { get; internal init; }
+
+    /// <summary>Whether the health probe reported the node read-only (it never takes the writer role).</summary>
+    public bool ReadOnly { get; internal init; }
+
     /// <summary>The node's state when the snapshot was taken.</summary>
     public ClusterNodeState State { get; }
 

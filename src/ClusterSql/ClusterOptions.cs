@@ -61,6 +61,49 @@ public sealed class ClusterOptions
     /// </summary>
     public int HealthCheckFailureThreshold { get; set; } = 2;
 
+    /// <summary>
+    /// How many nodes <see cref="ClusterDataSource.Writer"/> spreads writes over: the first usable ones in the writer
+    /// order (see <see cref="ClusterDataSource.Writer"/>). Default 1: concurrent writes to the same rows on two Galera
+    /// nodes fail at certification, so production runs one writer.
+    /// </summary>
+    public int MaxWriters { get; set; } = 1;
+
+    /// <summary>
+    /// Whether <see cref="ClusterDataSource.Readers"/> also spreads reads over the writers. Default
+    /// <see langword="false"/>: reads stay off the writer while another node can serve them (the writer still serves
+    /// reads when no other node can).
+    /// </summary>
+    public bool WriterIsAlsoReader { get; set; }
+
+    /// <summary>
+    /// The most replication lag, in the unit the health probe reports, with which a node still serves
+    /// <see cref="ClusterDataSource.Readers"/> while a node with less can serve (Galera: write sets waiting in the node's
+    /// apply queue, as ProxySQL's <c>max_transactions_behind</c>). <see langword="null"/> for no limit. Default 100.
+    /// </summary>
+    public long? MaxReaderLag { get; set; } = 100;
+
+    /// <summary>
+    /// How long a node's server must have been running (its uptime, as the health probe reads it) before the node can take
+    /// the writer role from a node that has been running longer. A writer that fails hands over at once; a restarted node
+    /// (a crash, an upgrade) takes writes back only after this delay, so writes do not move twice in a burst. Every client
+    /// reads the same uptime, so all of them switch within one health-check interval of each other. A node that comes back
+    /// without restarting (a healed partition, a resumed hang) takes its place again at once: only a rule that every
+    /// client reads from the cluster keeps clients agreed, and a client's memory of having seen a node down is not one.
+    /// Zero fails back at once. Default 60 s.
+    /// </summary>
+    public TimeSpan WriterFailbackDelay { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>
+    /// Whether every <see cref="ClusterDataSource.Readers"/> acquire waits, on its node, until the last write recorded by
+    /// <see cref="ClusterDataSource.RecordWriteAsync"/> is applied there (read-your-writes across nodes). Costs one round
+    /// trip per reader acquire once a write was recorded. Needs <see cref="ClusterDataSourceBuilder.UseConsistency"/>.
+    /// Default <see langword="false"/>; per acquire, use <see cref="ClusterRoleDataSource.OpenConnectionAsync(string, System.Threading.CancellationToken)"/>.
+    /// </summary>
+    public bool CausalReads { get; set; }
+
+    /// <summary>The longest a causal read waits for its node to apply a write before the acquire fails. Default 5 s.</summary>
+    public TimeSpan CausalReadTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
     internal ClusterOptions Clone() => (ClusterOptions)MemberwiseClone();
 
     internal void Validate()
@@ -103,6 +146,22 @@ public sealed class ClusterOptions
         RequirePositive(LatencyDecayTime, nameof(LatencyDecayTime));
         RequirePositive(HealthCheckInterval, nameof(HealthCheckInterval));
         RequirePositive(HealthCheckTimeout, nameof(HealthCheckTimeout));
+        RequirePositive(CausalReadTimeout, nameof(CausalReadTimeout));
+        if (MaxWriters < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxWriters), MaxWriters, "The writer role needs at least one node.");
+        }
+
+        if (MaxReaderLag < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxReaderLag), MaxReaderLag, "A replication lag limit cannot be negative.");
+        }
+
+        if (WriterFailbackDelay < TimeSpan.Zero || WriterFailbackDelay > MaxTime)
+        {
+            throw new ArgumentOutOfRangeException(nameof(WriterFailbackDelay), WriterFailbackDelay, $"{nameof(WriterFailbackDelay)} must be zero or a positive, finite time of at most {MaxTime.TotalDays:0.#} days.");
+        }
+
         if (HealthCheckFailureThreshold < 1)
         {
             throw new ArgumentOutOfRangeException(nameof(HealthCheckFailureThreshold), HealthCheckFailureThreshold, "At least one failed health check must be needed to mark a node down.");

@@ -1,3 +1,4 @@
+using System;
 using System.Threading;
 using System.Threading.Tasks;
 
@@ -40,6 +41,38 @@ public readonly struct ClusterNodeHealth
 
     /// <summary>Whether the node may serve.</summary>
     public bool IsHealthy => Reason is null;
+
+    /// <summary>
+    /// The cluster's own rank of this node as a writer, lowest first, read from the cluster so that every client sees
+    /// the same order without talking to the others (Galera: <c>wsrep_local_index</c>, as MaxScale's galeramon uses);
+    /// <see langword="null"/> when the cluster has none. <see cref="ClusterNodeOptions.Priority"/> comes before it.
+    /// </summary>
+    public long? WriterRank { get; init; }
+
+    /// <summary>
+    /// The version of the cluster's membership that <see cref="WriterRank"/> belongs to (Galera:
+    /// <c>wsrep_cluster_conf_id</c>); <see langword="null"/> when the cluster has none. Ranks change together when a member
+    /// joins or leaves, but each node's check reads them at its own moment: until every node reports the newest version,
+    /// the writer order keeps the previous ranks, so a half-read change never reorders the writers.
+    /// </summary>
+    public long? Membership { get; init; }
+
+    /// <summary>
+    /// How long the server has been running, as it reports it (Galera: the <c>Uptime</c> status); <see langword="null"/>
+    /// when unknown. A server that started less than <see cref="ClusterOptions.WriterFailbackDelay"/> ago does not take
+    /// the writer role from one that has run longer.
+    /// </summary>
+    public TimeSpan? Uptime { get; init; }
+
+    /// <summary>
+    /// How far the node's copy of the data is behind, in the probe's unit (Galera: write sets waiting in its apply queue,
+    /// <c>wsrep_local_recv_queue</c>); <see langword="null"/> when unknown. Readers skip a node above
+    /// <see cref="ClusterOptions.MaxReaderLag"/> while another can serve.
+    /// </summary>
+    public long? ReplicationLag { get; init; }
+
+    /// <summary>Whether the node serves reads only (a read-only server, a standby): it never takes the writer role.</summary>
+    public bool ReadOnly { get; init; }
 
     /// <summary>A node that must not serve.</summary>
     /// <param name="reason">Why, for the node's statistics and logs; never put a secret in it.</param>

@@ -146,6 +146,23 @@ public sealed class DiagnosticTests
             "\"SECOND\"");
     }
 
+    [TestCase("writer", "Writer")]
+    [TestCase("readers", "Readers")]
+    [TestCase("open-reader-async", "OpenReaderAsync")]
+    public void Generate_NodeNamedAfterARoleMember_ReportsCsql0007(string node, string member)
+    {
+        var diagnostic = AssertSingle(
+            $$"""
+            [Cluster(typeof(SqliteFactory))]
+            [ClusterNode("{{node}}", ConnectionStringEnvironmentVariable = "ROLE")]
+            public partial class Clash { }
+            """,
+            "CSQL0007",
+            $"\"{node}\"");
+
+        Assert.That(diagnostic.GetMessage(), Does.Contain($"'{member}'"));
+    }
+
     [TestCase("")]
     [TestCase("ConnectionString = \"Data Source=a\", ConnectionStringEnvironmentVariable = \"A\"")]
     [TestCase("ConnectionStringEnvironmentVariable = \"A\", ConnectionStringConfigurationKey = \"a\"")]
@@ -281,6 +298,9 @@ public sealed class DiagnosticTests
     [TestCase("MinHedgeDelayMilliseconds = -5", "MinHedgeDelayMilliseconds")]
     [TestCase("MaxHedgeDelayMilliseconds = 10, MinHedgeDelayMilliseconds = 20", "MaxHedgeDelayMilliseconds")]
     [TestCase("Policy = (AcquirePolicy)9", "Policy")]
+    [TestCase("MaxWriters = 0", "MaxWriters")]
+    [TestCase("MaxReaderLag = -2", "MaxReaderLag")]
+    [TestCase("WriterFailbackDelayMilliseconds = -1", "WriterFailbackDelayMilliseconds")]
     public void Generate_InvalidClusterOption_ReportsCsql0014(string option, string named)
     {
         var diagnostic = AssertSingle(

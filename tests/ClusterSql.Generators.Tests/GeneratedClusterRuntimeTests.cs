@@ -55,6 +55,32 @@ public sealed class GeneratedClusterRuntimeTests
                 return $"{answer} {names} {cluster.DataSource.Options.Policy} galera1={galera1.Successes} west={cluster.DbWest.GetStatistics().Successes} east={cluster.DbEast1.GetStatistics().Opens} {cluster.DbWest.ConnectTimeout.TotalMilliseconds}";
             }
 
+            // The declared role options reach the options, and the typed role opens go through the roles.
+            public static async Task<string> RolesAsync()
+            {
+                await using var cluster = DemoCluster.Create(key => "Data Source=:memory:", builder => builder.Options.HedgeBudget = 0);
+                await using (SqliteConnection connection = await cluster.OpenWriterAsync())
+                {
+                }
+
+                using (SqliteConnection connection = cluster.OpenWriter())
+                {
+                }
+
+                await using (SqliteConnection connection = await cluster.OpenReaderAsync())
+                {
+                }
+
+                using (SqliteConnection connection = cluster.OpenReader())
+                {
+                }
+
+                var options = cluster.DataSource.Options;
+                var opens = string.Join(",", cluster.DataSource.Nodes.Select(n => n.GetStatistics().Successes));
+                return $"{options.MaxWriters} {options.WriterIsAlsoReader} {options.MaxReaderLag?.ToString() ?? "none"} {options.WriterFailbackDelay.TotalSeconds} " +
+                    $"{cluster.Writer.Role} {cluster.Readers.Role} {ReferenceEquals(cluster.Writer, cluster.DataSource.Writer)} opens={opens}";
+            }
+
             public static void Create(bool withConfiguration)
             {
                 using var cluster = DemoCluster.Create(withConfiguration ? static (string key) => (string?)null : null);
@@ -83,6 +109,25 @@ public sealed class GeneratedClusterRuntimeTests
 
             // FailOver with hedging off: cluster opens go to the first node, so galera1 counts its own open and both cluster opens.
             Assert.That(await run, Is.EqualTo("42 galera1,db-east.1,db_west FailOver galera1=3 west=1 east=0 300"));
+        }
+        finally
+        {
+            context.Unload();
+        }
+    }
+
+    [Test]
+    public async Task Create_RoleOptions_ReachTheOptionsAndTypedRoleOpensGoThroughTheRoles()
+    {
+        var assembly = CompileAndLoad(out var context);
+        try
+        {
+            var run = (Task<string>)assembly.GetType("Demo.Probe")!.GetMethod("RolesAsync")!.Invoke(null, null)!;
+
+            // Four opens through the roles, each counted on some node: no probe, so every node may serve both roles.
+            var result = await run;
+            Assert.That(result, Does.StartWith("2 True none 0 Writer Reader True opens="));
+            Assert.That(result["2 True none 0 Writer Reader True opens=".Length..].Split(',').Sum(int.Parse), Is.EqualTo(4));
         }
         finally
         {

@@ -3,7 +3,7 @@ namespace ClusterSql.Generators.Tests;
 /// <summary>Representative inputs, shared by the baseline, compile, run and incremental tests.</summary>
 internal static class Sources
 {
-    /// <summary>Typed opens, every option, all three connection string sources, in a file-scoped namespace.</summary>
+    /// <summary>Typed opens, every option but CausalReads (it needs write positions), all three connection string sources, in a file-scoped namespace.</summary>
     public const string TypedCluster = """
         using ClusterSql;
         using Microsoft.Data.Sqlite;
@@ -11,7 +11,8 @@ internal static class Sources
         namespace Demo;
 
         [Cluster(typeof(SqliteFactory), ConnectionType = typeof(SqliteConnection), Policy = AcquirePolicy.FailOver,
-            MinHedgeDelayMilliseconds = 5, MaxHedgeDelayMilliseconds = 500, ConnectTimeoutMilliseconds = 2000, HedgeBudget = 0.25)]
+            MinHedgeDelayMilliseconds = 5, MaxHedgeDelayMilliseconds = 500, ConnectTimeoutMilliseconds = 2000, HedgeBudget = 0.25,
+            MaxWriters = 2, WriterIsAlsoReader = true, MaxReaderLag = -1, WriterFailbackDelayMilliseconds = 0)]
         [ClusterNode("galera1", ConnectionString = "Data Source=:memory:")]
         [ClusterNode("db-east.1", ConnectionStringEnvironmentVariable = "CLUSTERSQL_TEST_EAST")]
         [ClusterNode("db_west", ConnectionStringConfigurationKey = "ConnectionStrings:West", Priority = 1, ConnectTimeoutMilliseconds = 300)]

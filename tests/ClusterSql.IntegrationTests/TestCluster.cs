@@ -46,7 +46,7 @@ internal static class TestCluster
     };
 
     /// <summary>A cluster of the three nodes, named galera1-3, with settings for quick fault detection.</summary>
-    public static ClusterDataSource Build(Action<ClusterOptions>? configure = null, bool galera = true, string extra = "", Microsoft.Extensions.Logging.ILoggerFactory? loggerFactory = null)
+    public static ClusterDataSource Build(Action<ClusterOptions>? configure = null, bool galera = true, string extra = "", Microsoft.Extensions.Logging.ILoggerFactory? loggerFactory = null, Action<ClusterDataSourceBuilder>? configureBuilder = null)
     {
         var builder = new ClusterDataSourceBuilder();
         if (loggerFactory is not null)
@@ -69,6 +69,7 @@ internal static class TestCluster
         }
 
         configure?.Invoke(builder.Options);
+        configureBuilder?.Invoke(builder);
         return builder.Build();
     }
 

@@ -5,6 +5,7 @@ using System.IO;
 using System.Linq;
 using System.Text;
 using System.Threading.Tasks;
+using ClusterSql.Extensions;
 using ClusterSql.Tests.Fakes;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Configuration;
@@ -61,6 +62,99 @@ public sealed class DependencyInjectionTests
     }
 
     [Test]
+    public async Task AddClusterSql_RegistersTheRolesKeyedAsRoleAndDbDataSource()
+    {
+        var time = new FakeTimeProvider();
+        var services = new ServiceCollection();
+        services.AddClusterSql((_, b) => b.AddNode("a", new FakeNode("a", time, OpenScript.Succeed)).AddNode("b", new FakeNode("b", time, OpenScript.Succeed)));
+        await using var provider = services.BuildServiceProvider();
+
+        var cluster = provider.GetRequiredService<ClusterDataSource>();
+        Assert.That(provider.GetRequiredKeyedService<ClusterRoleDataSource>(ClusterSqlServiceKeys.Writer), Is.SameAs(cluster.Writer));
+        Assert.That(provider.GetRequiredKeyedService<DbDataSource>(ClusterSqlServiceKeys.Writer), Is.SameAs(cluster.Writer));
+        Assert.That(provider.GetRequiredKeyedService<ClusterRoleDataSource>("readers"), Is.SameAs(cluster.Readers));
+        Assert.That(provider.GetRequiredKeyedService<DbDataSource>("readers"), Is.SameAs(cluster.Readers));
+        Assert.That(provider.GetRequiredService<DbDataSource>(), Is.SameAs(cluster), "the unkeyed DbDataSource stays the whole cluster");
+        await using var connection = await provider.GetRequiredKeyedService<DbDataSource>("writer").OpenConnectionAsync();
+        Assert.That(((FakeConnection)connection).Node.Name, Is.EqualTo("a"), "without probe data the writer is the first declared node");
+    }
+
+    [Test]
+    public async Task AddKeyedClusterSql_TwoClusters_RolesResolveUnderTheirClustersKeys()
+    {
+        var time = new FakeTimeProvider();
+        var services = new ServiceCollection();
+        services.AddKeyedClusterSql("orders", (_, b) => b.AddNode("o1", new FakeNode("o1", time, OpenScript.Succeed)));
+        services.AddKeyedClusterSql("users", (_, b) => b.AddNode("u1", new FakeNode("u1", time, OpenScript.Succeed)));
+        await using var provider = services.BuildServiceProvider();
+
+        var orders = provider.GetRequiredKeyedService<ClusterDataSource>("orders");
+        var users = provider.GetRequiredKeyedService<ClusterDataSource>("users");
+        Assert.That(ClusterSqlServiceKeys.For("orders", ClusterRole.Writer), Is.EqualTo("orders:writer"));
+        Assert.That(provider.GetRequiredKeyedService<ClusterRoleDataSource>("orders:writer"), Is.SameAs(orders.Writer));
+        Assert.That(provider.GetRequiredKeyedService<DbDataSource>("orders:readers"), Is.SameAs(orders.Readers));
+        Assert.That(provider.GetRequiredKeyedService<DbDataSource>(ClusterSqlServiceKeys.For("users", ClusterRole.Reader)), Is.SameAs(users.Readers));
+        Assert.That(provider.GetKeyedService<ClusterRoleDataSource>(ClusterSqlServiceKeys.Writer), Is.Null, "a keyed cluster takes no unkeyed role keys");
+    }
+
+    [Test]
+    public async Task AddClusterSql_GeneratedClusterShape_RegistersItsRoles()
+    {
+        var time = new FakeTimeProvider();
+        var services = new ServiceCollection();
+        services.AddClusterSql(
+            _ => new GeneratedShape(new ClusterDataSourceBuilder().AddNode("a", new FakeNode("a", time, OpenScript.Succeed)).Build()),
+            generated => generated.DataSource);
+        await using var provider = services.BuildServiceProvider();
+
+        var cluster = provider.GetRequiredService<ClusterDataSource>();
+        Assert.That(provider.GetRequiredKeyedService<ClusterRoleDataSource>(ClusterSqlServiceKeys.Readers), Is.SameAs(cluster.Readers));
+    }
+
+    [Test]
+    public async Task AddClusterSql_FromConfiguration_BindsRoleOptions()
+    {
+        var configuration = Json("""
+            { "ClusterSql": {
+                "MaxWriters": 2, "WriterIsAlsoReader": true, "MaxReaderLag": 7, "WriterFailbackDelay": "00:00:00",
+                "CausalReadTimeout": "00:00:01.5",
+                "Nodes": { "a": "Data Source=:memory:" } } }
+            """);
+        var services = new ServiceCollection().AddClusterSql(configuration.GetSection("ClusterSql"), SqliteFactory.Instance);
+        await using var provider = services.BuildServiceProvider();
+
+        var options = provider.GetRequiredService<ClusterDataSource>().Options;
+        Assert.That(options.MaxWriters, Is.EqualTo(2));
+        Assert.That(options.WriterIsAlsoReader, Is.True);
+        Assert.That(options.MaxReaderLag, Is.EqualTo(7));
+        Assert.That(options.WriterFailbackDelay, Is.EqualTo(TimeSpan.Zero));
+        Assert.That(options.CausalReadTimeout, Is.EqualTo(TimeSpan.FromSeconds(1.5)));
+        Assert.That(options.CausalReads, Is.False);
+    }
+
+    [TestCase("-1", null)]
+    [TestCase("0", 0L)]
+    public async Task AddClusterSql_FromConfiguration_MaxReaderLagMinusOneIsNoLimit(string value, long? expected)
+    {
+        var configuration = Configuration(new() { ["ClusterSql:Nodes:a"] = "Data Source=:memory:", ["ClusterSql:MaxReaderLag"] = value });
+        var services = new ServiceCollection().AddClusterSql(configuration.GetSection("ClusterSql"), SqliteFactory.Instance);
+        await using var provider = services.BuildServiceProvider();
+
+        Assert.That(provider.GetRequiredService<ClusterDataSource>().Options.MaxReaderLag, Is.EqualTo(expected));
+    }
+
+    [Test]
+    public void AddClusterSql_FromConfiguration_CausalReadsWithoutPositions_FailsNamingTheSetting()
+    {
+        var configuration = Configuration(new() { ["ClusterSql:Nodes:a"] = "Data Source=:memory:", ["ClusterSql:CausalReads"] = "true" });
+        var services = new ServiceCollection().AddClusterSql(configuration.GetSection("ClusterSql"), SqliteFactory.Instance);
+        using var provider = services.BuildServiceProvider();
+
+        var ex = Assert.Throws<InvalidOperationException>(() => provider.GetRequiredService<ClusterDataSource>());
+        Assert.That(ex!.Message, Does.Contain("CausalReads").And.Contain("UseConsistency"));
+    }
+
+    [Test]
     public async Task AddClusterSql_FromConfiguration_BindsNodesAndOptions()
     {
         var configuration = Configuration(new()
@@ -104,6 +198,10 @@ public sealed class DependencyInjectionTests
     [TestCase("ClusterSql:HedgeBudget", "3", "HedgeBudget")]
     [TestCase("ClusterSql:ConnectTimeout", "-00:00:01", "ConnectTimeout")]
     [TestCase("ClusterSql:Policy", "Fastest", "ClusterSql:Policy")]
+    [TestCase("ClusterSql:MaxWriters", "0", "MaxWriters")]
+    [TestCase("ClusterSql:MaxReaderLag", "-2", "MaxReaderLag")]
+    [TestCase("ClusterSql:WriterFailbackDelay", "-00:00:01", "WriterFailbackDelay")]
+    [TestCase("ClusterSql:CausalReadTimeout", "00:00:00", "CausalReadTimeout")]
     public void AddClusterSql_InvalidOption_FailsAtRegistrationNamingTheSetting(string key, string value, string expected)
     {
         var configuration = Configuration(new() { ["ClusterSql:Nodes:a"] = "Data Source=:memory:", [key] = value });
@@ -181,6 +279,14 @@ public sealed class DependencyInjectionTests
         var ex = Assert.Throws<InvalidOperationException>(() => new ServiceCollection().AddClusterSql(configuration.GetSection("ClusterSql"), SqliteFactory.Instance));
         Assert.That(ex!.Message, Does.Contain("node 'lite' does not parse as a Sqlite connection string ("));
         MySqlTests.AssertEchoesNoPiece(ex, MySqlTests.Token);
+    }
+
+    /// <summary>What the generator makes: a class that owns a cluster (registering the cluster itself as TCluster would resolve itself).</summary>
+    private sealed class GeneratedShape(ClusterDataSource dataSource) : IAsyncDisposable
+    {
+        public ClusterDataSource DataSource { get; } = dataSource;
+
+        public ValueTask DisposeAsync() => DataSource.DisposeAsync();
     }
 
     private static IConfiguration Configuration(Dictionary<string, string?> values) =>

@@ -254,6 +254,21 @@ public sealed class TelemetryTests
         }
     }
 
+    [Test]
+    public async Task Metrics_AcquiresThroughRoles_CarryTheRoleOnWaitTimeAttemptsAndPending()
+    {
+        using var metrics = new MetricsCapture();
+        await using var cluster = FakeCluster.Create(2, o => o.Name = metrics.Cluster);
+
+        await (await cluster.DataSource.Writer.OpenConnectionAsync()).DisposeAsync();
+        await (await cluster.DataSource.Readers.OpenConnectionAsync()).DisposeAsync();
+        await (await cluster.DataSource.OpenConnectionAsync()).DisposeAsync();
+
+        Assert.That(metrics.Roles("db.client.connection.wait_time"), Is.EqualTo(new[] { "writer", "reader", null }));
+        Assert.That(metrics.Roles("clustersql.acquire.attempts"), Is.EqualTo(new[] { "writer", "reader", null }));
+        Assert.That(metrics.Roles("db.client.connection.pending_requests"), Is.EqualTo(new[] { "writer", "writer", "reader", "reader", null, null }));
+    }
+
     /// <summary>Every measurement of the ClusterSql meter for one cluster name (tests run clusters side by side).</summary>
     private sealed class MetricsCapture : IDisposable
     {
@@ -283,6 +298,9 @@ public sealed class TelemetryTests
                 && (node is null || Tag(m.Tags, "clustersql.node") == node)
                 && (outcome is null || Tag(m.Tags, "clustersql.outcome") == outcome))
                 .Select(m => m.Value).ToList();
+
+        public List<string?> Roles(string instrument) =>
+            _measurements.Where(m => m.Instrument == instrument).Select(m => Tag(m.Tags, "clustersql.role")).ToList();
 
         public IEnumerable<string> States() =>
             _measurements.Where(m => m.Instrument == "clustersql.node.state").Select(m => $"{Tag(m.Tags, "clustersql.node")}={Tag(m.Tags, "clustersql.node.state")}");

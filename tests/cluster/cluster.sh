@@ -291,6 +291,13 @@ max_connections=300
 max_connect_errors=100000
 default_storage_engine=InnoDB
 binlog_format=ROW
+# GTIDs that name a write the same on every node (causal reads wait for them with WSREP_SYNC_WAIT_UPTO_GTID): Galera's
+# GTID mode wants the binary log, one server_id and one wsrep_gtid_domain_id across the cluster.
+log_bin=galera-bin
+log_slave_updates=ON
+server_id=1
+wsrep_gtid_mode=ON
+wsrep_gtid_domain_id=1
 innodb_autoinc_lock_mode=2
 innodb_buffer_pool_size=64M
 innodb_flush_log_at_trx_commit=2
@@ -720,6 +727,21 @@ cmd_restart() {
   log "$(name "${n}") Synced and joined after $(elapsed "${start}") s"
 }
 
+# stop NODE: a clean shutdown, as an operator stops a node for maintenance (SIGTERM: the server ends its sessions, leaves
+# the group with a goodbye, so the others do not wait for an eviction timeout). start NODE: back, Synced (IST).
+cmd_stop() {
+  local n pid i
+  n="$(node_num "${1:-}")"
+  pid="$(node_pid "${n}")" || { log "$(name "${n}") is not running (already down)"; return 0; }
+  [[ $(proc_state "${n}") == hung ]] && die "$(name "${n}") is hung (SIGSTOP): use 'resume $(name "${n}")' first"
+  kill -TERM "${pid}"
+  for ((i = 0; i < WAIT_TIMEOUT * 10; i++)); do node_pid "${n}" >/dev/null || break; sleep 0.1; done
+  node_pid "${n}" >/dev/null && die "$(name "${n}") (pid ${pid}) did not shut down within ${WAIT_TIMEOUT} s"
+  log "$(name "${n}") shut down cleanly (SIGTERM pid ${pid}) after $((i / 10)).$((i % 10)) s"
+}
+
+cmd_start() { cmd_restart "$@"; }
+
 cmd_hang() {
   local n pid
   n="$(node_num "${1:-}")"
@@ -917,6 +939,7 @@ Usage: $0 COMMAND [ARGS]          (as root; base dir \$CLUSTERSQL_CLUSTER_DIR, d
   wait-healthy [SECONDS]  wait until all nodes are Synced/Primary/ready with size 3 (default ${WAIT_TIMEOUT})
   sql NODE "STATEMENT"    run SQL as root over the node's socket (batch output, no column names; - = stdin)
   crash NODE | restart NODE          kill -9 | recover position, restart, wait until Synced (IST)
+  stop NODE | start NODE             clean shutdown (SIGTERM, leaves the group) | start, wait until Synced (IST)
   hang NODE | resume NODE            kill -STOP | kill -CONT
   blackhole NODE | reject NODE       drop | reset inbound TCP to the node's client address:${PORT}
   restore NODE                       remove blackhole/reject of the node
@@ -941,6 +964,8 @@ main() {
     sql) require_root; cmd_sql "$@" ;;
     crash) require_root; cmd_crash "$@" ;;
     restart) require_root; cmd_restart "$@" ;;
+    stop) require_root; cmd_stop "$@" ;;
+    start) require_root; cmd_start "$@" ;;
     hang) require_root; cmd_hang "$@" ;;
     resume) require_root; cmd_resume "$@" ;;
     blackhole) require_root; cmd_blackhole "$@" ;;

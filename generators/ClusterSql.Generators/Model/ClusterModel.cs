@@ -13,6 +13,7 @@ namespace ClusterSql.Generators.Model;
 /// <param name="MaxHedgeDelayMilliseconds">0 for the default.</param>
 /// <param name="ConnectTimeoutMilliseconds">0 for the default.</param>
 /// <param name="HedgeBudget">The hedge budget as a round-trip C# literal, or null for the default.</param>
+/// <param name="Roles">The role options that differ from the defaults.</param>
 /// <param name="Nodes">The nodes in declared order.</param>
 internal sealed record ClusterModel(
     string? Namespace,
@@ -27,7 +28,24 @@ internal sealed record ClusterModel(
     int MaxHedgeDelayMilliseconds,
     int ConnectTimeoutMilliseconds,
     string? HedgeBudget,
+    RoleSettingsModel Roles,
     EquatableArray<NodeModel> Nodes);
+
+/// <summary>The [Cluster] role options that were set; a null member keeps the ClusterOptions default.</summary>
+/// <param name="MaxWriters">ClusterOptions.MaxWriters.</param>
+/// <param name="WriterIsAlsoReader">ClusterOptions.WriterIsAlsoReader.</param>
+/// <param name="MaxReaderLag">ClusterOptions.MaxReaderLag; -1 for no limit.</param>
+/// <param name="WriterFailbackDelayMilliseconds">ClusterOptions.WriterFailbackDelay.</param>
+/// <param name="CausalReads">ClusterOptions.CausalReads.</param>
+internal sealed record RoleSettingsModel(
+    int? MaxWriters,
+    bool? WriterIsAlsoReader,
+    long? MaxReaderLag,
+    int? WriterFailbackDelayMilliseconds,
+    bool? CausalReads)
+{
+    public static RoleSettingsModel Unset { get; } = new(null, null, null, null, null);
+}
 
 /// <summary>A type that the cluster class is nested in.</summary>
 /// <param name="Keyword">Its declaration keyword (<c>class</c>, <c>struct</c>, <c>record</c>, <c>record struct</c>, <c>interface</c>).</param>

@@ -25,10 +25,10 @@ internal sealed class Acquirer
     private readonly ClusterContext _context;
     private readonly NodeSelector _selector;
 
-    public Acquirer(ClusterContext context)
+    public Acquirer(ClusterContext context, NodeSelector? selector = null)
     {
         _context = context;
-        _selector = new NodeSelector(context.Options, context.TimeProvider, context.Random);
+        _selector = selector ?? new NodeSelector(context.Options, context.TimeProvider, context.Random);
     }
 
     public ClusterContext Context => _context;
@@ -596,6 +596,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
     private int _used;
     private List<ClusterNode>? _candidates;
     private int _nextCandidate;
+    private bool _firstExcluded;
     private bool _panic;
     private bool _raceStarted;
     private bool _hedgingStopped;
@@ -649,6 +650,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         operation._telemetry = telemetry;
         operation._first = first;
         operation._cancellationToken = cancellationToken;
+        operation._firstExcluded = first is not null;
         if (initialError is not null)
         {
             operation._errors.Add(initialError);
@@ -840,7 +842,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
             }
         }
 
-        if (_context.Options.Policy == AcquirePolicy.Race && !_raceStarted)
+        if (_acquirer.Selector.Policy == AcquirePolicy.Race && !_raceStarted)
         {
             _raceStarted = true;
             while (TryStartNext(isHedge: false, now))
@@ -880,10 +882,16 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
             return;
         }
 
+        var candidates = Candidates(now);
+        if (_nextCandidate >= candidates.Count || !_acquirer.Selector.MayHedgeTo(_nextCandidate, _firstExcluded))
+        {
+            // Nothing left to start, or the next node is outside the role (a writer is never hedged onto a second node).
+            return;
+        }
+
         // A node whose own opens have hung longer than the one to relieve cannot relieve it: a hedge would only add a
         // login, and a pending open, to a node that does not answer. It stays a candidate for a failover.
-        var candidates = Candidates(now);
-        if (_nextCandidate < candidates.Count && candidates[_nextCandidate].StallAge(now) > _context.ToSeconds(slow.Start, now))
+        if (candidates[_nextCandidate].StallAge(now) > _context.ToSeconds(slow.Start, now))
         {
             return;
         }
@@ -1041,7 +1049,8 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
     private void ArmHedge(Attempt attempt)
     {
         _hedgeTarget = null;
-        if (_hedgingStopped || _done || _context.Options.Policy == AcquirePolicy.Race || FastestCandidateDelay(attempt.Start) is not TimeSpan fastest)
+        if (_hedgingStopped || _done || _acquirer.Selector.Policy == AcquirePolicy.Race ||
+            !_acquirer.Selector.MayHedgeTo(_nextCandidate, _firstExcluded) || FastestCandidateDelay(attempt.Start) is not TimeSpan fastest)
         {
             return;
         }
@@ -1207,6 +1216,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         _cancellationToken = default;
         _candidates = null;
         _nextCandidate = 0;
+        _firstExcluded = false;
         _panic = false;
         _raceStarted = false;
         _hedgingStopped = false;

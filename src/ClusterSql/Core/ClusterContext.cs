@@ -1,5 +1,6 @@
 using System;
 using System.Diagnostics;
+using System.Threading;
 using ClusterSql.Telemetry;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -20,6 +21,28 @@ internal sealed class ClusterContext
         HedgeBudget = new HedgeBudget(options.HedgeBudget);
     }
 
+    /// <summary>A context for one role's acquires: everything shared with <paramref name="cluster"/> but the role's tag.</summary>
+    private ClusterContext(ClusterContext cluster, string role)
+    {
+        _cluster = cluster;
+        Options = cluster.Options;
+        Logger = cluster.Logger;
+        PoolTag = new TagList { { ClusterTelemetry.PoolNameTag, Options.Name }, { ClusterTelemetry.RoleTag, role } };
+        Role = role;
+        TimeProvider = cluster.TimeProvider;
+        Random = cluster.Random;
+        Cancellations = cluster.Cancellations;
+        HedgeBudget = cluster.HedgeBudget;
+    }
+
+    private readonly ClusterContext? _cluster;
+
+    /// <summary>The same cluster's context for the acquires of one role ("writer", "reader"), tagged with it in telemetry.</summary>
+    public ClusterContext ForRole(string role) => new(_cluster ?? this, role);
+
+    /// <summary>The role whose acquires this context serves; null for the cluster's own.</summary>
+    public string? Role { get; }
+
     public ClusterOptions Options { get; }
 
     public ILogger Logger { get; }
@@ -37,7 +60,40 @@ internal sealed class ClusterContext
     public HedgeBudget HedgeBudget { get; }
 
     /// <summary>A node's provider threw NotSupportedException from its synchronous open: synchronous acquires wait for the async core.</summary>
-    public bool SyncOpenUnsupported { get; set; }
+    public bool SyncOpenUnsupported
+    {
+        get => _cluster?.SyncOpenUnsupported ?? _syncOpenUnsupported;
+        set
+        {
+            if (_cluster is not null)
+            {
+                _cluster.SyncOpenUnsupported = value;
+            }
+            else
+            {
+                _syncOpenUnsupported = value;
+            }
+        }
+    }
+
+    private bool _syncOpenUnsupported;
+
+    /// <summary>Bumped whenever something the roles' order depends on changes (a node's health, report, or the node set).</summary>
+    public int RolesVersion => _cluster?.RolesVersion ?? Volatile.Read(ref _rolesVersion);
+
+    public void RolesChanged()
+    {
+        if (_cluster is not null)
+        {
+            _cluster.RolesChanged();
+        }
+        else
+        {
+            Interlocked.Increment(ref _rolesVersion);
+        }
+    }
+
+    private int _rolesVersion;
 
     public double ToSeconds(long fromTimestamp, long toTimestamp) =>
         (toTimestamp - fromTimestamp) / (double)TimeProvider.TimestampFrequency;

@@ -23,6 +23,10 @@ internal sealed class HealthProbeRunner : IAsyncDisposable
     private readonly ClusterContext _context;
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentDictionary<ClusterNode, NodeProbe> _probes = new();
+    private int _scheduled;
+
+    /// <summary>Checks scheduled so far (each node's next check, armed after its last one was applied); for deterministic tests on a fake clock.</summary>
+    internal int Scheduled => Volatile.Read(ref _scheduled);
 
     public HealthProbeRunner(IClusterNodeHealthProbe probe, ClusterContext context)
     {
@@ -107,6 +111,7 @@ internal sealed class HealthProbeRunner : IAsyncDisposable
             if (!_stopped)
             {
                 _timer.Change(due, Timeout.InfiniteTimeSpan);
+                Interlocked.Increment(ref _runner._scheduled);
             }
         }
 
@@ -169,6 +174,7 @@ internal sealed class HealthProbeRunner : IAsyncDisposable
             var context = _runner._context;
             var timeout = context.Options.HealthCheckTimeout;
             string? downReason;
+            ClusterNodeHealth report = default;
             var unreachable = true;
             var persistent = false;
             if (_stopped || _runner._stopping.IsCancellationRequested)
@@ -196,6 +202,7 @@ internal sealed class HealthProbeRunner : IAsyncDisposable
                     // The wait ends at the timeout, or when the probes stop, even when the probe does not.
                     var health = await check.WaitAsync(timeout, context.TimeProvider, _runner._stopping.Token).ConfigureAwait(false);
                     downReason = health.Reason;
+                    report = health;
                     unreachable = false;
                 }
                 catch (Exception) when (_runner._stopping.IsCancellationRequested)
@@ -231,18 +238,18 @@ internal sealed class HealthProbeRunner : IAsyncDisposable
                 return;
             }
 
-            Schedule(Apply(downReason, unreachable, persistent));
+            Schedule(Apply(downReason, unreachable, persistent, report));
         }
 
         /// <summary>Applies one check's outcome to the node; returns when the next check is due.</summary>
-        private TimeSpan Apply(string? downReason, bool unreachable, bool persistent)
+        private TimeSpan Apply(string? downReason, bool unreachable, bool persistent, ClusterNodeHealth report)
         {
             var options = _runner._context.Options;
             if (!unreachable)
             {
                 _unreachable = 0;
                 _persistentFailures = 0;
-                _node.SetProbeResult(downReason);
+                _node.SetProbeResult(downReason, health: report);
                 return options.HealthCheckInterval;
             }
 

@@ -4,17 +4,41 @@ using System.Threading;
 
 namespace ClusterSql.Core;
 
+/// <summary>Which nodes of a role's ordered snapshot form its preferred group (<see cref="ClusterRoles"/> orders them).</summary>
+internal enum RoleGroup
+{
+    /// <summary>No role: the cluster's policy over every node.</summary>
+    None,
+
+    /// <summary>The first <see cref="ClusterOptions.MaxWriters"/> usable nodes of the writer order; later ones only on failure.</summary>
+    Writers,
+
+    /// <summary>The usable nodes of reader tier 0 (<see cref="ClusterNode.ReaderTier"/>); later tiers only when none can serve.</summary>
+    Readers,
+}
+
 /// <summary>Orders a node snapshot by the acquire policy.</summary>
 internal sealed class NodeSelector
 {
     private readonly AcquirePolicy _policy;
+    private readonly RoleGroup _group;
+    private readonly int _maxWriters;
     private readonly Random _random;
     private readonly long _explorationTicks;
     private int _roundRobin = -1;
 
-    public NodeSelector(ClusterOptions options, TimeProvider timeProvider, Random random)
+    /// <param name="options">The cluster's settings (policy, decay time, writer count).</param>
+    /// <param name="timeProvider">The clock.</param>
+    /// <param name="random">The source of the random pairs.</param>
+    /// <param name="group">
+    /// For a role's acquires: the snapshot is already in the role's order, and the pick is latency-aware within the
+    /// role's preferred group, then the rest in order (a role is a filter and an order over the same acquire path).
+    /// </param>
+    public NodeSelector(ClusterOptions options, TimeProvider timeProvider, Random random, RoleGroup group = RoleGroup.None)
     {
-        _policy = options.Policy;
+        _group = group;
+        _policy = group == RoleGroup.None ? options.Policy : AcquirePolicy.LatencyAware;
+        _maxWriters = options.MaxWriters;
         _random = random;
 
         // A tenth of the decay time (1 s by default): at most one exploratory open per node per interval.
@@ -25,7 +49,10 @@ internal sealed class NodeSelector
     /// The node for the first attempt, without allocating; null when no node can serve, or for
     /// <see cref="AcquirePolicy.Race"/>, which starts every node at once.
     /// </summary>
-    public ClusterNode? PickFirst(ClusterNode[] nodes, long now) => _policy switch
+    /// <summary>The policy this selector applies: a role's is always latency-aware within its group, whatever the cluster's.</summary>
+    public AcquirePolicy Policy => _policy;
+
+    public ClusterNode? PickFirst(ClusterNode[] nodes, long now) => _group != RoleGroup.None ? PickInGroup(nodes, now) : _policy switch
     {
         AcquirePolicy.LatencyAware => PickTwoChoices(nodes, now),
         AcquirePolicy.FailOver => PickFailOver(nodes, now),
@@ -39,6 +66,11 @@ internal sealed class NodeSelector
     /// </summary>
     public List<ClusterNode> Order(ClusterNode[] nodes, long now, ClusterNode? exclude, bool panic)
     {
+        if (_group != RoleGroup.None)
+        {
+            return OrderGroup(nodes, now, exclude, panic);
+        }
+
         // Round robin goes on cyclically after the node it started with, or from the next turn.
         var start = 0;
         if (_policy == AcquirePolicy.RoundRobin && nodes.Length > 0)
@@ -127,24 +159,7 @@ internal sealed class NodeSelector
             ClusterNode a = nodes[i], b = nodes[j];
             if (a.CanServe(now) && b.CanServe(now) && a.IsAtCapacity == b.IsAtCapacity)
             {
-                if (a.TryClaimExploration(now, _explorationTicks))
-                {
-                    return a;
-                }
-
-                if (b.TryClaimExploration(now, _explorationTicks))
-                {
-                    return b;
-                }
-
-                // A node still warming up is sampled before it is judged: its estimate is only its fastest open so far.
-                var aWarming = a.WantsWarmUpSample;
-                if (aWarming != b.WantsWarmUpSample)
-                {
-                    return aWarming ? a : b;
-                }
-
-                return b.Cost(now) < a.Cost(now) ? b : a;
+                return ChooseOfPair(a, b, now);
             }
         }
 
@@ -171,6 +186,161 @@ internal sealed class NodeSelector
         }
 
         return best;
+    }
+
+    /// <summary>The better of two usable nodes: an exploration due first, then a node warming up, then the cheaper.</summary>
+    private ClusterNode ChooseOfPair(ClusterNode a, ClusterNode b, long now)
+    {
+        if (a.TryClaimExploration(now, _explorationTicks))
+        {
+            return a;
+        }
+
+        if (b.TryClaimExploration(now, _explorationTicks))
+        {
+            return b;
+        }
+
+        // A node still warming up is sampled before it is judged: its estimate is only its fastest open so far.
+        var aWarming = a.WantsWarmUpSample;
+        if (aWarming != b.WantsWarmUpSample)
+        {
+            return aWarming ? a : b;
+        }
+
+        return b.Cost(now) < a.Cost(now) ? b : a;
+    }
+
+    /// <summary>
+    /// Whether a slow attempt may start a hedge on the candidate at <paramref name="index"/> of <see cref="Order"/>'s list.
+    /// The writer role hedges only within its writers: a hedge to the next node of the order would put writes on a second
+    /// node while the writer is merely slow, which is what the role exists to prevent. A failed attempt still moves on.
+    /// </summary>
+    /// <param name="index">The candidate's index in the list <see cref="Order"/> returned.</param>
+    /// <param name="firstExcluded">Whether that list left out the first attempt's node.</param>
+    public bool MayHedgeTo(int index, bool firstExcluded) =>
+        _group != RoleGroup.Writers || index + (firstExcluded ? 1 : 0) < _maxWriters;
+
+    /// <summary>Whether a usable node, the <paramref name="usableBefore"/>-th usable one in the role's order, is in its preferred group.</summary>
+    private bool InGroup(ClusterNode node, int usableBefore) =>
+        _group == RoleGroup.Writers ? usableBefore < _maxWriters : node.ReaderTier == 0;
+
+    /// <summary>
+    /// A role's first attempt, without allocating: two choices within the preferred group (one writer: the first usable
+    /// node of the agreed order), else the first usable node after it.
+    /// </summary>
+    private ClusterNode? PickInGroup(ClusterNode[] nodes, long now)
+    {
+        var count = 0;
+        ClusterNode? firstOutside = null;
+        for (var k = 0; k < nodes.Length; k++)
+        {
+            var node = nodes[k];
+            if (node.CanServe(now))
+            {
+                if (InGroup(node, count))
+                {
+                    count++;
+                }
+                else
+                {
+                    firstOutside ??= node;
+                }
+            }
+        }
+
+        if (count <= 1)
+        {
+            return count == 0 ? firstOutside : NthInGroup(nodes, now, 0);
+        }
+
+        var i = _random.Next(count);
+        var j = _random.Next(count - 1);
+        if (j >= i)
+        {
+            j++;
+        }
+
+        var a = NthInGroup(nodes, now, i);
+        var b = NthInGroup(nodes, now, j);
+        if (a is null || b is null)
+        {
+            return a ?? b ?? firstOutside;
+        }
+
+        if (a.IsAtCapacity != b.IsAtCapacity && _group == RoleGroup.Readers)
+        {
+            return a.IsAtCapacity ? b : a;
+        }
+
+        return ChooseOfPair(a, b, now);
+    }
+
+    private ClusterNode? NthInGroup(ClusterNode[] nodes, long now, int n)
+    {
+        var count = 0;
+        foreach (var node in nodes)
+        {
+            if (node.CanServe(now) && InGroup(node, count))
+            {
+                if (count == n)
+                {
+                    return node;
+                }
+
+                count++;
+            }
+        }
+
+        // A node changed state between the two scans: the caller's pair is then one node short, never wrong.
+        return null;
+    }
+
+    /// <summary>A role's candidates: the preferred group by cost, then the rest in the role's order.</summary>
+    private List<ClusterNode> OrderGroup(ClusterNode[] nodes, long now, ClusterNode? exclude, bool panic)
+    {
+        var group = new List<ClusterNode>(nodes.Length);
+        List<ClusterNode>? rest = null;
+        var usable = 0;
+        foreach (var node in nodes)
+        {
+            if (node == exclude && !panic && node.CanServe(now))
+            {
+                // The first attempt's node still counts towards the group (MaxWriters), or a third node would become a writer.
+                usable++;
+                continue;
+            }
+
+            if (node == exclude || !(panic ? node.CanServeInPanic : node.CanServe(now)))
+            {
+                continue;
+            }
+
+            if (!panic && InGroup(node, usable))
+            {
+                group.Add(node);
+            }
+            else
+            {
+                (rest ??= []).Add(node);
+            }
+
+            usable++;
+        }
+
+        Shuffle(group);
+        group.Sort((a, b) => a.Cost(now).CompareTo(b.Cost(now)));
+        if (rest is not null)
+        {
+            group.AddRange(rest);
+        }
+
+        if (_group == RoleGroup.Readers)
+        {
+            MoveFullPoolsLast(group);
+        }
+
+        return group;
     }
 
     private static ClusterNode? PickFailOver(ClusterNode[] nodes, long now)

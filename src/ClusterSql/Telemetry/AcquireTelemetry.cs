@@ -42,6 +42,10 @@ internal struct AcquireTelemetry
                 telemetry._callerActivity = caller;
                 telemetry._activity = ClusterTelemetry.ActivitySource.StartActivity(ActivityName, ActivityKind.Client);
                 telemetry._activity?.SetTag(ClusterTelemetry.PoolNameTag, context.Options.Name);
+                if (context.Role is not null)
+                {
+                    telemetry._activity?.SetTag(ClusterTelemetry.RoleTag, context.Role);
+                }
             }
         }
         catch (Exception)
@@ -116,7 +120,14 @@ internal struct AcquireTelemetry
         End(context);
         if (ClusterTelemetry.WaitTime.Enabled)
         {
-            ClusterTelemetry.WaitTime.Record(Elapsed(context, started), ClusterTelemetry.NodeTags(context.Options.Name, winner.Name));
+            var tags = ClusterTelemetry.NodeTags(context.Options.Name, winner.Name);
+            if (context.Role is not null)
+            {
+                // A writer's and a reader's acquire times are told apart like their failures and attempts are.
+                tags.Add(ClusterTelemetry.RoleTag, context.Role);
+            }
+
+            ClusterTelemetry.WaitTime.Record(Elapsed(context, started), tags);
         }
 
         RecordAttempts(context, attempts);

@@ -28,4 +28,12 @@ internal static partial class ClusterLog
     [LoggerMessage(EventId = 5, EventName = "EveryNodeFailed", Level = LogLevel.Error,
         Message = "Cluster {Cluster}: no node could open a connection: {Errors}")]
     public static partial void EveryNodeFailed(ILogger logger, string cluster, string errors);
+
+    [LoggerMessage(EventId = 6, EventName = "IdleCleared", Level = LogLevel.Information,
+        Message = "Node {Node} of cluster {Cluster}: idle pooled connections dropped ({Reason})")]
+    public static partial void IdleCleared(ILogger logger, string cluster, string node, string reason);
+
+    [LoggerMessage(EventId = 7, EventName = "IdleClearFailed", Level = LogLevel.Warning,
+        Message = "Node {Node} of cluster {Cluster}: dropping idle pooled connections failed: {ErrorType}: {ErrorMessage}")]
+    public static partial void IdleClearFailed(ILogger logger, string cluster, string node, string errorType, string errorMessage);
 }

@@ -17,6 +17,7 @@ internal static class ClusterTelemetry
     public const string Name = "ClusterSql";
     public const string PoolNameTag = "db.client.connection.pool.name";
     public const string NodeTag = "clustersql.node";
+    public const string RoleTag = "clustersql.role";
     public const string OutcomeTag = "clustersql.outcome";
     public const string StateTag = "clustersql.node.state";
 

@@ -43,6 +43,52 @@ partial class MinimalCluster : global::System.IDisposable, global::System.IAsync
     [global::System.CodeDom.Compiler.GeneratedCode("ClusterSql.Generators", "0.1.0.0")]
     public global::System.Data.Common.DbConnection OpenConnection() => DataSource.OpenConnection();
 
+    /// <summary>Writes: the node every client of the cluster agrees on (see <see cref="global::ClusterSql.ClusterDataSource.Writer"/>).</summary>
+    [global::System.CodeDom.Compiler.GeneratedCode("ClusterSql.Generators", "0.1.0.0")]
+    public global::ClusterSql.ClusterRoleDataSource Writer => DataSource.Writer;
+
+    /// <summary>Reads: the other nodes, by latency, skipping lagging ones (see <see cref="global::ClusterSql.ClusterDataSource.Readers"/>).</summary>
+    [global::System.CodeDom.Compiler.GeneratedCode("ClusterSql.Generators", "0.1.0.0")]
+    public global::ClusterSql.ClusterRoleDataSource Readers => DataSource.Readers;
+
+    /// <summary>Opens a connection on the writer (or, when it fails, the next node of the agreed writer order).</summary>
+    /// <param name="cancellationToken">Cancels the open.</param>
+    /// <returns>The open connection; the caller disposes it.</returns>
+    /// <exception cref="global::ClusterSql.ClusterException">No node could open a connection.</exception>
+    [global::System.CodeDom.Compiler.GeneratedCode("ClusterSql.Generators", "0.1.0.0")]
+    public global::System.Threading.Tasks.ValueTask<global::System.Data.Common.DbConnection> OpenWriterAsync(global::System.Threading.CancellationToken cancellationToken = default) =>
+        DataSource.Writer.OpenConnectionAsync(cancellationToken);
+
+    /// <summary>Opens a connection on the writer (or, when it fails, the next node of the agreed writer order).</summary>
+    /// <returns>The open connection; the caller disposes it.</returns>
+    /// <exception cref="global::ClusterSql.ClusterException">No node could open a connection.</exception>
+    [global::System.CodeDom.Compiler.GeneratedCode("ClusterSql.Generators", "0.1.0.0")]
+    public global::System.Data.Common.DbConnection OpenWriter() => DataSource.Writer.OpenConnection();
+
+    /// <summary>Opens a connection for reads on a reader node (with CausalReads, after it applied the last recorded write).</summary>
+    /// <param name="cancellationToken">Cancels the open.</param>
+    /// <returns>The open connection; the caller disposes it.</returns>
+    /// <exception cref="global::ClusterSql.ClusterException">No node could open a connection.</exception>
+    [global::System.CodeDom.Compiler.GeneratedCode("ClusterSql.Generators", "0.1.0.0")]
+    public global::System.Threading.Tasks.ValueTask<global::System.Data.Common.DbConnection> OpenReaderAsync(global::System.Threading.CancellationToken cancellationToken = default) =>
+        DataSource.Readers.OpenConnectionAsync(cancellationToken);
+
+    /// <summary>Opens a connection for reads on a reader node (with CausalReads, after it applied the last recorded write).</summary>
+    /// <returns>The open connection; the caller disposes it.</returns>
+    /// <exception cref="global::ClusterSql.ClusterException">No node could open a connection.</exception>
+    [global::System.CodeDom.Compiler.GeneratedCode("ClusterSql.Generators", "0.1.0.0")]
+    public global::System.Data.Common.DbConnection OpenReader() => DataSource.Readers.OpenConnection();
+
+    /// <summary>Opens a connection for reads on which every read sees the write at <paramref name="afterWrite"/>; costs one round trip.</summary>
+    /// <param name="afterWrite">A write position, from <see cref="global::ClusterSql.ClusterDataSource.LastWrite"/> or another process.</param>
+    /// <param name="cancellationToken">Cancels the open and the wait.</param>
+    /// <returns>The open connection; the caller disposes it.</returns>
+    /// <exception cref="global::System.InvalidOperationException">The cluster has no write positions (no UseConsistency).</exception>
+    /// <exception cref="global::ClusterSql.ClusterException">No node could open a connection.</exception>
+    [global::System.CodeDom.Compiler.GeneratedCode("ClusterSql.Generators", "0.1.0.0")]
+    public async global::System.Threading.Tasks.ValueTask<global::System.Data.Common.DbConnection> OpenReaderAsync(string afterWrite, global::System.Threading.CancellationToken cancellationToken = default) =>
+        await DataSource.Readers.OpenConnectionAsync(afterWrite, cancellationToken).ConfigureAwait(false);
+
     /// <summary>Creates the cluster: reads each node's connection string and builds the data source with the declared options.</summary>
     /// <param name="configuration">Looks up a configuration key (for example <c>key =&gt; config[key]</c>); needed by nodes that read a ConnectionStringConfigurationKey.</param>
     /// <param name="configure">Adjusts the builder after the declared options and nodes are applied (time provider, health probe, more options).</param>
