@@ -31,6 +31,12 @@ internal static class Program
             return await WritesCommand.RunAsync(args[1..]);
         }
 
+        if (args.Length > 0 && args[0] == "fleet")
+        {
+            // Before any await: the simulation must run on this thread, not on a thread-pool one.
+            return Fleet.FleetCommand.Run(args[1..]);
+        }
+
         if (args.Length > 0 && args[0] == "report")
         {
             return ReportCommand.Run(args[1..]);
