@@ -89,6 +89,10 @@ if (( quick )); then writes_md="${out}/benchmarks-writes.md"; else writes_md=doc
 flock -u 9
 exec 9>&-
 
+step "fleet simulation (${load_args[*]:-full}; in-process, virtual clock, no cluster)"
+if (( quick )); then fleet_md="${out}/benchmarks-fleet.md"; else fleet_md=docs/benchmarks-fleet.md; fi
+"${tool[@]}" fleet "${load_args[@]}" --out "${fleet_md}"
+
 step "report"
 "${tool[@]}" report --bdn "${out}/bdn" --load "${out}/load-results.json" --out "${report_md}" --svg "${report_svg}" \
   --discussion benchmarks/discussion.md --job "${job_text}" --took "$((SECONDS - start))"

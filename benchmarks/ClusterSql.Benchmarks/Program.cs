@@ -11,7 +11,8 @@ namespace ClusterSql.Benchmarks;
 /// <summary>
 /// <c>dotnet run -c Release -- [BenchmarkDotNet arguments]</c> runs the suites (e.g. <c>--filter *</c>);
 /// <c>-- load [--quick] ...</c> runs the fault-scenario load tool; <c>-- writes [--quick]</c> the write-heavy role
-/// scenarios (docs/benchmarks-writes.md); <c>-- report ...</c> writes docs/benchmarks.md.
+/// scenarios (docs/benchmarks-writes.md); <c>-- fleet [--quick]</c> the simulated fleet (docs/benchmarks-fleet.md);
+/// <c>-- report ...</c> writes docs/benchmarks.md.
 /// </summary>
 internal static class Program
 {
@@ -29,6 +30,12 @@ internal static class Program
         if (args.Length > 0 && args[0] == "writes")
         {
             return await WritesCommand.RunAsync(args[1..]);
+        }
+
+        if (args.Length > 0 && args[0] == "fleet")
+        {
+            // Before any await: the simulation must run on this thread, not on a thread-pool one.
+            return Fleet.FleetCommand.Run(args[1..]);
         }
 
         if (args.Length > 0 && args[0] == "report")
