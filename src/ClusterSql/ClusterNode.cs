@@ -456,15 +456,39 @@ public sealed class ClusterNode
     }
 
     /// <summary>
-    /// Claims one exploratory acquire for a node that nobody tried for <paramref name="intervalTicks"/>: a node that
-    /// was slow keeps a high estimate until it is sampled again, so without an occasional try it would never be seen
-    /// to recover. Only one caller per interval wins the claim.
+    /// Claims one exploratory acquire for a node that nobody tried for <paramref name="intervalTicks"/>, and for at least
+    /// <paramref name="minOpens"/> of the data source's opens since its last exploration: a node that was slow keeps a
+    /// high estimate until it is sampled again, so without an occasional try it would never be seen to recover. The
+    /// interval alone made exploration a share of a client's acquires that grows as its rate falls (one in five at five
+    /// acquires a second), and a fleet of small clients sent a fifth of its load to a slow node (docs/benchmarks-fleet.md);
+    /// the count bounds that share whatever the rate. Only one caller per interval wins the claim.
     /// </summary>
-    internal bool TryClaimExploration(long now, long intervalTicks)
+    /// <param name="now">The acquire's clock reading.</param>
+    /// <param name="intervalTicks">The least time between two explorations of a node.</param>
+    /// <param name="nodes">The data source's node snapshot, whose opens are counted (only once the interval is over).</param>
+    /// <param name="minOpens">The least number of the data source's opens between two explorations of a node.</param>
+    internal bool TryClaimExploration(long now, long intervalTicks, ClusterNode[] nodes, long minOpens)
     {
         var last = Volatile.Read(ref _lastAttemptStamp);
-        if (now - last >= intervalTicks && Interlocked.CompareExchange(ref _lastAttemptStamp, now, last) == last)
+        if (now - last < intervalTicks)
         {
+            return false;
+        }
+
+        long opens = 0;
+        foreach (var node in nodes)
+        {
+            opens += Volatile.Read(ref node._opens);
+        }
+
+        if (opens - Volatile.Read(ref _opensAtExploration) < minOpens)
+        {
+            return false;
+        }
+
+        if (Interlocked.CompareExchange(ref _lastAttemptStamp, now, last) == last)
+        {
+            Volatile.Write(ref _opensAtExploration, opens);
             Volatile.Write(ref _exploredStamp, now);
             return true;
         }
@@ -472,9 +496,11 @@ public sealed class ClusterNode
         return false;
     }
 
+    private long _opensAtExploration;
+
     /// <summary>
     /// Whether selection picked this node at <paramref name="now"/> (the acquire's clock reading) to explore it: the
-    /// acquire then hedges it after the fastest candidate's delay, not after its own (see <see cref="Acquirer.HedgeDelayFor"/>).
+    /// acquire then starts the best other candidate at once rather than waiting on it (see <see cref="Acquirer.HedgeDelayFor"/>).
     /// </summary>
     internal bool IsExploringAt(long now) => Volatile.Read(ref _exploredStamp) == now;
 

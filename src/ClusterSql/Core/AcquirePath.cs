@@ -159,12 +159,15 @@ internal sealed class Acquirer
     internal const double FarAboveFactor = 4;
 
     /// <summary>
-    /// How long an attempt on <paramref name="node"/> runs before a hedge starts: the node's own delay, except for an
-    /// exploration and for a node whose delay is far above the fastest usable candidate's, which get that candidate's.
-    /// A node slowed to 250 ms keeps a hedge delay at MaxHedgeDelay; the exploration that samples it once a second (so
-    /// that its recovery is seen) would otherwise make that acquire wait the whole cap before another node is tried,
-    /// though a node that answers in a millisecond is there. The slow attempt still finishes and feeds its node's
-    /// estimate (the sample the exploration was for); only the caller stops waiting for it.
+    /// How long an attempt on <paramref name="node"/> runs before a hedge starts: the node's own delay; none for an
+    /// exploration; the fastest usable candidate's for a node whose delay is far above it.
+    /// An exploration is a sample, not a bet: selection picks a node nobody tried for a while (a node that was slow, to
+    /// see whether it recovered), and a caller should not pay for it. Hedged after the fastest candidate's delay (the
+    /// rule before this one), each exploration of a node slowed by 50 ms per packet still cost its caller that delay
+    /// plus a whole open, and paced load's p99 was 3.4x the healthy one; started together with the best candidate, the
+    /// caller gets whichever answers first. It costs one open more per exploration (at most one per node per second and
+    /// per ExplorationOpens of the data source's opens), and a hedge token, so a cluster slow everywhere stops it.
+    /// The explored attempt still finishes and feeds its node's estimate (the sample the exploration was for).
     /// </summary>
     /// <param name="node">The node of the attempt to be hedged.</param>
     /// <param name="exploring">Whether selection picked the node to explore it.</param>
@@ -172,9 +175,17 @@ internal sealed class Acquirer
     internal static TimeSpan HedgeDelayFor(ClusterNode node, bool exploring, TimeSpan? fastestCandidate)
     {
         var own = node.HedgeDelay;
-        if (fastestCandidate is TimeSpan fastest && fastest < own && (exploring || own.Ticks > FarAboveFactor * fastest.Ticks))
+        if (fastestCandidate is TimeSpan fastest)
         {
-            return fastest;
+            if (exploring)
+            {
+                return TimeSpan.Zero;
+            }
+
+            if (fastest < own && own.Ticks > FarAboveFactor * fastest.Ticks)
+            {
+                return fastest;
+            }
         }
 
         return own;

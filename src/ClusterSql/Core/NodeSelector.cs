@@ -27,6 +27,13 @@ internal sealed class NodeSelector
     private readonly long _explorationTicks;
     private int _roundRobin = -1;
 
+    /// <summary>
+    /// The least number of a data source's opens between two explorations of one node: explorations of a slow node stay
+    /// under 5% of a client's opens at any acquire rate (with only the time interval, a client making five acquires a
+    /// second explored a slow node on one in five).
+    /// </summary>
+    internal const int ExplorationOpens = 20;
+
     /// <param name="options">The cluster's settings (policy, decay time, writer count).</param>
     /// <param name="timeProvider">The clock.</param>
     /// <param name="random">The source of the random pairs.</param>
@@ -41,7 +48,8 @@ internal sealed class NodeSelector
         _maxWriters = options.MaxWriters;
         _random = random;
 
-        // A tenth of the decay time (1 s by default): at most one exploratory open per node per interval.
+        // A tenth of the decay time (1 s by default), and ExplorationOpens of the data source's opens: at most one
+        // exploratory open per node per interval, and at most a twentieth of the opens per node.
         _explorationTicks = (long)(options.LatencyDecayTime.TotalSeconds / 10 * timeProvider.TimestampFrequency);
     }
 
@@ -159,7 +167,7 @@ internal sealed class NodeSelector
             ClusterNode a = nodes[i], b = nodes[j];
             if (a.CanServe(now) && b.CanServe(now) && a.IsAtCapacity == b.IsAtCapacity)
             {
-                return ChooseOfPair(a, b, now);
+                return ChooseOfPair(nodes, a, b, now);
             }
         }
 
@@ -189,14 +197,14 @@ internal sealed class NodeSelector
     }
 
     /// <summary>The better of two usable nodes: an exploration due first, then a node warming up, then the cheaper.</summary>
-    private ClusterNode ChooseOfPair(ClusterNode a, ClusterNode b, long now)
+    private ClusterNode ChooseOfPair(ClusterNode[] nodes, ClusterNode a, ClusterNode b, long now)
     {
-        if (a.TryClaimExploration(now, _explorationTicks))
+        if (a.TryClaimExploration(now, _explorationTicks, nodes, ExplorationOpens))
         {
             return a;
         }
 
-        if (b.TryClaimExploration(now, _explorationTicks))
+        if (b.TryClaimExploration(now, _explorationTicks, nodes, ExplorationOpens))
         {
             return b;
         }
@@ -273,7 +281,7 @@ internal sealed class NodeSelector
             return a.IsAtCapacity ? b : a;
         }
 
-        return ChooseOfPair(a, b, now);
+        return ChooseOfPair(nodes, a, b, now);
     }
 
     private ClusterNode? NthInGroup(ClusterNode[] nodes, long now, int n)
