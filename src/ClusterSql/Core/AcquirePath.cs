@@ -159,14 +159,24 @@ internal sealed class Acquirer
     internal const double FarAboveFactor = 4;
 
     /// <summary>
+    /// An explored node whose delay is this far above the fastest candidate's is believed slower and gets the best
+    /// candidate started with it. Not any amount above: the least of several noisy estimates is nearly always below a
+    /// given one, and a fleet of 1,000 clients over 9 healthy nodes hedged 0.23 times per acquire with that rule.
+    /// </summary>
+    internal const double SlowerFactor = 2;
+
+    /// <summary>
     /// How long an attempt on <paramref name="node"/> runs before a hedge starts: the node's own delay; none for an
-    /// exploration; the fastest usable candidate's for a node whose delay is far above it.
+    /// exploration of a node believed slower (<see cref="SlowerFactor"/>) than the fastest usable candidate; that candidate's delay for a node whose
+    /// delay is far above it.
     /// An exploration is a sample, not a bet: selection picks a node nobody tried for a while (a node that was slow, to
     /// see whether it recovered), and a caller should not pay for it. Hedged after the fastest candidate's delay (the
     /// rule before this one), each exploration of a node slowed by 50 ms per packet still cost its caller that delay
     /// plus a whole open, and paced load's p99 was 3.4x the healthy one; started together with the best candidate, the
     /// caller gets whichever answers first. It costs one open more per exploration (at most one per node per second and
-    /// per ExplorationOpens of the data source's opens), and a hedge token, so a cluster slow everywhere stops it.
+    /// per ExplorationOpens of the data source's opens), and a hedge token, so a cluster slow everywhere stops it. A node
+    /// believed as fast as the best is explored as any pick is made (a client of many nodes at a low rate explores most
+    /// of them only because it did not get round to them: a second open each time would double its logins).
     /// The explored attempt still finishes and feeds its node's estimate (the sample the exploration was for).
     /// </summary>
     /// <param name="node">The node of the attempt to be hedged.</param>
@@ -177,7 +187,7 @@ internal sealed class Acquirer
         var own = node.HedgeDelay;
         if (fastestCandidate is TimeSpan fastest)
         {
-            if (exploring)
+            if (exploring && own.Ticks > SlowerFactor * fastest.Ticks)
             {
                 return TimeSpan.Zero;
             }

@@ -10,8 +10,19 @@ namespace ClusterSql.Core;
 /// </summary>
 internal sealed class HedgeBudget
 {
-    /// <summary>Hedges that may happen before any acquire has paid for them.</summary>
-    internal const int Burst = 10;
+    /// <summary>
+    /// The most hedges a client can have saved up. A fleet of N clients can spend N times this at the moment a cluster
+    /// turns slow everywhere, when hedging helps least: at 10 (the first default), 1,000 clients making 5 acquires a
+    /// second hedged once per acquire in that second (docs/benchmarks-fleet.md). Three still relieve a burst of
+    /// concurrent acquires that landed on one hung node before its stall was seen.
+    /// </summary>
+    internal const int Burst = 3;
+
+    /// <summary>
+    /// What a new client starts with: one hedge for its first slow open, the rest earned by acquires (a fleet that starts
+    /// or scales out together would otherwise add N x Burst logins to servers that are, at that moment, the busiest).
+    /// </summary>
+    internal const int Initial = 1;
 
     // Milli-tokens in an int, so that deposit and withdrawal are single Interlocked operations.
     private const int Scale = 1000;
@@ -23,7 +34,7 @@ internal sealed class HedgeBudget
     public HedgeBudget(double ratio)
     {
         _deposit = (int)(ratio * Scale);
-        _milliTokens = ratio > 0 ? Capacity : 0;
+        _milliTokens = ratio > 0 ? Initial * Scale : 0;
     }
 
     public void Deposit()
