@@ -323,6 +323,9 @@ public sealed class ClusterDataSource : DbDataSource
         }
 
         ClusterTelemetry.Unregister(this);
+        _acquirer.Dispose();
+        Writer.Acquirer.Dispose();
+        Readers.Acquirer.Dispose();
         if (_probes is not null)
         {
             await _probes.DisposeAsync().ConfigureAwait(false);

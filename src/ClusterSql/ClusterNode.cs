@@ -182,7 +182,10 @@ public sealed class ClusterNode
         link.Dispose();
         var callerCancelled = cancellationToken.IsCancellationRequested;
         error = CompleteAttempt(start, ref connection, error, timeout, callerCancelled, poolWait, synchronous);
-        _context.Cancellations.Return(timeout);
+
+        // Disposed, never pooled: its timer runs on the TimeProvider's timers, whose fire may be in flight however
+        // TryReset answers, and a pooled source that fired later would cancel some other acquire's open.
+        timeout.Dispose();
         if (connection is not null && _removed)
         {
             _ = Attempt.DisposeQuietlyAsync(connection);
@@ -393,6 +396,9 @@ public sealed class ClusterNode
 
         return latency * (Volatile.Read(ref _pending) + 1);
     }
+
+    /// <summary>Not removed, down or drained: the node takes part in the roles' order, whatever this client's ejection says.</summary>
+    internal bool IsInService => !_removed && _down is null && _drainReason is null;
 
     /// <summary>Whether selection may pick this node now (not removed, down or ejected; a half-open node whose trial is free).</summary>
     internal bool CanServe(long now)

@@ -29,6 +29,9 @@ public sealed class ClusterRoleDataSource : DbDataSource
         _acquirer = acquirer;
     }
 
+    /// <summary>The role's acquire path, disposed with its cluster.</summary>
+    internal Acquirer Acquirer => _acquirer;
+
     /// <summary>The cluster this role belongs to.</summary>
     public ClusterDataSource Cluster => _cluster;
 

@@ -5,6 +5,7 @@ using System.Data.Common;
 using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
+using ClusterSql.Core;
 using ClusterSql.Tests.Fakes;
 using NUnit.Framework;
 
@@ -181,6 +182,34 @@ public sealed class RoleTests
         var read = cluster.DataSource.Readers.OpenConnectionAsync().AsTask();
         await using var reader = await cluster.RunUntilDone(read, TimeSpan.FromMilliseconds(50));
         Assert.That(cluster["node2"].OpensStarted + cluster["node3"].OpensStarted, Is.EqualTo(2), "the slow reader was hedged to the other reader");
+    }
+
+    [Test]
+    public async Task Writers_FirstNodeHalfOpenWithItsTrialClaimed_StillCountsTowardsMaxWriters()
+    {
+        await using var cluster = FakeCluster.Create(3, o => o.MaxWriters = 2);
+        var nodes = cluster.DataSource.Writer.Nodes.ToArray();
+        Assert.That(nodes.Select(n => n.Name), Is.EqualTo(new[] { "node1", "node2", "node3" }));
+
+        // node1 ejected, then half-open: this acquire holds its trial, so this client's CanServe says no.
+        var time = cluster.Time;
+        for (var i = 0; i < cluster.DataSource.Options.EjectionThreshold; i++)
+        {
+            var now = time.GetTimestamp();
+            nodes[0].RecordFailure(new FakeDbException("refused"), now, now);
+        }
+
+        time.Advance(cluster.DataSource.Options.MaxEjectionTime + TimeSpan.FromSeconds(1));
+        var at = time.GetTimestamp();
+        Assert.That(nodes[0].TryClaim(at, panic: false), Is.True, "the trial is this acquire's");
+
+        // node2 busy, so node3 is the cheaper: were node1 not counted, node3 would join the writers and come first.
+        nodes[1].BeginAttempt(isHedge: false, at);
+        var selector = new NodeSelector(cluster.DataSource.Options, time, new Random(1), RoleGroup.Writers);
+        var order = selector.Order(nodes, at, exclude: nodes[0], panic: false);
+        Assert.That(order.Select(n => n.Name), Is.EqualTo(new[] { "node2", "node3" }), "node2 is the only other writer");
+        Assert.That(selector.MayHedgeTo(0, firstExcluded: true), Is.True, "a hedge may go to node2");
+        Assert.That(selector.MayHedgeTo(1, firstExcluded: true), Is.False, "never to node3");
     }
 
     [Test]

@@ -51,16 +51,45 @@ internal sealed class Acquirer
         return new AcquireOperation(this);
     }
 
-    /// <summary>An operation nobody refers to any more; dropped when the pool is full.</summary>
+    /// <summary>An operation nobody refers to any more; dropped (its timer disposed) when the pool is full or closed.</summary>
     internal void ReturnOperation(AcquireOperation operation)
     {
         var operations = _operations;
+        if (!_disposed)
+        {
+            for (var i = 0; i < operations.Length; i++)
+            {
+                if (Interlocked.CompareExchange(ref operations[i], operation, null) is null)
+                {
+                    // Dispose may have emptied the slots just before this one was filled: take it back out.
+                    if (_disposed && Interlocked.CompareExchange(ref operations[i], null, operation) == operation)
+                    {
+                        operation.DisposeTimer();
+                    }
+
+                    return;
+                }
+            }
+        }
+
+        operation.DisposeTimer();
+    }
+
+    private volatile bool _disposed;
+
+    /// <summary>
+    /// The data source is disposed: the pooled operations' timers go with it. A timer left armed (see
+    /// AcquireOperation.LeaveArmedSeconds) would otherwise keep the operation, and through it the nodes and their
+    /// providers, reachable until it fired, up to a connect timeout later. An operation still in use disposes its own
+    /// when its last reference goes.
+    /// </summary>
+    public void Dispose()
+    {
+        _disposed = true;
+        var operations = _operations;
         for (var i = 0; i < operations.Length; i++)
         {
-            if (Interlocked.CompareExchange(ref operations[i], operation, null) is null)
-            {
-                return;
-            }
+            Interlocked.Exchange(ref operations[i], null)?.DisposeTimer();
         }
     }
 
@@ -766,6 +795,10 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
                     _error = ex;
                     _done = true;
                     decided = true;
+
+                    // One more pass, so that the clean-up of a decided operation runs (the cancellation registration
+                    // disposed, attempts bounded by their deadlines, the timer set for them).
+                    Interlocked.Increment(ref _signals);
                 }
             }
         }
@@ -911,9 +944,14 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         }
 
         // A node whose own opens have hung longer than the one to relieve cannot relieve it: a hedge would only add a
-        // login, and a pending open, to a node that does not answer. It stays a candidate for a failover.
-        if (candidates[_nextCandidate].StallAge(now) > _context.ToSeconds(slow.Start, now))
+        // login, and a pending open, to a node that does not answer. It stays a candidate for a failover, and the hedge
+        // is looked at again after that node's delay (its stall may end; an exploration hedged at once must not end up
+        // waiting for the whole slow open because the best node had one open in progress).
+        var next = candidates[_nextCandidate];
+        if (next.StallAge(now) > _context.ToSeconds(slow.Start, now))
         {
+            _hedgeTarget = slow;
+            _hedgeDueAt = _context.AddToTimestamp(now, next.HedgeDelay);
             return;
         }
 
@@ -924,10 +962,15 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
             return;
         }
 
-        slow.MarkStalled(now);
         if (TryStartNext(isHedge: true, now))
         {
+            slow.MarkStalled(now);
             _hedges++;
+        }
+        else
+        {
+            // Nothing could be claimed (a half-open node's trial taken meanwhile): no login was added, so no hedge spent.
+            _context.HedgeBudget.Refund();
         }
     }
 
@@ -1039,6 +1082,12 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         var candidates = Candidates(now);
         while (_nextCandidate < candidates.Count)
         {
+            if (isHedge && !_acquirer.Selector.MayHedgeTo(_nextCandidate, _firstExcluded))
+            {
+                // A node that could not be claimed moved the hedge past the role's group (a writer is never hedged).
+                return false;
+            }
+
             var node = candidates[_nextCandidate++];
             if (!node.TryClaim(now, _panic))
             {
@@ -1087,11 +1136,15 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
     private TimeSpan? FastestCandidateDelay(long now)
     {
         TimeSpan? fastest = null;
-        if (_candidates is not null)
+        if (_candidates is not null || _acquirer.Selector.IsRole)
         {
-            for (var i = _nextCandidate; i < _candidates.Count; i++)
+            // A role's hedge may only go to its own group (the writers): the nodes outside it, however fast, say nothing
+            // about how long this attempt should run. Ordering allocates the candidates' list, which a role's slow path
+            // needs for any hedge anyway.
+            var candidates = Candidates(now);
+            for (var i = _nextCandidate; i < candidates.Count && _acquirer.Selector.MayHedgeTo(i, _firstExcluded); i++)
             {
-                var delay = _candidates[i].HedgeDelay;
+                var delay = candidates[i].HedgeDelay;
                 if (fastest is null || delay < fastest)
                 {
                     fastest = delay;
@@ -1196,6 +1249,14 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         _armedAt = next;
     }
 
+    /// <summary>Disposes the operation's timer; only while nobody uses the operation (out of the pool, or dropped).</summary>
+    internal void DisposeTimer()
+    {
+        _timer?.Dispose();
+        _timer = null;
+        _armedAt = long.MaxValue;
+    }
+
     private bool TryAddRef()
     {
         int refs;
@@ -1254,6 +1315,12 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
 
     public DbConnection GetResult(short token)
     {
+        if (token == _core.Version && _core.GetStatus(token) == ValueTaskSourceStatus.Pending)
+        {
+            // Misuse (.Result on an acquire still running): nothing is taken, so the connection, when it comes, is not lost.
+            throw new InvalidOperationException("The acquire has not completed: await it rather than read its result.");
+        }
+
         if (token != _core.Version || Interlocked.Exchange(ref _resultTaken, 1) != 0)
         {
             // Misuse (a ValueTask awaited twice): the caller's reference is released once, never twice, so a misused

@@ -71,5 +71,18 @@ internal sealed class HedgeBudget
         }
     }
 
+    /// <summary>Gives back a token withdrawn for a hedge that could not start.</summary>
+    public void Refund()
+    {
+        while (true)
+        {
+            var current = Volatile.Read(ref _milliTokens);
+            if (Interlocked.CompareExchange(ref _milliTokens, Math.Min(current + Scale, Capacity), current) == current)
+            {
+                return;
+            }
+        }
+    }
+
     internal double Tokens => Volatile.Read(ref _milliTokens) / (double)Scale;
 }

@@ -60,6 +60,9 @@ internal sealed class NodeSelector
     /// <summary>The policy this selector applies: a role's is always latency-aware within its group, whatever the cluster's.</summary>
     public AcquirePolicy Policy => _policy;
 
+    /// <summary>Whether this selector serves a role (its snapshot in the role's order, a group it prefers).</summary>
+    public bool IsRole => _group != RoleGroup.None;
+
     public ClusterNode? PickFirst(ClusterNode[] nodes, long now) => _group != RoleGroup.None ? PickInGroup(nodes, now) : _policy switch
     {
         AcquirePolicy.LatencyAware => PickTwoChoices(nodes, now),
@@ -312,9 +315,11 @@ internal sealed class NodeSelector
         var usable = 0;
         foreach (var node in nodes)
         {
-            if (node == exclude && !panic && node.CanServe(now))
+            if (node == exclude && !panic && node.IsInService)
             {
                 // The first attempt's node still counts towards the group (MaxWriters), or a third node would become a writer.
+                // Whatever this client's ejection or trial state says (the acquire may hold the half-open node's trial, so
+                // CanServe is false): the writers are agreed from the cluster's reports, not from one client's failures.
                 usable++;
                 continue;
             }
