@@ -122,7 +122,7 @@ public sealed class PostgresHealthProbe : IClusterNodeHealthProbe, IAsyncDisposa
 
     private async ValueTask<ClusterNodeHealth> CheckOnceAsync(ClusterNode node, NpgsqlDataSource npgsql, CancellationToken cancellationToken)
     {
-        var connection = _connections.GetOrAdd(node, static (n, cs) => new NpgsqlConnection(ProbeConnectionString(cs, n.ConnectTimeout)), npgsql.ConnectionString);
+        var connection = _connections.GetOrAdd(node, static (n, source) => CreateProbeConnection(source, n.ConnectTimeout), npgsql);
         var kept = connection.State == System.Data.ConnectionState.Open;
         try
         {
@@ -215,6 +215,17 @@ public sealed class PostgresHealthProbe : IClusterNodeHealthProbe, IAsyncDisposa
                 await connection.DisposeAsync().ConfigureAwait(false);
             }
         }
+    }
+
+    /// <summary>
+    /// A connection of the probe's own for a node. The data source's connection string has no password (Npgsql drops it
+    /// unless Persist Security Info is set), so the connection is cloned from one of the data source's: CloneWith keeps
+    /// the credentials while the probe's settings replace the rest.
+    /// </summary>
+    private static NpgsqlConnection CreateProbeConnection(NpgsqlDataSource source, TimeSpan connectTimeout)
+    {
+        using var template = source.CreateConnection();
+        return template.CloneWith(ProbeConnectionString(source.ConnectionString, connectTimeout));
     }
 
     internal static string ProbeConnectionString(string nodeConnectionString, TimeSpan connectTimeout)
