@@ -11,7 +11,8 @@ namespace ClusterSql.Benchmarks;
 /// <summary>
 /// <c>dotnet run -c Release -- [BenchmarkDotNet arguments]</c> runs the suites (e.g. <c>--filter *</c>);
 /// <c>-- load [--quick] ...</c> runs the fault-scenario load tool; <c>-- writes [--quick]</c> the write-heavy role
-/// scenarios (docs/benchmarks-writes.md); <c>-- report ...</c> writes docs/benchmarks.md.
+/// scenarios (docs/benchmarks-writes.md); <c>-- pg-compare [--quick]</c> ClusterSql.Npgsql against Npgsql multi-host
+/// (docs/benchmarks-postgres.md); <c>-- report ...</c> writes docs/benchmarks.md.
 /// </summary>
 internal static class Program
 {
@@ -29,6 +30,11 @@ internal static class Program
         if (args.Length > 0 && args[0] == "writes")
         {
             return await WritesCommand.RunAsync(args[1..]);
+        }
+
+        if (args.Length > 0 && args[0] == "pg-compare")
+        {
+            return await PostgresCompareCommand.RunAsync(args[1..]);
         }
 
         if (args.Length > 0 && args[0] == "report")

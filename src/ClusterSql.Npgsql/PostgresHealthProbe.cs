@@ -76,7 +76,7 @@ public sealed class PostgresHealthProbe : IClusterNodeHealthProbe, IAsyncDisposa
         ArgumentNullException.ThrowIfNull(node);
         if (_connections.TryRemove(node, out var connection))
         {
-            await connection.DisposeAsync().ConfigureAwait(false);
+            await DisposeQuietlyAsync(connection).ConfigureAwait(false);
         }
     }
 
@@ -122,13 +122,22 @@ public sealed class PostgresHealthProbe : IClusterNodeHealthProbe, IAsyncDisposa
 
     private async ValueTask<ClusterNodeHealth> CheckOnceAsync(ClusterNode node, NpgsqlDataSource npgsql, CancellationToken cancellationToken)
     {
-        var connection = _connections.GetOrAdd(node, static (n, source) => CreateProbeConnection(source, n.ConnectTimeout), npgsql);
-        var kept = connection.State == System.Data.ConnectionState.Open;
+        // The check takes the node's kept connection out of the table and owns it until it puts it back: an Npgsql
+        // connection is for one user at a time, and disposing one that another thread is opening throws. A check that
+        // the runner gave up on (a hung server) may still hold its connection while the next check starts on a new one.
+        var kept = _connections.TryRemove(node, out var connection) && connection.State == System.Data.ConnectionState.Open;
+        if (!kept)
+        {
+            await DisposeQuietlyAsync(connection).ConfigureAwait(false);
+            connection = CreateProbeConnection(npgsql, node.ConnectTimeout);
+        }
+
+        var keep = false;
         try
         {
             if (!kept)
             {
-                await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+                await connection!.OpenAsync(cancellationToken).ConfigureAwait(false);
                 await SetIdleTimeoutAsync(connection).ConfigureAwait(false);
             }
 
@@ -158,16 +167,11 @@ public sealed class PostgresHealthProbe : IClusterNodeHealthProbe, IAsyncDisposa
                 }
             }
 
+            keep = true;
             return _timelines.Evaluate(status);
         }
         catch (Exception ex)
         {
-            // A broken or cancelled probe connection is not reused.
-            if (_connections.TryRemove(new KeyValuePair<ClusterNode, NpgsqlConnection>(node, connection)))
-            {
-                await connection.DisposeAsync().ConfigureAwait(false);
-            }
-
             if (kept)
             {
                 ex.Data[KeptConnectionKey] = true;
@@ -177,12 +181,34 @@ public sealed class PostgresHealthProbe : IClusterNodeHealthProbe, IAsyncDisposa
         }
         finally
         {
-            // Disposed, or the node removed, while this check ran: its connection must not outlive the probe or the node.
-            if ((_disposed || node.State is ClusterNodeState.Removed or ClusterNodeState.Disposed) &&
-                _connections.TryRemove(new KeyValuePair<ClusterNode, NpgsqlConnection>(node, connection)))
+            // Kept for the next check only when healthy, and while neither the probe nor the node is gone (their disposal
+            // closes only connections that no check holds, so this one is closed here).
+            if (!keep || _disposed || node.State is ClusterNodeState.Removed or ClusterNodeState.Disposed || !_connections.TryAdd(node, connection!))
             {
-                await connection.DisposeAsync().ConfigureAwait(false);
+                await DisposeQuietlyAsync(connection).ConfigureAwait(false);
             }
+            else if (_disposed && _connections.TryRemove(new KeyValuePair<ClusterNode, NpgsqlConnection>(node, connection!)))
+            {
+                // Disposed between the check above and the add.
+                await DisposeQuietlyAsync(connection).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private static async ValueTask DisposeQuietlyAsync(NpgsqlConnection? connection)
+    {
+        if (connection is null)
+        {
+            return;
+        }
+
+        try
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or NpgsqlException or System.IO.IOException or ObjectDisposedException)
+        {
+            // A broken connection's close may fail; there is nothing left to free that the failure would keep.
         }
     }
 
@@ -212,7 +238,7 @@ public sealed class PostgresHealthProbe : IClusterNodeHealthProbe, IAsyncDisposa
         {
             if (_connections.TryRemove(node, out var connection))
             {
-                await connection.DisposeAsync().ConfigureAwait(false);
+                await DisposeQuietlyAsync(connection).ConfigureAwait(false);
             }
         }
     }
