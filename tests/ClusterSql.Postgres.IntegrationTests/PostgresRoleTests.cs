@@ -268,6 +268,32 @@ public sealed class PostgresRoleTests
         }
     }
 
+    [Test]
+    public async Task Readers_StandbyBlackholed_SkippedUntilRestored()
+    {
+        await using var cluster = TestPostgres.Build();
+        await WaitForProbes(cluster);
+        try
+        {
+            await TestPostgres.Harness("blackhole", "3");
+            await TestPostgres.WaitUntil("pg3 marked down", () => Task.FromResult(cluster.Nodes[2].GetStatistics().DownReason is not null), TimeSpan.FromSeconds(10));
+            var readers = new HashSet<int>();
+            for (var i = 0; i < 20; i++)
+            {
+                await using var reader = await cluster.Readers.OpenNpgsqlConnectionAsync();
+                readers.Add(await TestPostgres.NodeOf(reader));
+            }
+
+            Assert.That(readers, Is.EqualTo(new[] { 2 }), "no read waits on the blackholed pg3");
+            await TestPostgres.Harness("unblackhole", "3");
+            await TestPostgres.WaitUntil("pg3 up again", () => Task.FromResult(cluster.Nodes[2].GetStatistics().DownReason is null), TimeSpan.FromSeconds(15));
+        }
+        finally
+        {
+            await TestPostgres.Harness("unblackhole", "3");
+        }
+    }
+
     /// <summary>Waits until every node has been checked once, so that the roles are known.</summary>
     private static async Task WaitForProbes(ClusterDataSource cluster)
     {

@@ -109,6 +109,7 @@ internal static class PostgresCompareCommand
         var (open, dispose) = create();
         var latencies = new List<double>();
         var failures = 0;
+        string? firstFailure = null;
         try
         {
             await Warm(open);
@@ -128,6 +129,7 @@ internal static class PostgresCompareCommand
                 {
                     latencies.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
                     failures++;
+                    firstFailure ??= Describe(ex, clock.Elapsed);
                 }
             }
         }
@@ -143,7 +145,7 @@ internal static class PostgresCompareCommand
             }
         }
 
-        var outcome = Summarize("pg1 (first host) hung", client, latencies, failures, "");
+        var outcome = Summarize("pg1 (first host) hung", client, latencies, failures, firstFailure ?? "");
         Console.WriteLine(outcome);
         return outcome;
     }
@@ -219,6 +221,12 @@ internal static class PostgresCompareCommand
         var outcome = Summarize("pg1 (primary) crashed, pg2 promoted 2 s later", client, latencies, failures, note);
         Console.WriteLine(outcome);
         return outcome;
+    }
+
+    private static string Describe(Exception ex, TimeSpan at)
+    {
+        var message = ex.Message.ReplaceLineEndings(" ").Replace("|", "/", StringComparison.Ordinal);
+        return $"first failure at {at.TotalSeconds:0.0} s: {ex.GetType().Name}: {(message.Length > 140 ? message[..140] + "..." : message)}";
     }
 
     private static async Task Warm(Func<Task<NpgsqlConnection>> open)
