@@ -31,21 +31,27 @@ internal static class PostgresCompareCommand
     {
         var quick = args.Contains("--quick");
         var output = Path.Combine(TestCluster.RepositoryRoot, "docs", "benchmarks-postgres.md");
+        string? only = null;
         for (var i = 0; i < args.Length; i++)
         {
             if (args[i] == "--out" && i + 1 < args.Length)
             {
                 output = args[++i];
             }
+            else if (args[i] == "--only" && i + 1 < args.Length)
+            {
+                only = args[++i];
+            }
             else if (args[i] != "--quick")
             {
-                Console.Error.WriteLine("usage: pg-compare [--quick] [--out FILE.md]");
+                Console.Error.WriteLine("usage: pg-compare [--quick] [--out FILE.md] [--only TEXT]   (--only: the rows whose client names contain TEXT)");
                 return 2;
             }
         }
 
-        var duration = TimeSpan.FromSeconds(quick ? 4 : 12);
-        var outcomes = new List<Outcome>();
+        var duration = TimeSpan.FromSeconds(quick ? 3 : 12);
+        var outcomes = new List<Outcome?>();
+        s_only = only;
         await Harness("reset");
 
         // A hung first host: pg1 (the primary) stops answering after the TCP handshake. Reads of any node.
@@ -93,7 +99,7 @@ internal static class PostgresCompareCommand
             return (async () => await source.OpenConnectionAsync(), source.DisposeAsync);
         }));
 
-        var page = Render(outcomes, quick, duration);
+        var page = Render([.. outcomes.OfType<Outcome>()], quick, duration);
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(output))!);
         await File.WriteAllTextAsync(output, page);
         Console.WriteLine(page);
@@ -104,8 +110,15 @@ internal static class PostgresCompareCommand
     private static string Hosts(params int[] nodes) =>
         $"Host={string.Join(",", nodes.Select(n => $"127.0.0.4{n}:544{n}"))};Username=clustersql;Password={Password};Database=test;Timeout=3";
 
-    private static async Task<Outcome> HungFirstHost(string client, TimeSpan duration, Func<(Func<Task<NpgsqlConnection>> Open, Func<ValueTask> Dispose)> create)
+    private static string? s_only;
+
+    private static async Task<Outcome?> HungFirstHost(string client, TimeSpan duration, Func<(Func<Task<NpgsqlConnection>> Open, Func<ValueTask> Dispose)> create)
     {
+        if (s_only is not null && !client.Contains(s_only, StringComparison.OrdinalIgnoreCase))
+        {
+            return null;
+        }
+
         var (open, dispose) = create();
         var latencies = new List<double>();
         var failures = 0;
@@ -150,8 +163,13 @@ internal static class PostgresCompareCommand
         return outcome;
     }
 
-    private static async Task<Outcome> Failover(string client, TimeSpan duration, Func<(Func<Task<NpgsqlConnection>> Open, Func<ValueTask> Dispose)> create)
+    private static async Task<Outcome?> Failover(string client, TimeSpan duration, Func<(Func<Task<NpgsqlConnection>> Open, Func<ValueTask> Dispose)> create)
     {
+        if (s_only is not null && !client.Contains(s_only, StringComparison.OrdinalIgnoreCase))
+        {
+            return null;
+        }
+
         var (open, dispose) = create();
         var latencies = new List<double>();
         var failures = 0;
@@ -226,7 +244,7 @@ internal static class PostgresCompareCommand
     private static string Describe(Exception ex, TimeSpan at)
     {
         var message = ex.Message.ReplaceLineEndings(" ").Replace("|", "/", StringComparison.Ordinal);
-        return $"first failure at {at.TotalSeconds:0.0} s: {ex.GetType().Name}: {(message.Length > 140 ? message[..140] + "..." : message)}";
+        return $"first failure at {at.TotalSeconds:0.0} s: {ex.GetType().Name}: {(message.Length > 600 ? message[..600] + "..." : message)}";
     }
 
     private static async Task Warm(Func<Task<NpgsqlConnection>> open)
