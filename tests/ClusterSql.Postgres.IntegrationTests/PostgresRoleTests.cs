@@ -54,6 +54,33 @@ public sealed class PostgresRoleTests
     }
 
     [Test]
+    public async Task OpenNpgsqlConnection_Sync_RolesAndNodes()
+    {
+        await using var cluster = TestPostgres.Build();
+        await WaitForProbes(cluster);
+        using (var writer = cluster.Writer.OpenNpgsqlConnection())
+        using (var command = new NpgsqlCommand("SELECT inet_server_port()", writer))
+        {
+            Assert.That(command.ExecuteScalar(), Is.EqualTo(5441));
+        }
+
+        using (var reader = cluster.Readers.OpenNpgsqlConnection())
+        using (var command = new NpgsqlCommand("SELECT pg_is_in_recovery()", reader))
+        {
+            Assert.That(command.ExecuteScalar(), Is.True, "a reader session is on a standby");
+        }
+
+        using (var any = cluster.OpenNpgsqlConnection())
+        {
+            Assert.That(any.State, Is.EqualTo(System.Data.ConnectionState.Open));
+        }
+
+        using var pinned = cluster.Nodes[2].OpenNpgsqlConnection();
+        using var pinnedCommand = new NpgsqlCommand("SELECT inet_server_port()", pinned);
+        Assert.That(pinnedCommand.ExecuteScalar(), Is.EqualTo(5443));
+    }
+
+    [Test]
     public async Task Readers_PrimaryCrashed_KeepWorking_WriterFails()
     {
         await using var cluster = TestPostgres.Build();

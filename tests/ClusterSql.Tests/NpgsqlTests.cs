@@ -1,7 +1,10 @@
 using System;
+using System.Data.Common;
 using System.Linq;
+using System.Threading;
 using System.Threading.Tasks;
 using ClusterSql.Npgsql;
+using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Time.Testing;
 using Npgsql;
 using NUnit.Framework;
@@ -158,6 +161,27 @@ public sealed class NpgsqlTests
     }
 
     [Test]
+    public async Task OpenNpgsqlConnectionAsync_SqliteNode_ThrowsAndDisposesTheConnection()
+    {
+        var sqlite = new TrackingSqliteDataSource();
+        await using var cluster = new ClusterDataSourceBuilder().AddNode("lite", sqlite).Build();
+        var ex = Assert.ThrowsAsync<InvalidOperationException>(async () => await cluster.OpenNpgsqlConnectionAsync());
+        Assert.That(ex!.Message, Does.Contain("SqliteConnection, not an NpgsqlConnection"));
+        Assert.That(sqlite.Opened!.State, Is.EqualTo(System.Data.ConnectionState.Closed), "the wrong-typed connection is disposed");
+        Assert.That(() => cluster.Readers.OpenNpgsqlConnection(), Throws.InvalidOperationException.With.Message.Contains("not an NpgsqlConnection"));
+        Assert.That(() => cluster.Nodes[0].OpenNpgsqlConnection(), Throws.InvalidOperationException);
+    }
+
+    [Test]
+    public async Task Probe_SqliteNode_UnhealthyWithReason()
+    {
+        await using var cluster = new ClusterDataSourceBuilder().AddNode("lite", new TrackingSqliteDataSource()).Build();
+        await using var probe = new PostgresHealthProbe();
+        var health = await probe.CheckAsync(cluster.Nodes[0], default);
+        Assert.That(health.Reason, Does.Contain("not an Npgsql node"));
+    }
+
+    [Test]
     public void ProbeConnectionString_Unpooled_BoundedByConnectTimeout_NoNpgsqlMultiHostSettings()
     {
         var probe = new NpgsqlConnectionStringBuilder(PostgresHealthProbe.ProbeConnectionString(
@@ -170,5 +194,23 @@ public sealed class NpgsqlTests
             Assert.That(probe.CancellationTimeout, Is.EqualTo(-1));
             Assert.That(probe.TargetSessionAttributes, Is.Null);
         });
+    }
+
+    private sealed class TrackingSqliteDataSource : DbDataSource
+    {
+        public SqliteConnection? Opened { get; private set; }
+
+        public override string ConnectionString => "Data Source=:memory:";
+
+        protected override DbConnection CreateDbConnection() => new SqliteConnection(ConnectionString);
+
+        protected override DbConnection OpenDbConnection()
+        {
+            Opened = new SqliteConnection(ConnectionString);
+            Opened.Open();
+            return Opened;
+        }
+
+        protected override ValueTask<DbConnection> OpenDbConnectionAsync(CancellationToken cancellationToken = default) => new(OpenDbConnection());
     }
 }
