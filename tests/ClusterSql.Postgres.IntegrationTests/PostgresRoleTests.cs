@@ -81,6 +81,20 @@ public sealed class PostgresRoleTests
     }
 
     [Test]
+    public async Task Acquire_WrongPassword_ErrorsAndStatisticsQuoteNoPassword()
+    {
+        const string Wrong = "Wr0ng-Pw-8q2z";
+        await using var cluster = NpgsqlCluster.CreateDataSource(
+            TestPostgres.MultiHostConnectionString().Replace(TestPostgres.Password, Wrong, StringComparison.Ordinal),
+            configure: o => o.HealthCheckInterval = TimeSpan.FromMilliseconds(200));
+        var ex = Assert.ThrowsAsync<ClusterException>(async () => await cluster.Writer.OpenNpgsqlConnectionAsync());
+        await TestPostgres.WaitUntil("the probe's failures recorded", () => Task.FromResult(cluster.Nodes.All(n => n.GetStatistics().DownReason is not null)), TimeSpan.FromSeconds(10));
+        var everything = ex!.ToString() + string.Join("\n", cluster.Nodes.Select(n => n.GetStatistics().ToString() + n.GetStatistics().LastErrorMessage + n.ToString())) + cluster;
+        Assert.That(everything, Does.Contain("password authentication failed"), "the reason is there");
+        Assert.That(everything, Does.Not.Contain(Wrong).And.Not.Contain("Wr0ng").And.Not.Contain("8q2z"));
+    }
+
+    [Test]
     public async Task Readers_PrimaryCrashed_KeepWorking_WriterFails()
     {
         await using var cluster = TestPostgres.Build();
