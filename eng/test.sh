@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Passes every test from a fresh Debian machine, as root: installs and starts the Galera test cluster (loopback only),
+# Passes every test from a fresh Debian machine, as root: installs and starts the Galera test cluster and the PostgreSQL
+# primary + standbys (loopback only),
 # builds with warnings as errors, runs the unit, generator and integration suites, publishes the NativeAOT CLI and
 # checks the cluster with it, packs the packages, and runs every benchmark in its shortest form.
 # Ends with its own line "N passed, N failed" (test cases plus the steps above) and exits non-zero on any failure.
-# The cluster is left running for the next run; `tests/cluster/cluster.sh down` stops it.
+# The clusters are left running for the next run; `tests/cluster/cluster.sh down` and `tests/pg/pg.sh down` stop them.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$(pwd)
@@ -29,6 +30,9 @@ step() {
 # The cluster's scripts need root (apt, iptables, signals); everything targets 127.0.0.0/8 only.
 step "cluster install" bash tests/cluster/cluster.sh install
 step "cluster up" bash tests/cluster/cluster.sh up
+# PostgreSQL: a primary and two streaming standbys on 127.0.0.41-43 (tests/pg/pg.sh), for ClusterSql.Npgsql.
+step "postgres install" bash tests/pg/pg.sh install
+step "postgres up" flock -o /tmp/clustersql-pg.lock bash tests/pg/pg.sh reset
 
 build() { dotnet build ClusterSql.sln -c Release -warnaserror -nologo -clp:ErrorsOnly; }
 step "build (warnings as errors)" build
@@ -40,12 +44,15 @@ run_tests() {
   # inherited by servers that a test restarts).
   local lock=()
   [[ $name == *Integration* ]] && lock=(flock -o /tmp/clustersql-cluster.lock)
+  # The PostgreSQL nodes have their own lock: their faults never touch the Galera cluster, nor its faults them.
+  [[ $name == *Postgres* ]] && lock=(flock -o /tmp/clustersql-pg.lock)
   "${lock[@]}" dotnet test "$project" -c Release --no-build --nologo \
     --logger "trx;LogFileName=$name.trx" --results-directory "$results" -- NUnit.DefaultTimeout=600000
 }
 for project in tests/ClusterSql.Tests/ClusterSql.Tests.csproj \
                tests/ClusterSql.Generators.Tests/ClusterSql.Generators.Tests.csproj \
-               tests/ClusterSql.IntegrationTests/ClusterSql.IntegrationTests.csproj; do
+               tests/ClusterSql.IntegrationTests/ClusterSql.IntegrationTests.csproj \
+               tests/ClusterSql.Postgres.IntegrationTests/ClusterSql.Postgres.IntegrationTests.csproj; do
   step "test $(basename "$project" .csproj)" run_tests "$project"
 done
 
@@ -63,6 +70,12 @@ step "clustersql check against the test cluster" artifacts/clustersql/clustersql
 if [[ -f benchmarks/run.sh ]]; then
   step "benchmarks, shortest form" bash benchmarks/run.sh --quick
 fi
+pg_compare() {
+  mkdir -p BenchmarkDotNet.Artifacts/quick
+  flock -o /tmp/clustersql-pg.lock dotnet benchmarks/ClusterSql.Benchmarks/bin/Release/net10.0/ClusterSql.Benchmarks.dll \
+    pg-compare --quick --out BenchmarkDotNet.Artifacts/quick/benchmarks-postgres.md
+}
+step "PostgreSQL comparison with Npgsql multi-host, shortest form" pg_compare
 if [[ -f eng/pack-test.sh ]]; then
   step "pack and consume the packages from a local feed" bash eng/pack-test.sh
 fi

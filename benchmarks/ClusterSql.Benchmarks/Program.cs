@@ -12,6 +12,7 @@ namespace ClusterSql.Benchmarks;
 /// <c>dotnet run -c Release -- [BenchmarkDotNet arguments]</c> runs the suites (e.g. <c>--filter *</c>);
 /// <c>-- load [--quick] ...</c> runs the fault-scenario load tool; <c>-- writes [--quick]</c> the write-heavy role
 /// scenarios (docs/benchmarks-writes.md); <c>-- fleet [--quick]</c> the simulated fleet (docs/benchmarks-fleet.md);
+/// <c>-- pg-compare [--quick]</c> ClusterSql.Npgsql against Npgsql multi-host (docs/benchmarks-postgres.md);
 /// <c>-- report ...</c> writes docs/benchmarks.md.
 /// </summary>
 internal static class Program
@@ -36,6 +37,11 @@ internal static class Program
         {
             // Before any await: the simulation must run on this thread, not on a thread-pool one.
             return Fleet.FleetCommand.Run(args[1..]);
+        }
+
+        if (args.Length > 0 && args[0] == "pg-compare")
+        {
+            return await PostgresCompareCommand.RunAsync(args[1..]);
         }
 
         if (args.Length > 0 && args[0] == "report")

@@ -7,7 +7,7 @@ namespace ClusterSql;
 /// Says why a connection string did not parse without echoing any of it. Providers' own messages quote the offending
 /// key or value ("Option 'x' not supported", "Invalid value 'x'"), and a badly quoted password turns into exactly such
 /// a key or value, so neither their message nor their exception may travel on. Compiled into each library that parses
-/// connection strings (ClusterSql.MySql, ClusterSql.Extensions).
+/// connection strings (ClusterSql.MySql, ClusterSql.Npgsql, ClusterSql.Extensions).
 /// </summary>
 internal static class ConnectionStringErrors
 {
@@ -26,10 +26,11 @@ internal static class ConnectionStringErrors
 
     /// <summary>
     /// Whether an exception is one that providers throw for a string they cannot parse or a value they cannot convert;
-    /// every one of them may quote the string.
+    /// every one of them may quote the string. (Npgsql throws KeyNotFoundException for an unknown key.)
     /// </summary>
     public static bool IsParseFailure(Exception exception) =>
-        exception is ArgumentException or FormatException or InvalidCastException or OverflowException or NotSupportedException or IndexOutOfRangeException;
+        exception is ArgumentException or FormatException or InvalidCastException or OverflowException or NotSupportedException or IndexOutOfRangeException
+            or System.Collections.Generic.KeyNotFoundException;
 
     private static string Reason(string connectionString, Func<DbConnectionStringBuilder?> createBuilder)
     {
