@@ -63,6 +63,9 @@ public sealed class ClusterDataSource : DbDataSource
     /// <summary>The cluster's settings. They are a copy taken when the data source was built; changing them has no effect.</summary>
     public ClusterOptions Options => _context.Options;
 
+    /// <summary>The shared state of this data source's acquires (tests reach the hedge budget through it).</summary>
+    internal ClusterContext Context => _context;
+
     /// <summary>
     /// Writes: connections from one node that every client of the cluster picks without talking to the others (or the
     /// first <see cref="ClusterOptions.MaxWriters"/>), so that concurrent writes do not collide at certification. The

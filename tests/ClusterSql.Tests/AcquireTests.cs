@@ -247,6 +247,39 @@ public sealed class AcquireTests
     }
 
     [Test]
+    public async Task OpenConnectionAsync_HedgesSpentAndEightAcquiresOnAHungNode_EachMovesOnAtAQuarterOfTheConnectTimeout()
+    {
+        // A client whose few saved hedges are gone, and eight concurrent acquires started on a node that just hung (as in
+        // the real cluster's hang test): none waits out the connect timeout, and each adds at most one login.
+        await using var cluster = FakeCluster.Create(2, o =>
+        {
+            o.Policy = AcquirePolicy.FailOver;
+            o.ConnectTimeout = TimeSpan.FromSeconds(2);
+            o.HedgeBudget = 0.01;
+        });
+        while (cluster.DataSource.Context.HedgeBudget.TryWithdraw())
+        {
+        }
+
+        cluster["node1"].Script = OpenScript.Hang;
+        var opens = Enumerable.Range(0, 8).Select(_ => cluster.DataSource.OpenConnectionAsync().AsTask()).ToArray();
+        cluster.Time.Advance(TimeSpan.FromMilliseconds(499));
+        await FakeCluster.Settle(Task.WhenAny(opens));
+        Assert.That(opens.Count(o => o.IsCompleted), Is.Zero, "the budget's wait holds until a quarter of the connect timeout");
+
+        cluster.Time.Advance(TimeSpan.FromMilliseconds(1));
+        await FakeCluster.Settle(Task.WhenAll(opens));
+        Assert.That(opens.All(o => o.IsCompletedSuccessfully), Is.True, "every acquire moved on at 500 ms, not at 2 s");
+        foreach (var open in opens)
+        {
+            Assert.That(((FakeConnection)await open).Node.Name, Is.EqualTo("node2"));
+            await (await open).DisposeAsync();
+        }
+
+        Assert.That(cluster["node2"].OpensStarted, Is.EqualTo(8), "one extra login per acquire");
+    }
+
+    [Test]
     public async Task OpenConnectionAsync_ProviderIgnoresItsToken_AcquireMovesOnAtTheConnectTimeout()
     {
         await using var cluster = FakeCluster.Create(2, o =>

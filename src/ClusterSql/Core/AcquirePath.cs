@@ -650,6 +650,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
     private bool _panic;
     private bool _raceStarted;
     private bool _hedgingStopped;
+    private bool _rescued;
     private Attempt? _hedgeTarget;
     private long _hedgeDueAt;
     private int _attemptCount;
@@ -955,11 +956,28 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
             return;
         }
 
-        if (!_context.HedgeBudget.TryWithdraw())
+        var paid = _context.HedgeBudget.TryWithdraw();
+        if (!paid)
         {
-            // Slow everywhere, or hedging too often: wait for what runs rather than add logins.
-            _hedgingStopped = true;
-            return;
+            // Slow everywhere, or hedging too often: wait for what runs rather than add logins; but not past a quarter
+            // of the node's connect timeout (at least MaxHedgeDelay). An open that has had no answer for that long is
+            // more likely on a node that hung than on a slow cluster, and a client's few saved hedges
+            // (HedgeBudget.Burst) are soon spent when several acquires land on a hung node before its stall is seen:
+            // each of the others would wait out the whole connect timeout (the real-cluster hang test caught one). One
+            // such rescue per acquire, free: a cluster that slow everywhere costs at most one extra login per acquire.
+            var rescueAfter = TimeSpan.FromTicks(Math.Max(_context.Options.MaxHedgeDelay.Ticks, slow.Node.ConnectTimeout.Ticks / 4));
+            var rescueAt = _context.AddToTimestamp(slow.Start, rescueAfter);
+            var stop = _rescued || _context.Options.HedgeBudget <= 0;
+            if (stop || now < rescueAt)
+            {
+                // HedgeBudget = 0 turns hedging off altogether: one login per acquire, failover only after the timeout.
+                _hedgingStopped = stop;
+                _hedgeTarget = stop ? null : slow;
+                _hedgeDueAt = rescueAt;
+                return;
+            }
+
+            _rescued = true;
         }
 
         if (TryStartNext(isHedge: true, now))
@@ -967,7 +985,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
             slow.MarkStalled(now);
             _hedges++;
         }
-        else
+        else if (paid)
         {
             // Nothing could be claimed (a half-open node's trial taken meanwhile): no login was added, so no hedge spent.
             _context.HedgeBudget.Refund();
@@ -1302,6 +1320,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         _panic = false;
         _raceStarted = false;
         _hedgingStopped = false;
+        _rescued = false;
         _hedgeTarget = null;
         _attemptCount = 0;
         _hedges = 0;
