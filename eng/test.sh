@@ -39,13 +39,14 @@ run_tests() {
   # Fault tests take the cluster lock so that nothing else faults the same cluster meanwhile (-o: the lock is not
   # inherited by servers that a test restarts).
   local lock=()
-  [[ $name == *Integration* ]] && lock=(flock -o /tmp/clustersql-cluster.lock)
+  [[ $name == *Integration* || $name == *EntityFrameworkCore* ]] && lock=(flock -o /tmp/clustersql-cluster.lock)
   "${lock[@]}" dotnet test "$project" -c Release --no-build --nologo \
     --logger "trx;LogFileName=$name.trx" --results-directory "$results" -- NUnit.DefaultTimeout=600000
 }
 for project in tests/ClusterSql.Tests/ClusterSql.Tests.csproj \
                tests/ClusterSql.Generators.Tests/ClusterSql.Generators.Tests.csproj \
-               tests/ClusterSql.IntegrationTests/ClusterSql.IntegrationTests.csproj; do
+               tests/ClusterSql.IntegrationTests/ClusterSql.IntegrationTests.csproj \
+               tests/ClusterSql.EntityFrameworkCore.Tests/ClusterSql.EntityFrameworkCore.Tests.csproj; do
   step "test $(basename "$project" .csproj)" run_tests "$project"
 done
 
