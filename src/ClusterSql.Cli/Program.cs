@@ -72,7 +72,9 @@ demo.SetAction(async (parse, cancellationToken) =>
 var root = new RootCommand("clustersql: check, watch and demo a replicated database cluster through ClusterSql.") { check, watch, demo };
 try
 {
-    return await root.Parse(args).InvokeAsync();
+    // Without System.CommandLine's own handler, which would print a stack trace and exit 1 (a degraded cluster's code):
+    // a mistake in the options or the configuration file exits 64 (EX_USAGE) with its message alone.
+    return await root.Parse(args).InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
 }
 catch (ArgumentException ex)
 {
