@@ -7,6 +7,7 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Infrastructure;
 using MySqlConnector;
 using Pomelo.EntityFrameworkCore.MySql.Infrastructure;
+using Pomelo.EntityFrameworkCore.MySql.Infrastructure.Internal;
 using Pomelo.EntityFrameworkCore.MySql.Storage.Internal;
 
 namespace ClusterSql.EntityFrameworkCore;
@@ -54,6 +55,11 @@ public static class ClusterSqlDbContextOptionsExtensions
         // Pomelo derives its type mappings (Guid format, tinyint(1) as bool) from the connection string's settings; a
         // cluster has one string per node, so it gets a string of those settings alone, the same for every node.
         optionsBuilder.UseMySql(SettingsOf(cluster), serverVersion, mySqlOptionsAction);
+        if (optionsBuilder.Options.FindExtension<MySqlOptionsExtension>() is { NoBackslashEscapes: true })
+        {
+            RequireNoBackslashEscapes(cluster);
+        }
+
         ((IDbContextOptionsBuilderInfrastructure)optionsBuilder).AddOrUpdateExtension(new ClusterSqlOptionsExtension(cluster, source, role));
         optionsBuilder.ReplaceService<IMySqlRelationalConnection, ClusterRelationalConnection>();
         optionsBuilder.AddInterceptors(UnitOfWorkTracker.Instance);
@@ -95,6 +101,26 @@ public static class ClusterSqlDbContextOptionsExtensions
         ArgumentNullException.ThrowIfNull(builder);
         retry?.Validate();
         return builder.ExecutionStrategy(dependencies => new ClusterExecutionStrategy(dependencies, retry));
+    }
+
+    /// <summary>
+    /// With DisableBackslashEscaping the session treats a backslash as a character, so MySqlConnector must not escape
+    /// one in a parameter value: it decides that by its connection string's NoBackslashEscapes, which Pomelo sets only
+    /// on connection strings it builds itself. Measured: without it (on a cluster, and on Pomelo's own MySqlDataSource
+    /// mode alike) a value "a\b" is stored as "a\\b".
+    /// </summary>
+    private static void RequireNoBackslashEscapes(ClusterDataSource cluster)
+    {
+        foreach (var node in cluster.Nodes)
+        {
+            if (node.DataSource is MySqlDataSource mySql && !new MySqlConnectionStringBuilder(mySql.ConnectionString).NoBackslashEscapes)
+            {
+                throw new ArgumentException(
+                    $"Node '{node.Name}': DisableBackslashEscaping needs 'NoBackslashEscapes=True' in every node's connection string, "
+                    + "or MySqlConnector escapes backslashes in parameter values that the server then stores doubled.",
+                    "dataSource");
+            }
+        }
     }
 
     private static string SettingsOf(ClusterDataSource cluster)

@@ -4,6 +4,7 @@ using System.Linq;
 using System.Threading.Tasks;
 
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
 using MySqlConnector;
 using NUnit.Framework;
 
@@ -64,6 +65,50 @@ public sealed class EntityFrameworkCoreTests : FaultFixture
         var gained = cluster.Nodes.ToDictionary(n => n.Name, n => n.GetStatistics().Wins - winsBefore[n.Name]);
         Assert.That(gained[writer], Is.GreaterThanOrEqualTo(6), $"writer {writer}: {string.Join(", ", gained)}");
         Assert.That(gained.Where(g => g.Key != writer).Sum(g => g.Value), Is.Zero, $"writer {writer}: {string.Join(", ", gained)}");
+    }
+
+    [Test]
+    public async Task PomeloFeatures_SqlModeOnOpenAndContextPooling_WorkThroughTheCluster()
+    {
+        // DisableBackslashEscaping: MySqlConnector must know too (NoBackslashEscapes), or it escapes what the server keeps.
+        using (var plain = Ef.Cluster())
+        {
+            var error = Assert.Throws<ArgumentException>(() => new DbContextOptionsBuilder<ItemsContext>().UseClusterSql(plain, Ef.Server, mySql => mySql.DisableBackslashEscaping()));
+            Assert.That(error!.Message, Does.Contain("NoBackslashEscapes=True").And.Not.Contain(TestCluster.Password));
+        }
+
+        await using var cluster = TestCluster.Build(extra: Ef.PomeloOptions + ";NoBackslashEscapes=True");
+
+        // It sets the session's sql_mode on every open: Pomelo runs it on the connection it opened.
+        var options = new DbContextOptionsBuilder<ItemsContext>()
+            .UseClusterSql(cluster, Ef.Server, mySql => mySql.DisableBackslashEscaping())
+            .Options;
+        await using (var context = new ItemsContext(options))
+        {
+            await context.Database.OpenConnectionAsync();
+            var mode = await context.Database.SqlQueryRaw<string>("SELECT @@SESSION.sql_mode AS Value").SingleAsync();
+            Assert.That(mode, Does.Contain("NO_BACKSLASH_ESCAPES"));
+            context.Items.Add(new Item { Name = @"back\slash" });
+            await context.SaveChangesAsync();
+            await context.Database.CloseConnectionAsync();
+        }
+
+        // A pooled context is reset between leases: its connection is closed (back to its node's pool) and opens afresh.
+        var services = new ServiceCollection();
+        services.AddDbContextPool<ItemsContext>(o => o.UseClusterSql(cluster, Ef.Server, mySql => mySql.EnableClusterRetry()));
+        await using var provider = services.BuildServiceProvider();
+        for (var lease = 0; lease < 3; lease++)
+        {
+            await using var scope = provider.CreateAsyncScope();
+            var context = scope.ServiceProvider.GetRequiredService<ItemsContext>();
+            context.Items.Add(new Item { Name = $"lease {lease}" });
+            await context.SaveChangesAsync();
+            Assert.That(await context.Items.CountAsync(i => i.Name.StartsWith("lease")), Is.EqualTo(lease + 1));
+        }
+
+        await using var check = Ef.Items(cluster);
+        var names = await check.Items.Select(i => i.Name).ToListAsync();
+        Assert.That(names, Does.Contain(@"back\slash"), "the backslash is stored as written: " + string.Join(" | ", names));
     }
 
     [Test]
