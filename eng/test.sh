@@ -74,6 +74,16 @@ cli_json() {
 }
 step "clustersql check/watch --json (stable fields, one object per line)" cli_json
 
+# watch on a terminal (a pseudo-terminal from script(1)) redraws its table in place ("cursor up"); redirected, plain lines.
+cli_terminal() {
+  local out
+  out=$(script -qec "artifacts/clustersql/clustersql watch --duration 3 --workers 1" /dev/null) || { echo "watch on a terminal failed"; return 1; }
+  grep -q $'\e\[[0-9]*A' <<<"$out" || { echo "no in-place redraw on a terminal"; return 1; }
+  out=$(artifacts/clustersql/clustersql watch --duration 2 --workers 1) || { echo "watch redirected failed"; return 1; }
+  if grep -q $'\e\[' <<<"$out"; then echo "escape codes in redirected output"; return 1; fi
+}
+step "clustersql watch redraws in place on a terminal, prints lines when redirected" cli_terminal
+
 # --config: the appsettings.json section a service passes to AddClusterSql, here with the test cluster's nodes.
 cli_config() {
   local dir rc=0
