@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Packs ClusterSql (the generator inside), ClusterSql.MySql, ClusterSql.Npgsql and the clustersql tool into artifacts/packages, checks
+# Packs ClusterSql (the generator inside), ClusterSql.MySql, .Npgsql, .Extensions, .EntityFrameworkCore and the clustersql tool into artifacts/packages, checks
 # what each package holds, then builds and runs a fresh project against the packed ClusterSql from that local feed,
 # the generator included, and installs and runs the tool from it.
 set -euo pipefail
@@ -9,7 +9,7 @@ out="$root/artifacts/packages"
 rm -rf "$out" && mkdir -p "$out"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
-for project in src/ClusterSql src/ClusterSql.MySql src/ClusterSql.Npgsql src/ClusterSql.Extensions src/ClusterSql.Cli; do
+for project in src/ClusterSql src/ClusterSql.MySql src/ClusterSql.Npgsql src/ClusterSql.Extensions src/ClusterSql.EntityFrameworkCore src/ClusterSql.Cli; do
   dotnet pack "$project" -c Release -o "$out" -warnaserror -nologo -clp:ErrorsOnly
 done
 
@@ -26,8 +26,9 @@ require "ClusterSql.$version.nupkg" lib/net10.0/ClusterSql.dll lib/net10.0/Clust
 require "ClusterSql.MySql.$version.nupkg" lib/net10.0/ClusterSql.MySql.dll lib/net8.0/ClusterSql.MySql.dll README.md
 require "ClusterSql.Npgsql.$version.nupkg" lib/net10.0/ClusterSql.Npgsql.dll lib/net8.0/ClusterSql.Npgsql.dll README.md
 require "ClusterSql.Extensions.$version.nupkg" lib/net10.0/ClusterSql.Extensions.dll lib/net8.0/ClusterSql.Extensions.dll README.md
+require "ClusterSql.EntityFrameworkCore.$version.nupkg" lib/net10.0/ClusterSql.EntityFrameworkCore.dll lib/net8.0/ClusterSql.EntityFrameworkCore.dll README.md
 require "ClusterSql.Cli.$version.nupkg" tools/net10.0/any/DotnetToolSettings.xml README.md
-for package in ClusterSql ClusterSql.MySql ClusterSql.Npgsql ClusterSql.Extensions; do
+for package in ClusterSql ClusterSql.MySql ClusterSql.Npgsql ClusterSql.Extensions ClusterSql.EntityFrameworkCore; do
   [[ -f "$out/$package.$version.snupkg" ]] || { echo "missing symbols for $package"; exit 1; }
 done
 echo "packages: $(cd "$out" && ls)"

@@ -43,7 +43,7 @@ run_tests() {
   # Fault tests take the cluster lock so that nothing else faults the same cluster meanwhile (-o: the lock is not
   # inherited by servers that a test restarts).
   local lock=()
-  [[ $name == *Integration* ]] && lock=(flock -o /tmp/clustersql-cluster.lock)
+  [[ $name == *Integration* || $name == *EntityFrameworkCore* ]] && lock=(flock -o /tmp/clustersql-cluster.lock)
   # The PostgreSQL nodes have their own lock: their faults never touch the Galera cluster, nor its faults them.
   [[ $name == *Postgres* ]] && lock=(flock -o /tmp/clustersql-pg.lock)
   "${lock[@]}" dotnet test "$project" -c Release --no-build --nologo \
@@ -52,7 +52,8 @@ run_tests() {
 for project in tests/ClusterSql.Tests/ClusterSql.Tests.csproj \
                tests/ClusterSql.Generators.Tests/ClusterSql.Generators.Tests.csproj \
                tests/ClusterSql.IntegrationTests/ClusterSql.IntegrationTests.csproj \
-               tests/ClusterSql.Postgres.IntegrationTests/ClusterSql.Postgres.IntegrationTests.csproj; do
+               tests/ClusterSql.Postgres.IntegrationTests/ClusterSql.Postgres.IntegrationTests.csproj \
+               tests/ClusterSql.EntityFrameworkCore.Tests/ClusterSql.EntityFrameworkCore.Tests.csproj; do
   step "test $(basename "$project" .csproj)" run_tests "$project"
 done
 
@@ -66,6 +67,49 @@ publish() {
 }
 step "NativeAOT publish of clustersql (0 trim/AOT warnings)" publish
 step "clustersql check against the test cluster" artifacts/clustersql/clustersql check
+
+# --json: one object for check, one object per line for watch, the documented fields (README, "clustersql --json").
+cli_json() {
+  local out
+  out=$(artifacts/clustersql/clustersql check --json) || { echo "check --json exited $?"; return 1; }
+  [[ $(wc -l <<<"$out") -eq 1 ]] || { echo "check --json printed more than one line"; return 1; }
+  grep -q '^{"version":1,"type":"check","verdict":"healthy","exitCode":0,"nodes":\[' <<<"$out" || { echo "unexpected: $out"; return 1; }
+  out=$(artifacts/clustersql/clustersql watch --json --duration 2 --workers 2) || { echo "watch --json exited $?"; return 1; }
+  if grep -qv '^{"version":1,"type":"\(interval\|summary\)",' <<<"$out"; then echo "a line is not a watch object: $out"; return 1; fi
+  grep -q '^{"version":1,"type":"interval",.*"nodes":\[{"name":"galera1","state":"Healthy",' <<<"$out" || { echo "no interval line: $out"; return 1; }
+  tail -n 1 <<<"$out" | grep -q '^{"version":1,"type":"summary",.*"acquireFailures":0,.*"exitCode":0}$' || { echo "no summary line last: $out"; return 1; }
+}
+step "clustersql check/watch --json (stable fields, one object per line)" cli_json
+
+# watch on a terminal (a pseudo-terminal from script(1)) redraws its table in place ("cursor up"); redirected, plain lines.
+cli_terminal() {
+  local out
+  out=$(script -qec "artifacts/clustersql/clustersql watch --duration 3 --workers 1" /dev/null) || { echo "watch on a terminal failed"; return 1; }
+  grep -q $'\e\[[0-9]*A' <<<"$out" || { echo "no in-place redraw on a terminal"; return 1; }
+  out=$(artifacts/clustersql/clustersql watch --duration 2 --workers 1) || { echo "watch redirected failed"; return 1; }
+  if grep -q $'\e\[' <<<"$out"; then echo "escape codes in redirected output"; return 1; fi
+}
+step "clustersql watch redraws in place on a terminal, prints lines when redirected" cli_terminal
+
+# --config: the appsettings.json section a service passes to AddClusterSql, here with the test cluster's nodes.
+cli_config() {
+  local dir rc=0
+  dir=$(mktemp -d)
+  local password=${CLUSTERSQL_PASSWORD:-$(cat /var/tmp/clustersql-cluster/cluster.password 2>/dev/null || echo Cs-test-pw-7f3a)}
+  cat >"$dir/appsettings.json" <<JSON
+{ "Logging": { "LogLevel": { "Default": "Warning" } },
+  "ClusterSql": { "Name": "fromconfig", "Nodes": [
+    { "Name": "galera1", "ConnectionString": "Server=127.0.0.21;User ID=clustersql;Password=$password;Database=test" },
+    { "Name": "galera2", "ConnectionString": "Server=127.0.0.22;User ID=clustersql;Password=$password;Database=test" },
+    { "Name": "galera3", "ConnectionString": "Server=127.0.0.23;User ID=clustersql;Password=$password;Database=test", "Priority": 1 } ] } }
+JSON
+  artifacts/clustersql/clustersql check --json --config "$dir/appsettings.json" | grep -q '"verdict":"healthy"' || rc=1
+  # A section that is not there is a usage error (64), not a degraded cluster (1).
+  artifacts/clustersql/clustersql check --config "$dir/appsettings.json" --section Missing 2>/dev/null; [[ $? -eq 64 ]] || rc=1
+  rm -rf "$dir"
+  return $rc
+}
+step "clustersql --config reads the AddClusterSql section of an appsettings.json" cli_config
 
 if [[ -f benchmarks/run.sh ]]; then
   step "benchmarks, shortest form" bash benchmarks/run.sh --quick

@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.Globalization;
+using System.IO;
 using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
@@ -25,10 +26,11 @@ internal static class CheckCommand
     /// <param name="cluster">The cluster to check.</param>
     /// <param name="probed">Whether the cluster has a health probe, whose reports (rank, uptime, lag, read-only) the roles need.</param>
     /// <param name="showRoles">Whether to print the roles (the demo keeps its output as it was).</param>
+    /// <param name="json">Print one JSON object (<see cref="CheckJson"/>) instead of text.</param>
     /// <param name="cancellationToken">Stops the check.</param>
-    public static async Task<int> RunAsync(ClusterDataSource cluster, bool probed, bool showRoles, CancellationToken cancellationToken)
+    public static async Task<int> RunAsync(ClusterDataSource cluster, bool probed, bool showRoles, CancellationToken cancellationToken, bool json = false)
     {
-        var output = Console.Out;
+        var output = json ? TextWriter.Null : Console.Out;
         await output.WriteLineAsync($"clustersql check: {cluster.Nodes.Count} nodes ({string.Join(", ", cluster.Nodes.Select(n => n.Name))})");
         var reports = new List<NodeReport>();
         foreach (var node in cluster.Nodes)
@@ -49,16 +51,15 @@ internal static class CheckCommand
                 r.Problem ?? string.Empty,
             })));
 
-        if (showRoles)
-        {
-            await WriteRolesAsync(cluster, probed, cancellationToken);
-        }
+        var roles = showRoles ? await WriteRolesAsync(cluster, probed, output, cancellationToken) : null;
 
         var serving = reports.Where(r => r.Serves).ToList();
-        var replication = serving.Count > 0 ? await CheckReplicationAsync(cluster, serving, cancellationToken) : "no node can serve: replication not checked";
-        await output.WriteLineAsync(replication);
+        var replication = serving.Count > 0
+            ? await CheckReplicationAsync(cluster, serving, cancellationToken)
+            : new Replication(Checked: false, Ok: false, WrittenOn: null, ReadBackOn: [], Error: "no node can serve: replication not checked");
+        await output.WriteLineAsync(replication.Describe());
 
-        var verdict = serving.Count == 0 || !replication.StartsWith("replication: ok", StringComparison.Ordinal)
+        var verdict = serving.Count == 0 || !replication.Ok
             ? Failed
             : serving.Count < reports.Count ? Degraded : Healthy;
         await output.WriteLineAsync(verdict switch
@@ -67,14 +68,40 @@ internal static class CheckCommand
             Degraded => $"verdict: DEGRADED ({reports.Count - serving.Count} of {reports.Count} nodes not serving; the rest replicate)",
             _ => "verdict: FAILED",
         });
+        if (json)
+        {
+            await Console.Out.WriteLineAsync(CliJson.Serialize(ToJson(reports, roles, replication, verdict)));
+        }
+
         return verdict;
     }
+
+    /// <summary>The check as <c>--json</c> prints it.</summary>
+    internal static CheckJson ToJson(IReadOnlyList<NodeReport> reports, RoleView? roles, Replication replication, int verdict) => new(
+        CliJson.Version,
+        "check",
+        verdict switch { Healthy => "healthy", Degraded => "degraded", _ => "failed" },
+        verdict,
+        reports.Select(r => new CheckNodeJson(
+            r.Name,
+            r.Reachable,
+            r.Serves,
+            r.Reachable ? CliJson.Millis(r.OpenMedian) : null,
+            r.Reachable ? CliJson.Millis(r.OpenMax) : null,
+            r.IsGalera && r.GaleraState is not null ? new GaleraJson(r.GaleraState, r.GaleraClusterStatus, r.GaleraReady, r.GaleraClusterSize) : null,
+            r.Problem)).ToList(),
+        roles is null ? null : new RolesJson(
+            roles.WriterOrder.Take(roles.Options.MaxWriters).ToList(),
+            roles.WriterOrder,
+            roles.ReaderOrder,
+            roles.Rows.Select(r => new RoleNodeJson(r.Name, r.Role, r.Rank, r.Priority, r.Uptime?.TotalSeconds, r.Settled, r.Lag, r.ReadOnly)).ToList()),
+        new ReplicationJson(replication.Checked, replication.Ok, replication.WrittenOn, replication.ReadBackOn, replication.Error));
 
     /// <summary>
     /// The roles every client computes from the probe's data: the writer and why, the writer and reader orders, and the
     /// data per node. Informational: the verdict (and so the exit code) is the same as without roles.
     /// </summary>
-    private static async Task WriteRolesAsync(ClusterDataSource cluster, bool probed, CancellationToken cancellationToken)
+    private static async Task<RoleView> WriteRolesAsync(ClusterDataSource cluster, bool probed, TextWriter output, CancellationToken cancellationToken)
     {
         if (probed)
         {
@@ -88,7 +115,6 @@ internal static class CheckCommand
         }
 
         var view = RoleView.Of(cluster);
-        var output = Console.Out;
         await output.WriteLineAsync(probed
             ? "roles (what every client computes from the probe's data):"
             : "roles (no health probe: no rank, uptime or lag; the writer is the first node by priority and declared order):");
@@ -98,6 +124,7 @@ internal static class CheckCommand
         }
 
         await output.WriteLineAsync(Table.Render(RoleView.Header, view.Table()));
+        return view;
 
         static bool Reported(ClusterNode node)
         {
@@ -164,6 +191,11 @@ internal static class CheckCommand
             return;
         }
 
+        report.GaleraState = values.GetValueOrDefault("wsrep_local_state_comment");
+        report.GaleraClusterStatus = values.GetValueOrDefault("wsrep_cluster_status");
+        report.GaleraReady = values.GetValueOrDefault("wsrep_ready");
+        report.GaleraClusterSize = long.TryParse(values.GetValueOrDefault("wsrep_cluster_size"), NumberStyles.Integer, CultureInfo.InvariantCulture, out var size) ? size : null;
+
         report.GaleraSummary = string.Create(CultureInfo.InvariantCulture,
             $"{values.GetValueOrDefault("wsrep_local_state_comment", "?")}, {values.GetValueOrDefault("wsrep_cluster_status", "?")}, ready {values.GetValueOrDefault("wsrep_ready", "?")}, size {values.GetValueOrDefault("wsrep_cluster_size", "?")}");
         var health = GaleraHealthProbe.Evaluate(values, allowDonor: false);
@@ -174,7 +206,7 @@ internal static class CheckCommand
     }
 
     /// <summary>Writes a row through the first serving node and reads it back on every other one (read-your-writes).</summary>
-    private static async Task<string> CheckReplicationAsync(ClusterDataSource cluster, List<NodeReport> serving, CancellationToken cancellationToken)
+    private static async Task<Replication> CheckReplicationAsync(ClusterDataSource cluster, List<NodeReport> serving, CancellationToken cancellationToken)
     {
         var id = Guid.NewGuid().ToString("N");
         var writer = cluster.GetNode(serving[0].Name)!;
@@ -191,6 +223,7 @@ internal static class CheckCommand
             }
 
             var results = new List<string>();
+            var readBack = new List<string>();
             var galera = serving.All(s => s.IsGalera);
             foreach (var reader in serving.Skip(1))
             {
@@ -207,23 +240,30 @@ internal static class CheckCommand
                 var found = Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken), CultureInfo.InvariantCulture);
                 if (found != 1)
                 {
-                    return $"replication: FAILED: the row written on {writer.Name} is not on {reader.Name}";
+                    return new Replication(true, false, writer.Name, readBack, $"the row written on {writer.Name} is not on {reader.Name}");
                 }
 
+                readBack.Add(reader.Name);
                 results.Add($"{reader.Name} ({Format.Millis(Stopwatch.GetElapsedTime(started))})");
             }
 
-            return results.Count == 0
+            return new Replication(true, true, writer.Name, readBack, null, results.Count == 0
                 ? $"replication: ok (a write on {writer.Name}; no other serving node to read it back)"
-                : $"replication: ok (written on {writer.Name}, read back on {string.Join(", ", results)})";
+                : $"replication: ok (written on {writer.Name}, read back on {string.Join(", ", results)})");
         }
         catch (Exception ex) when (ex is MySqlException or ClusterException or TimeoutException)
         {
-            return $"replication: FAILED: {ex.GetType().Name}: {ex.Message}";
+            return new Replication(true, false, writer.Name, [], $"{ex.GetType().Name}: {ex.Message}");
         }
     }
 
-    private sealed class NodeReport(string name)
+    /// <summary>The write-and-read-back check: whether it ran, whether it passed, where, and the text line it prints.</summary>
+    internal sealed record Replication(bool Checked, bool Ok, string? WrittenOn, IReadOnlyList<string> ReadBackOn, string? Error, string? Text = null)
+    {
+        public string Describe() => Text ?? (Checked ? $"replication: FAILED: {Error}" : Error ?? "replication: not checked");
+    }
+
+    internal sealed class NodeReport(string name)
     {
         public string Name { get; } = name;
 
@@ -236,6 +276,14 @@ internal static class CheckCommand
         public TimeSpan OpenMax { get; set; }
 
         public string GaleraSummary { get; set; } = "-";
+
+        public string? GaleraState { get; set; }
+
+        public string? GaleraClusterStatus { get; set; }
+
+        public string? GaleraReady { get; set; }
+
+        public long? GaleraClusterSize { get; set; }
 
         public string? Problem { get; set; }
 

@@ -1,25 +1,35 @@
 using System;
-using System.Collections.Generic;
 using System.IO;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
 using ClusterSql.MySql;
+using Microsoft.Extensions.Configuration;
+using MySqlConnector;
 
 namespace ClusterSql.Cli;
 
-/// <summary>Which cluster a command works on: the local one (generated), a multi-host connection string, or a JSON file.</summary>
+/// <summary>Which cluster a command works on: the local one (generated), a multi-host connection string, or a configuration file.</summary>
 internal static class ClusterTarget
 {
-    public static ClusterDataSource Open(string? connectionString, string? configFile, bool galera, Action<ClusterOptions>? configure = null)
+    /// <summary>The section a service's <c>AddClusterSql(configuration.GetSection("ClusterSql"), ...)</c> usually binds.</summary>
+    public const string DefaultSection = "ClusterSql";
+
+    public static ClusterDataSource Open(string? connectionString, string? configFile, bool galera, Action<ClusterOptions>? configure = null, string? section = null)
     {
         if (connectionString is not null && configFile is not null)
         {
             throw new ArgumentException("Give either --connection-string or --config, not both.");
         }
 
+        if (section is not null && configFile is null)
+        {
+            throw new ArgumentException("--section names a section of the --config file: give --config too.");
+        }
+
         connectionString ??= Environment.GetEnvironmentVariable("CLUSTERSQL_CONNECTION_STRING");
         if (configFile is not null)
         {
-            return FromFile(configFile, galera, configure);
+            return FromFile(configFile, section, galera, configure);
         }
 
         if (!string.IsNullOrWhiteSpace(connectionString))
@@ -39,41 +49,62 @@ internal static class ClusterTarget
     }
 
     /// <summary>
-    /// Reads <c>{ "nodes": { "name": "connection string", ... }, "policy": "LatencyAware", "connectTimeoutMs": 2000 }</c>.
-    /// JsonDocument keeps it reflection-free for NativeAOT.
+    /// Reads the cluster from a JSON configuration file, the section that <c>AddClusterSql</c> binds (ClusterSql.Extensions'
+    /// own reading and checks, so one appsettings.json serves the service and this tool): <paramref name="section"/>, or
+    /// "ClusterSql" when the file has it, or else the whole file (<c>{ "Nodes": { "name": "connection string" } }</c>).
     /// </summary>
-    private static ClusterDataSource FromFile(string path, bool galera, Action<ClusterOptions>? configure)
+    public static ClusterDataSourceBuilder ReadFile(string path, string? section)
     {
-        using var document = JsonDocument.Parse(File.ReadAllText(path));
-        var root = document.RootElement;
-        if (!root.TryGetProperty("nodes", out var nodes) || nodes.ValueKind != JsonValueKind.Object)
+        if (!File.Exists(path))
         {
-            throw new ArgumentException($"{path}: expected an object \"nodes\" mapping node names to connection strings.");
+            throw new ArgumentException($"--config: the file '{path}' does not exist.");
         }
 
-        var builder = new ClusterDataSourceBuilder();
-        var names = new List<string>();
-        foreach (var node in nodes.EnumerateObject())
+        IConfigurationRoot root;
+        try
         {
-            if (node.Value.ValueKind != JsonValueKind.String)
-            {
-                throw new ArgumentException($"{path}: node \"{node.Name}\" needs a connection string.");
-            }
-
-            builder.AddMySqlNode(node.Name, node.Value.GetString()!);
-            names.Add(node.Name);
+            root = new ConfigurationBuilder().AddJsonFile(Path.GetFullPath(path), optional: false, reloadOnChange: false).Build();
+        }
+        catch (Exception ex) when (ex is FormatException or InvalidDataException or JsonException)
+        {
+            // The parser's message quotes the offending line, which may hold a password: only its position travels.
+            var json = ex as JsonException ?? ex.InnerException as JsonException;
+            var line = json?.LineNumber is { } number ? $" (line {number + 1})" : string.Empty;
+            throw new ArgumentException($"--config: '{path}' is not valid JSON{line}.");
         }
 
-        if (root.TryGetProperty("policy", out var policy))
+        IConfiguration target;
+        if (section is not null)
         {
-            builder.Options.Policy = Enum.Parse<AcquirePolicy>(policy.GetString()!, ignoreCase: true);
+            var named = root.GetSection(section);
+            target = named.Exists() ? named : throw new ArgumentException($"--config: '{path}' has no section '{section}'.");
+        }
+        else
+        {
+            var usual = root.GetSection(DefaultSection);
+            target = usual.Exists() ? usual : root;
         }
 
-        if (root.TryGetProperty("connectTimeoutMs", out var timeout))
+        if (target["connectTimeoutMs"] is not null)
         {
-            builder.Options.ConnectTimeout = TimeSpan.FromMilliseconds(timeout.GetInt32());
+            // The tool's own format before it read AddClusterSql's: say so rather than ignore the setting.
+            throw new ArgumentException($"--config: 'connectTimeoutMs' is not read any more; write \"ConnectTimeout\": \"00:00:02\" (the format of AddClusterSql).");
         }
 
+        try
+        {
+            return ClusterSqlServiceCollectionExtensions.CreateBuilder(target, MySqlConnectorFactory.Instance);
+        }
+        catch (InvalidOperationException ex)
+        {
+            // Its messages name settings and nodes, never a connection string.
+            throw new ArgumentException($"--config '{path}': {ex.Message}");
+        }
+    }
+
+    private static ClusterDataSource FromFile(string path, string? section, bool galera, Action<ClusterOptions>? configure)
+    {
+        var builder = ReadFile(path, section);
         if (galera)
         {
             builder.UseGaleraHealthProbe();

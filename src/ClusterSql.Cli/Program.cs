@@ -12,8 +12,13 @@ var connectionString = new Option<string?>("--connection-string", "-c")
 };
 var config = new Option<string?>("--config")
 {
-    Description = "A JSON file: { \"nodes\": { \"name\": \"connection string\" }, \"policy\": \"LatencyAware\", \"connectTimeoutMs\": 2000 }.",
+    Description = "A JSON file (appsettings.json) with the cluster section that AddClusterSql binds: { \"ClusterSql\": { \"Nodes\": { \"name\": \"connection string\" }, \"Policy\": \"FailOver\" } }.",
 };
+var section = new Option<string?>("--section")
+{
+    Description = "The section of the --config file to read (default: ClusterSql when the file has it, else the whole file); nested sections with ':', e.g. Databases:Orders.",
+};
+var json = new Option<bool>("--json") { Description = "Print JSON for programs: check prints one object; watch prints one object per line (see README, \"clustersql --json\")." };
 var noGalera = new Option<bool>("--no-galera") { Description = "Do not check Galera state (a cluster that is not Galera)." };
 var duration = new Option<int>("--duration") { Description = "Seconds the load runs; it always stops by itself.", DefaultValueFactory = _ => 30 };
 var workers = new Option<int>("--workers") { Description = "Concurrent workers of the load.", DefaultValueFactory = _ => 4 };
@@ -27,26 +32,30 @@ var query = new Option<string>("--query") { Description = "The statement each wo
 
 var check = new Command("check", "Check every node (reachable, open latency, Galera state), name the writer every client would choose and why, and check that a write replicates; exit 0 healthy, 1 degraded, 2 failed.")
 {
-    connectionString, config, noGalera,
+    connectionString, config, section, noGalera, json,
 };
 check.SetAction(async (parse, cancellationToken) =>
 {
     var galera = !parse.GetValue(noGalera);
-    await using var cluster = ClusterTarget.Open(parse.GetValue(connectionString), parse.GetValue(config), galera);
-    return await CheckCommand.RunAsync(cluster, probed: galera, showRoles: true, cancellationToken);
+    await using var cluster = ClusterTarget.Open(parse.GetValue(connectionString), parse.GetValue(config), galera, section: parse.GetValue(section));
+    return await CheckCommand.RunAsync(cluster, probed: galera, showRoles: true, cancellationToken, json: parse.GetValue(json));
 });
 
 var watch = new Command("watch", "Run a bounded acquire load and show live per-node statistics; failover shows when a node is faulted.")
 {
-    connectionString, config, noGalera, duration, workers, interval, query,
+    connectionString, config, section, noGalera, duration, workers, interval, query, json,
 };
 watch.SetAction(async (parse, cancellationToken) =>
 {
     var (seconds, count, every) = Validate(parse.GetValue(duration), parse.GetValue(workers), parse.GetValue(interval));
-    await using var cluster = ClusterTarget.Open(parse.GetValue(connectionString), parse.GetValue(config), !parse.GetValue(noGalera));
-    var summary = await WatchCommand.RunAsync(cluster, count, seconds, every, parse.GetValue(query)!, stopWhen: null, cancellationToken);
-    Console.WriteLine($"watch: {summary.Acquires} acquires, {summary.AcquireFailures} failed, slowest {Format.Millis(summary.Slowest)}");
-    return summary.AcquireFailures == 0 ? 0 : 1;
+    var asJson = parse.GetValue(json);
+    await using var cluster = ClusterTarget.Open(parse.GetValue(connectionString), parse.GetValue(config), !parse.GetValue(noGalera), section: parse.GetValue(section));
+    var summary = await WatchCommand.RunAsync(cluster, count, seconds, every, parse.GetValue(query)!, stopWhen: null, cancellationToken, asJson);
+    var exitCode = summary.AcquireFailures == 0 ? 0 : 1;
+    Console.WriteLine(asJson
+        ? CliJson.Serialize(new WatchSummaryJson(CliJson.Version, "summary", summary.Acquires, summary.AcquireFailures, summary.StatementErrors, CliJson.Millis(summary.Slowest), Math.Round(summary.Elapsed.TotalSeconds, 3), exitCode))
+        : $"watch: {summary.Acquires} acquires, {summary.AcquireFailures} failed, slowest {Format.Millis(summary.Slowest)}");
+    return exitCode;
 });
 
 var demo = new Command("demo", "The main job against the local cluster: check it, then watch a steady load (run tests/cluster faults meanwhile to see failover).")
@@ -63,7 +72,9 @@ demo.SetAction(async (parse, cancellationToken) =>
 var root = new RootCommand("clustersql: check, watch and demo a replicated database cluster through ClusterSql.") { check, watch, demo };
 try
 {
-    return await root.Parse(args).InvokeAsync();
+    // Without System.CommandLine's own handler, which would print a stack trace and exit 1 (a degraded cluster's code):
+    // a mistake in the options or the configuration file exits 64 (EX_USAGE) with its message alone.
+    return await root.Parse(args).InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
 }
 catch (ArgumentException ex)
 {

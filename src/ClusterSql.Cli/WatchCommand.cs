@@ -36,7 +36,8 @@ internal static class WatchCommand
         TimeSpan interval,
         string query,
         Func<IReadOnlyList<NodeInterval>, TimeSpan, bool>? stopWhen,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken,
+        bool json = false)
     {
         var latencies = new ConcurrentQueue<TimeSpan>();
         long acquires = 0, failures = 0, statementErrors = 0;
@@ -93,9 +94,13 @@ internal static class WatchCommand
         }
 
         var load = Enumerable.Range(0, workers).Select(_ => Task.Run(Worker)).ToArray();
-        var live = Console.IsOutputRedirected ? null : new LiveBlock();
-        Console.WriteLine("latency: the node's smoothed open latency (typical); peak: its peak-EWMA estimate, which steers the latency-aware policy");
-        Console.WriteLine("role: what cluster.Writer / cluster.Readers would use the node for now (writer, reader, lagging: behind by more than MaxReaderLag; -: cannot serve)");
+        // JSON lines are for programs: never redrawn, no legend.
+        var live = json || Console.IsOutputRedirected ? null : new LiveBlock();
+        if (!json)
+        {
+            Console.WriteLine("latency: the node's smoothed open latency (typical); peak: its peak-EWMA estimate, which steers the latency-aware policy");
+            Console.WriteLine("role: what cluster.Writer / cluster.Readers would use the node for now (writer, reader, lagging: behind by more than MaxReaderLag; -: cannot serve)");
+        }
         var clock = Stopwatch.StartNew();
         var stoppedByCondition = false;
         var previous = cluster.Nodes.ToDictionary(n => n.Name, n => n.GetStatistics());
@@ -143,6 +148,21 @@ internal static class WatchCommand
                     s.DownReason ?? (s.LastErrorType is null ? string.Empty : $"{s.LastErrorType}: {Truncate(s.LastErrorMessage, 60)}"),
                 };
             });
+            if (json)
+            {
+                Console.WriteLine(CliJson.Serialize(ToJson(now, window, seconds, Interlocked.Read(ref failures), Interlocked.Read(ref statementErrors), lastError, nodes, roles)));
+                Console.Out.Flush();
+                previous = nodes.ToDictionary(n => n.Statistics.Name, n => n.Statistics);
+                previousAt = now;
+                if (!stoppedByCondition && !stop.IsCancellationRequested && stopWhen is not null && stopWhen(nodes, now))
+                {
+                    stoppedByCondition = true;
+                    await stop.CancelAsync();
+                }
+
+                continue;
+            }
+
             var lines = new List<string>
             {
                 $"t={now.TotalSeconds:0.0}s  acquires/s {Format.Number(window.Count / seconds)}  " +
@@ -183,6 +203,48 @@ internal static class WatchCommand
             cluster.Nodes.ToDictionary(n => n.Name, n => n.GetStatistics().Wins),
             clock.Elapsed,
             stoppedByCondition);
+    }
+
+    /// <summary>One interval as <c>watch --json</c> prints it (a line).</summary>
+    internal static WatchIntervalJson ToJson(
+        TimeSpan elapsed,
+        List<TimeSpan> sortedLatencies,
+        double seconds,
+        long acquireFailures,
+        long statementErrors,
+        string? lastError,
+        IReadOnlyList<NodeInterval> nodes,
+        IReadOnlyDictionary<string, string> roles)
+    {
+        var intervalWins = nodes.Sum(n => n.Wins);
+        return new WatchIntervalJson(
+            CliJson.Version,
+            "interval",
+            Math.Round(elapsed.TotalSeconds, 3),
+            Math.Round(sortedLatencies.Count / seconds, 1),
+            CliJson.Millis(Format.Percentile(sortedLatencies, 0.50)),
+            CliJson.Millis(Format.Percentile(sortedLatencies, 0.99)),
+            acquireFailures,
+            statementErrors,
+            lastError,
+            nodes.Select(n =>
+            {
+                var s = n.Statistics;
+                return new WatchNodeJson(
+                    s.Name,
+                    s.State.ToString(),
+                    roles.GetValueOrDefault(s.Name, "-"),
+                    Math.Round(n.Wins / seconds, 1),
+                    intervalWins == 0 ? null : Math.Round((double)n.Wins / intervalWins, 4),
+                    s.Wins,
+                    s.Failures,
+                    s.Hedges,
+                    CliJson.Millis(s.SmoothedLatency),
+                    CliJson.Millis(s.LatencyEstimate),
+                    CliJson.Millis(s.HedgeDelay),
+                    s.LastErrorType is null ? null : $"{s.LastErrorType}: {s.LastErrorMessage}",
+                    s.DownReason);
+            }).ToList());
     }
 
     private static string Truncate(string? text, int length) =>

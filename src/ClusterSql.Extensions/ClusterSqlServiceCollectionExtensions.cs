@@ -80,14 +80,32 @@ public static class ClusterSqlServiceCollectionExtensions
         var (settings, nodes) = Read(configuration, providerFactory);
         return services.AddClusterSql((sp, builder) =>
         {
-            settings.ApplyTo(builder.Options);
-            foreach (var node in nodes)
-            {
-                builder.AddNode(node.Name, CreateDataSource(providerFactory, node), node.Options);
-            }
-
+            Apply(builder, settings, nodes, providerFactory);
             configure?.Invoke(sp, builder);
         });
+    }
+
+    /// <summary>
+    /// A builder with the cluster a configuration section describes, read and checked exactly as
+    /// <see cref="AddClusterSql(IServiceCollection, IConfiguration, DbProviderFactory, Action{IServiceProvider, ClusterDataSourceBuilder}?)"/>
+    /// reads it, so that one JSON file serves a service and the <c>clustersql</c> tool alike.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The section describes no valid cluster; the message says what is wrong.</exception>
+    internal static ClusterDataSourceBuilder CreateBuilder(IConfiguration configuration, DbProviderFactory providerFactory)
+    {
+        var (settings, nodes) = Read(configuration, providerFactory);
+        var builder = new ClusterDataSourceBuilder();
+        Apply(builder, settings, nodes, providerFactory);
+        return builder;
+    }
+
+    private static void Apply(ClusterDataSourceBuilder builder, ClusterSqlSettings settings, List<ConfiguredNode> nodes, DbProviderFactory providerFactory)
+    {
+        settings.ApplyTo(builder.Options);
+        foreach (var node in nodes)
+        {
+            builder.AddNode(node.Name, CreateDataSource(providerFactory, node), node.Options);
+        }
     }
 
     /// <summary>

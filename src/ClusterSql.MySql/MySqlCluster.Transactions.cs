@@ -301,7 +301,8 @@ public static partial class MySqlCluster
         }
     }
 
-    private static string? NodeNameOf(ClusterDataSource? cluster, MySqlConnection? connection)
+    /// <summary>The node of <paramref name="cluster"/> that <paramref name="connection"/> is connected to, by its host; null when none matches.</summary>
+    internal static string? NodeNameOf(ClusterDataSource? cluster, MySqlConnection? connection)
     {
         if (cluster is null || connection is null)
         {
@@ -320,6 +321,14 @@ public static partial class MySqlCluster
 
         return null;
     }
+
+    /// <summary>Counts a retry of a unit of work (this API's, or the EF Core execution strategy's) by its reason.</summary>
+    internal static void CountRetry(ClusterDataSource? cluster, RetryReason reason) =>
+        Count(s_retries, cluster?.Options.Name ?? "default", ReasonTag(reason));
+
+    /// <summary>Counts a unit of work whose COMMIT may have reached the server when its connection failed.</summary>
+    internal static void CountOutcomeUnknown(ClusterDataSource? cluster) =>
+        Count(s_unknownOutcomes, cluster?.Options.Name ?? "default", tag: null);
 
     private static string ReasonTag(RetryReason reason) => reason switch
     {

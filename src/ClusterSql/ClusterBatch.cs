@@ -14,6 +14,7 @@ internal sealed class ClusterBatch : DbBatch
 {
     private readonly DbBatch _inner;
     private ClusterConnection? _connection;
+    private DbTransaction? _transaction;
 
     public ClusterBatch(DbBatch inner, ClusterConnection? connection)
     {
@@ -40,10 +41,16 @@ internal sealed class ClusterBatch : DbBatch
         };
     }
 
+    // The transaction as given (a cluster connection's own, whose Connection is the cluster connection); the provider's
+    // command gets the provider's transaction inside it.
     protected override DbTransaction? DbTransaction
     {
-        get => _inner.Transaction;
-        set => _inner.Transaction = value;
+        get => _transaction;
+        set
+        {
+            _inner.Transaction = ClusterTransaction.Unwrap(value);
+            _transaction = value;
+        }
     }
 
     public override void Cancel() => _inner.Cancel();

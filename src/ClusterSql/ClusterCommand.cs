@@ -15,6 +15,7 @@ internal sealed class ClusterCommand : DbCommand
 {
     private readonly DbCommand _inner;
     private ClusterConnection? _connection;
+    private DbTransaction? _transaction;
 
     public ClusterCommand(DbCommand inner, ClusterConnection? connection)
     {
@@ -66,10 +67,16 @@ internal sealed class ClusterCommand : DbCommand
 
     protected override DbParameterCollection DbParameterCollection => _inner.Parameters;
 
+    // The transaction as given (a cluster connection's own, whose Connection is the cluster connection); the provider's
+    // command gets the provider's transaction inside it.
     protected override DbTransaction? DbTransaction
     {
-        get => _inner.Transaction;
-        set => _inner.Transaction = value;
+        get => _transaction;
+        set
+        {
+            _inner.Transaction = ClusterTransaction.Unwrap(value);
+            _transaction = value;
+        }
     }
 
     public override void Cancel() => _inner.Cancel();

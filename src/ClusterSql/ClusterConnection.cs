@@ -58,7 +58,12 @@ internal sealed class ClusterConnection : DbConnection
         }
     }
 
-    public override string Database => InnerConnection?.Database ?? string.Empty;
+    /// <summary>
+    /// The database of the provider's connection when open; when closed, the database its nodes open in (the first
+    /// node's), as a closed <c>SqlConnection</c> or <c>MySqlConnection</c> reports its configured database: Entity
+    /// Framework Core's migrations build their SQL from it before they open.
+    /// </summary>
+    public override string Database => InnerConnection?.Database ?? ConfiguredDatabase();
 
     public override string DataSource => InnerConnection?.DataSource ?? _opener.ConnectionString;
 
@@ -119,6 +124,19 @@ internal sealed class ClusterConnection : DbConnection
         Dispose();
     }
 
+    private string ConfiguredDatabase()
+    {
+        var nodes = _dataSource.Nodes;
+        if (nodes.Count == 0)
+        {
+            return string.Empty;
+        }
+
+        // A provider connection that is never opened does no I/O (MySqlConnector, Npgsql, SqlClient, Sqlite).
+        using var unopened = nodes[0].DataSource.CreateConnection();
+        return unopened.Database;
+    }
+
     /// <summary>The provider's connection, open: commands and batches of this connection bind to it when they execute.</summary>
     /// <exception cref="InvalidOperationException">The connection is not open (or its provider connection closed itself).</exception>
     internal DbConnection OpenInner() =>
@@ -126,10 +144,11 @@ internal sealed class ClusterConnection : DbConnection
             ? inner
             : throw new InvalidOperationException("The cluster connection is not open: call Open or OpenAsync first.");
 
-    protected override DbTransaction BeginDbTransaction(IsolationLevel isolationLevel) => OpenInner().BeginTransaction(isolationLevel);
+    protected override DbTransaction BeginDbTransaction(IsolationLevel isolationLevel) =>
+        new ClusterTransaction(this, OpenInner().BeginTransaction(isolationLevel));
 
-    protected override ValueTask<DbTransaction> BeginDbTransactionAsync(IsolationLevel isolationLevel, CancellationToken cancellationToken) =>
-        OpenInner().BeginTransactionAsync(isolationLevel, cancellationToken);
+    protected override async ValueTask<DbTransaction> BeginDbTransactionAsync(IsolationLevel isolationLevel, CancellationToken cancellationToken) =>
+        new ClusterTransaction(this, await OpenInner().BeginTransactionAsync(isolationLevel, cancellationToken).ConfigureAwait(false));
 
     protected override DbCommand CreateDbCommand() => new ClusterCommand(_dataSource.CreateProviderCommand(), this);
 

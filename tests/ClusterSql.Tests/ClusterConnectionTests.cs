@@ -281,6 +281,42 @@ public sealed class ClusterConnectionTests
     }
 
     [Test]
+    public async Task Transaction_ReportsTheClusterConnection_AndRollsBackThroughIt()
+    {
+        await using var cluster = BuildSqlite();
+        await using var connection = cluster.CreateConnection();
+        await connection.OpenAsync();
+        await using (var create = connection.CreateCommand())
+        {
+            create.CommandText = "CREATE TABLE t (v INTEGER)";
+            await create.ExecuteNonQueryAsync();
+        }
+
+        // EF Core refuses a transaction whose Connection is not the connection it holds: it must be the cluster's.
+        await using (var transaction = await connection.BeginTransactionAsync())
+        {
+            Assert.That(transaction.Connection, Is.SameAs(connection));
+            await using var insert = connection.CreateCommand();
+            insert.Transaction = transaction;
+            insert.CommandText = "INSERT INTO t VALUES (1)";
+            Assert.That(await insert.ExecuteNonQueryAsync(), Is.EqualTo(1));
+            Assert.That(insert.Transaction, Is.SameAs(transaction));
+            await transaction.RollbackAsync();
+            Assert.That(transaction.Connection, Is.Null, "an ended transaction has no connection, as the provider's");
+        }
+
+        using (var synchronous = connection.BeginTransaction())
+        {
+            Assert.That(synchronous.Connection, Is.SameAs(connection));
+            synchronous.Commit();
+        }
+
+        await using var count = connection.CreateCommand();
+        count.CommandText = "SELECT count(*) FROM t";
+        Assert.That(await count.ExecuteScalarAsync(), Is.EqualTo(0L), "the insert was rolled back");
+    }
+
+    [Test]
     public async Task CommandAsync_ReusedAcrossReopensWithTransactions_BindsToEachNewProviderConnection()
     {
         await using var cluster = BuildSqlite();
