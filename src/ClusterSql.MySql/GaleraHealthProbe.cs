@@ -32,13 +32,20 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
     internal const string Query =
         "SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS " +
         "WHERE VARIABLE_NAME IN ('WSREP_READY', 'WSREP_LOCAL_STATE', 'WSREP_CLUSTER_STATUS', 'WSREP_CLUSTER_CONF_ID', 'WSREP_CLUSTER_STATE_UUID', 'WSREP_CLUSTER_SIZE', " +
-        "'WSREP_LOCAL_INDEX', 'WSREP_LOCAL_RECV_QUEUE', 'UPTIME') " +
+        "'WSREP_LOCAL_INDEX', 'WSREP_LOCAL_RECV_QUEUE', 'UPTIME', 'WSREP_INCOMING_ADDRESSES', 'WSREP_GCOMM_UUID') " +
         "UNION ALL SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.GLOBAL_VARIABLES " +
         "WHERE VARIABLE_NAME IN ('WSREP_DESYNC', 'WSREP_REJECT_QUERIES', 'READ_ONLY')";
+
+    // Galera 4's member list with each member's UUID and name, read in the same round trip as the status when discovery
+    // is on. An application user may not read the mysql schema (error 1142), and Galera 3 has no such table (1146): then
+    // wsrep_incoming_addresses alone is used, and the table is not asked for again.
+    internal const string MemberTableQuery = "SELECT node_uuid, node_name, node_incoming_address FROM mysql.wsrep_cluster_members";
 
     private readonly ConcurrentDictionary<ClusterNode, MySqlConnection> _connections = new();
     private volatile bool _disposed;
     private readonly ConfigurationTracker _configurations = new(TimeProvider.System);
+    private readonly GaleraDiscovery? _discovery;
+    private volatile bool _memberTableUnreadable;
 
     /// <summary>Creates the probe.</summary>
     /// <param name="allowDonor">Whether a state-transfer donor (wsrep_local_state 2) may serve.</param>
@@ -49,6 +56,25 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
 
     internal GaleraHealthProbe(bool allowDonor, TimeSpan sessionIdleTimeout)
         : this(allowDonor) => SessionIdleTimeout = sessionIdleTimeout;
+
+    /// <summary>The probe that also keeps the cluster's member list (<see cref="MySqlCluster.UseGaleraDiscovery"/>).</summary>
+    internal GaleraHealthProbe(bool allowDonor, GaleraDiscovery discovery, TimeProvider? timeProvider = null)
+        : this(allowDonor)
+    {
+        _discovery = discovery;
+        if (timeProvider is not null)
+        {
+            _configurations = new ConfigurationTracker(timeProvider);
+        }
+    }
+
+    /// <summary>The discovery this probe feeds, or <see langword="null"/>.</summary>
+    internal GaleraDiscovery? Discovery => _discovery;
+
+    /// <summary>Whether a check found <c>mysql.wsrep_cluster_members</c> unreadable (so only wsrep_incoming_addresses is used).</summary>
+    internal bool MemberTableUnreadable => _memberTableUnreadable;
+
+    void IClusterNodeHealthProbe.Attach(ClusterDataSource cluster) => _discovery?.Attach(cluster);
 
     /// <summary>Whether a state-transfer donor (wsrep_local_state 2) may serve.</summary>
     public bool AllowDonor { get; }
@@ -78,6 +104,20 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
         }
 
         ObjectDisposedException.ThrowIf(_disposed, this);
+        try
+        {
+            return await CheckWithVerdictsAsync(node, mySql, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            // Whatever the outcome, the node has been checked: discovery waits for that before adding members that a node
+            // listed by a host name might stand for.
+            _discovery?.Checked(node);
+        }
+    }
+
+    private async ValueTask<ClusterNodeHealth> CheckWithVerdictsAsync(ClusterNode node, MySqlDataSource mySql, CancellationToken cancellationToken)
+    {
         try
         {
             try
@@ -136,7 +176,9 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
             // bounded by its command timeout instead, which closes the connection at once (CancellationTimeout=-1), and
             // the probe runner stops waiting at the check timeout anyway.
             var values = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
-            var command = new MySqlCommand(Query, connection);
+            List<(string, string, string)>? members = null;
+            var readMembers = _discovery is not null && !_memberTableUnreadable;
+            var command = new MySqlCommand(readMembers ? Query + ";\n" + MemberTableQuery : Query, connection);
             await using (command.ConfigureAwait(false))
             {
                 var reader = await command.ExecuteReaderAsync(CancellationToken.None).ConfigureAwait(false);
@@ -146,11 +188,21 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
                     {
                         values[reader.GetString(0)] = reader.IsDBNull(1) ? string.Empty : reader.GetString(1);
                     }
+
+                    if (readMembers)
+                    {
+                        members = await ReadMembersAsync(reader).ConfigureAwait(false);
+                    }
                 }
             }
 
             var health = Evaluate(values, AllowDonor);
             health = health.IsHealthy ? _configurations.Check(values) : health;
+            if (_discovery is not null && GaleraView.From(values, health.IsHealthy, members) is { } view)
+            {
+                _discovery.Report(node, view);
+            }
+
             return health.IsHealthy ? WithRoleData(values) : health;
         }
         catch (Exception ex)
@@ -176,6 +228,34 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
             {
                 await connection.DisposeAsync().ConfigureAwait(false);
             }
+        }
+    }
+
+    /// <summary>The member table's rows, or null when it cannot be read (then it is not asked for again).</summary>
+    private async Task<List<(string, string, string)>?> ReadMembersAsync(MySqlDataReader reader)
+    {
+        try
+        {
+            if (!await reader.NextResultAsync(CancellationToken.None).ConfigureAwait(false))
+            {
+                return null;
+            }
+
+            var rows = new List<(string, string, string)>();
+            while (await reader.ReadAsync(CancellationToken.None).ConfigureAwait(false))
+            {
+                rows.Add((
+                    reader.IsDBNull(0) ? string.Empty : reader.GetString(0),
+                    reader.IsDBNull(1) ? string.Empty : reader.GetString(1),
+                    reader.IsDBNull(2) ? string.Empty : reader.GetString(2)));
+            }
+
+            return rows;
+        }
+        catch (MySqlException ex) when (ex.ErrorCode is MySqlErrorCode.TableAccessDenied or MySqlErrorCode.NoSuchTable or MySqlErrorCode.DatabaseAccessDenied or MySqlErrorCode.AccessDenied)
+        {
+            _memberTableUnreadable = true;
+            return null;
         }
     }
 

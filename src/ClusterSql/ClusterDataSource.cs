@@ -46,6 +46,9 @@ public sealed class ClusterDataSource : DbDataSource
         }
 
         _nodes = array;
+
+        // Before anything is registered or started: a probe that refuses a second cluster throws here and leaks nothing.
+        probe?.Attach(this);
         ClusterTelemetry.Register(this);
         if (probe is not null)
         {

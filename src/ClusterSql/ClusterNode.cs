@@ -60,6 +60,7 @@ public sealed class ClusterNode
         ConnectTimeout = options?.ConnectTimeout ?? context.Options.ConnectTimeout;
         MaxConnections = options?.MaxConnections ?? PoolLimit.Detect(dataSource);
         _clearIdle = options?.ClearIdleConnections;
+        IsDiscovered = options?.Discovered ?? false;
         _context = context;
         Latency = new LatencyEstimator(context.Options.LatencyDecayTime, context.TimeProvider);
         _onLeaseStateChange = OnLeaseStateChange;
@@ -76,6 +77,9 @@ public sealed class ClusterNode
 
     /// <summary>How long one open on this node may take before it counts as failed.</summary>
     public TimeSpan ConnectTimeout { get; }
+
+    /// <summary>Whether discovery added the node (<see cref="ClusterNodeOptions.Discovered"/>), as opposed to the application.</summary>
+    public bool IsDiscovered { get; }
 
     /// <summary>The node's current state.</summary>
     public ClusterNodeState State => GetState(_context.TimeProvider.GetTimestamp());
@@ -142,6 +146,8 @@ public sealed class ClusterNode
             Uptime = _report is { StartedStamp: not 0 } report ? TimeSpan.FromSeconds(_context.ToSeconds(report.StartedStamp, now)) : null,
             ReplicationLag = _report?.Lag,
             ReadOnly = _report?.ReadOnly ?? false,
+            Discovered = IsDiscovered,
+            DrainReason = _drainReason,
         };
     }
 

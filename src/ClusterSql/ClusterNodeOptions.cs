@@ -35,6 +35,13 @@ public sealed class ClusterNodeOptions
     /// </summary>
     public Func<DbDataSource, CancellationToken, ValueTask<DbDataSource?>>? ClearIdleConnections { get; set; }
 
+    /// <summary>
+    /// Whether the node was found by discovery (ClusterSql.MySql: <c>UseGaleraDiscovery</c>) rather than listed by the
+    /// application; it shows in <see cref="ClusterNodeStatistics.Discovered"/>. Discovery sets it on the nodes it adds and
+    /// removes only those. Default <see langword="false"/>.
+    /// </summary>
+    public bool Discovered { get; set; }
+
     /// <summary>A copy, so that changing the caller's object after AddNode changes nothing.</summary>
     internal ClusterNodeOptions Copy() => (ClusterNodeOptions)MemberwiseClone();
 }

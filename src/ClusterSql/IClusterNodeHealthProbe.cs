@@ -26,6 +26,15 @@ public interface IClusterNodeHealthProbe
     /// <param name="node">The removed node.</param>
     /// <returns>A task that completes when the node's resources are freed.</returns>
     ValueTask NodeRemovedAsync(ClusterNode node) => default;
+
+    /// <summary>
+    /// Called once by the data source that runs the probe, before its first check: a probe that also keeps the cluster's
+    /// member list (ClusterSql.MySql's Galera discovery) adds and removes nodes through it. The default does nothing.
+    /// </summary>
+    /// <param name="cluster">The data source that runs the probe.</param>
+    void Attach(ClusterDataSource cluster)
+    {
+    }
 }
 
 /// <summary>The outcome of one health check.</summary>
