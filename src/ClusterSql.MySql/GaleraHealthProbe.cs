@@ -244,10 +244,8 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
             var rows = new List<(string, string, string)>();
             while (await reader.ReadAsync(CancellationToken.None).ConfigureAwait(false))
             {
-                rows.Add((
-                    reader.IsDBNull(0) ? string.Empty : reader.GetString(0),
-                    reader.IsDBNull(1) ? string.Empty : reader.GetString(1),
-                    reader.IsDBNull(2) ? string.Empty : reader.GetString(2)));
+                // GetValue, not GetString: MySqlConnector reads node_uuid, a CHAR(36), as a Guid.
+                rows.Add((Text(reader, 0), Text(reader, 1), Text(reader, 2)));
             }
 
             return rows;
@@ -257,6 +255,9 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
             _memberTableUnreadable = true;
             return null;
         }
+
+        static string Text(MySqlDataReader reader, int ordinal) =>
+            reader.IsDBNull(ordinal) ? string.Empty : Convert.ToString(reader.GetValue(ordinal), CultureInfo.InvariantCulture) ?? string.Empty;
     }
 
     /// <summary>Closes the probe's connections.</summary>
