@@ -9,8 +9,18 @@ namespace ClusterSql.Cli;
 /// <summary>Which cluster a command works on: the local one (generated), a multi-host connection string, or a JSON file.</summary>
 internal static class ClusterTarget
 {
-    public static ClusterDataSource Open(string? connectionString, string? configFile, bool galera, Action<ClusterOptions>? configure = null)
+    /// <param name="connectionString">A MySqlConnector connection string, or null.</param>
+    /// <param name="configFile">A JSON file, or null.</param>
+    /// <param name="galera">Whether to check Galera state.</param>
+    /// <param name="configure">Changes the options.</param>
+    /// <param name="discover">With Galera: the nodes are seeds, and the other members are learned from the cluster.</param>
+    public static ClusterDataSource Open(string? connectionString, string? configFile, bool galera, Action<ClusterOptions>? configure = null, bool discover = false)
     {
+        if (discover && !galera)
+        {
+            throw new ArgumentException("--discover reads the Galera members: it cannot go with --no-galera.");
+        }
+
         if (connectionString is not null && configFile is not null)
         {
             throw new ArgumentException("Give either --connection-string or --config, not both.");
@@ -19,17 +29,21 @@ internal static class ClusterTarget
         connectionString ??= Environment.GetEnvironmentVariable("CLUSTERSQL_CONNECTION_STRING");
         if (configFile is not null)
         {
-            return FromFile(configFile, galera, configure);
+            return FromFile(configFile, galera, configure, discover);
         }
 
         if (!string.IsNullOrWhiteSpace(connectionString))
         {
-            return MySqlCluster.CreateDataSource(connectionString, galera, configure);
+            return MySqlCluster.CreateDataSource(connectionString, galera, configure, discovery: discover ? new GaleraDiscoveryOptions() : null);
         }
 
         return LocalCluster.Create(LocalCluster.Configuration, builder =>
         {
-            if (galera)
+            if (discover)
+            {
+                builder.UseGaleraDiscovery();
+            }
+            else if (galera)
             {
                 builder.UseGaleraHealthProbe();
             }
@@ -42,7 +56,7 @@ internal static class ClusterTarget
     /// Reads <c>{ "nodes": { "name": "connection string", ... }, "policy": "LatencyAware", "connectTimeoutMs": 2000 }</c>.
     /// JsonDocument keeps it reflection-free for NativeAOT.
     /// </summary>
-    private static ClusterDataSource FromFile(string path, bool galera, Action<ClusterOptions>? configure)
+    private static ClusterDataSource FromFile(string path, bool galera, Action<ClusterOptions>? configure, bool discover)
     {
         using var document = JsonDocument.Parse(File.ReadAllText(path));
         var root = document.RootElement;
@@ -74,7 +88,11 @@ internal static class ClusterTarget
             builder.Options.ConnectTimeout = TimeSpan.FromMilliseconds(timeout.GetInt32());
         }
 
-        if (galera)
+        if (discover)
+        {
+            builder.UseGaleraDiscovery();
+        }
+        else if (galera)
         {
             builder.UseGaleraHealthProbe();
         }

@@ -15,6 +15,10 @@ var config = new Option<string?>("--config")
     Description = "A JSON file: { \"nodes\": { \"name\": \"connection string\" }, \"policy\": \"LatencyAware\", \"connectTimeoutMs\": 2000 }.",
 };
 var noGalera = new Option<bool>("--no-galera") { Description = "Do not check Galera state (a cluster that is not Galera)." };
+var discover = new Option<bool>("--discover")
+{
+    Description = "Treat the given nodes as seeds and learn the other Galera members from the cluster itself (mysql.wsrep_cluster_members or wsrep_incoming_addresses).",
+};
 var duration = new Option<int>("--duration") { Description = "Seconds the load runs; it always stops by itself.", DefaultValueFactory = _ => 30 };
 var workers = new Option<int>("--workers") { Description = "Concurrent workers of the load.", DefaultValueFactory = _ => 4 };
 var interval = new Option<int>("--interval-ms") { Description = "Milliseconds between refreshes.", DefaultValueFactory = _ => 1000 };
@@ -27,23 +31,24 @@ var query = new Option<string>("--query") { Description = "The statement each wo
 
 var check = new Command("check", "Check every node (reachable, open latency, Galera state), name the writer every client would choose and why, and check that a write replicates; exit 0 healthy, 1 degraded, 2 failed.")
 {
-    connectionString, config, noGalera,
+    connectionString, config, noGalera, discover,
 };
 check.SetAction(async (parse, cancellationToken) =>
 {
     var galera = !parse.GetValue(noGalera);
-    await using var cluster = ClusterTarget.Open(parse.GetValue(connectionString), parse.GetValue(config), galera);
+    await using var cluster = ClusterTarget.Open(parse.GetValue(connectionString), parse.GetValue(config), galera, discover: parse.GetValue(discover));
     return await CheckCommand.RunAsync(cluster, probed: galera, showRoles: true, cancellationToken);
 });
 
 var watch = new Command("watch", "Run a bounded acquire load and show live per-node statistics; failover shows when a node is faulted.")
 {
-    connectionString, config, noGalera, duration, workers, interval, query,
+    connectionString, config, noGalera, discover, duration, workers, interval, query,
 };
 watch.SetAction(async (parse, cancellationToken) =>
 {
     var (seconds, count, every) = Validate(parse.GetValue(duration), parse.GetValue(workers), parse.GetValue(interval));
-    await using var cluster = ClusterTarget.Open(parse.GetValue(connectionString), parse.GetValue(config), !parse.GetValue(noGalera));
+    await using var cluster = ClusterTarget.Open(parse.GetValue(connectionString), parse.GetValue(config), !parse.GetValue(noGalera), discover: parse.GetValue(discover));
+    await CheckCommand.WaitForDiscoveryAsync(cluster, cancellationToken);
     var summary = await WatchCommand.RunAsync(cluster, count, seconds, every, parse.GetValue(query)!, stopWhen: null, cancellationToken);
     Console.WriteLine($"watch: {summary.Acquires} acquires, {summary.AcquireFailures} failed, slowest {Format.Millis(summary.Slowest)}");
     return summary.AcquireFailures == 0 ? 0 : 1;

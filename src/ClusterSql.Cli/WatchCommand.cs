@@ -26,7 +26,7 @@ internal sealed record NodeInterval(ClusterNodeStatistics Statistics, long Wins)
 internal static class WatchCommand
 {
     private static readonly string[] Header =
-        ["node", "state", "role", "wins/s", "share", "wins", "failures", "hedges", "latency", "peak", "hedge delay", "last error / down reason"];
+        ["node", "source", "state", "role", "wins/s", "share", "wins", "failures", "hedges", "latency", "peak", "hedge delay", "last error / down or drain reason"];
 
     /// <summary>Runs the load for at most <paramref name="duration"/>; <paramref name="stopWhen"/>, asked after every interval with the time so far, may end it sooner.</summary>
     public static async Task<WatchSummary> RunAsync(
@@ -95,6 +95,7 @@ internal static class WatchCommand
         var load = Enumerable.Range(0, workers).Select(_ => Task.Run(Worker)).ToArray();
         var live = Console.IsOutputRedirected ? null : new LiveBlock();
         Console.WriteLine("latency: the node's smoothed open latency (typical); peak: its peak-EWMA estimate, which steers the latency-aware policy");
+        Console.WriteLine("source: listed by you, or discovered from the cluster's own member list (--discover); a discovered member that leaves is drained, then removed");
         Console.WriteLine("role: what cluster.Writer / cluster.Readers would use the node for now (writer, reader, lagging: behind by more than MaxReaderLag; -: cannot serve)");
         var clock = Stopwatch.StartNew();
         var stoppedByCondition = false;
@@ -130,6 +131,7 @@ internal static class WatchCommand
                 return new[]
                 {
                     s.Name,
+                    s.Discovered ? "discovered" : "listed",
                     s.State.ToString(),
                     roles.GetValueOrDefault(s.Name, "-"),
                     Format.Number(n.Wins / seconds),
@@ -140,7 +142,7 @@ internal static class WatchCommand
                     Format.Millis(s.SmoothedLatency),
                     Format.Millis(s.LatencyEstimate),
                     Format.Millis(s.HedgeDelay),
-                    s.DownReason ?? (s.LastErrorType is null ? string.Empty : $"{s.LastErrorType}: {Truncate(s.LastErrorMessage, 60)}"),
+                    s.DownReason ?? s.DrainReason ?? (s.LastErrorType is null ? string.Empty : $"{s.LastErrorType}: {Truncate(s.LastErrorMessage, 60)}"),
                 };
             });
             var lines = new List<string>

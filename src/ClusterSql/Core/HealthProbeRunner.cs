@@ -25,6 +25,9 @@ internal sealed class HealthProbeRunner : IAsyncDisposable
     private readonly ConcurrentDictionary<ClusterNode, NodeProbe> _probes = new();
     private int _scheduled;
 
+    /// <summary>The probe this runner runs (the CLI reads the Galera discovery off it).</summary>
+    internal IClusterNodeHealthProbe Probe => _probe;
+
     /// <summary>Checks scheduled so far (each node's next check, armed after its last one was applied); for deterministic tests on a fake clock.</summary>
     internal int Scheduled => Volatile.Read(ref _scheduled);
 
