@@ -1,6 +1,6 @@
 using System;
 using System.Collections.Generic;
-using System.Globalization;
+using System.Linq;
 using System.Runtime.CompilerServices;
 using System.Threading;
 using MySqlConnector;
@@ -232,6 +232,12 @@ internal sealed class GaleraDiscovery
         foreach (var node in gone ?? [])
         {
             _tracked.Remove(node);
+            _identities.Remove(node);
+        }
+
+        // Nodes the application removed: their identities must not outlive them.
+        foreach (var node in _identities.Keys.Where(static n => n.IsRemovedOrDisposed()).ToList())
+        {
             _identities.Remove(node);
         }
     }

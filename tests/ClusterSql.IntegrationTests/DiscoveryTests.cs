@@ -231,6 +231,40 @@ public sealed class DiscoveryTests : FaultFixture
     }
 
     [Test]
+    public async Task Discovery_ListedAndDiscoveredNodesMix_NoDuplicates()
+    {
+        // galera1 and galera2 listed by hand (the CLI's generated local cluster lists all three: nothing is added then).
+        await using var cluster = TestCluster.Build(configureBuilder: b => b.UseGaleraDiscovery(new GaleraDiscoveryOptions { GracePeriod = s_grace }));
+        var listed = cluster.Nodes.ToArray();
+        cluster.RemoveNode("galera3");
+        await WaitUntil(cluster, () => cluster.Nodes.Count == 3 && cluster.Nodes.All(n => n.State == ClusterNodeState.Healthy), TimeSpan.FromSeconds(20), "the removed listed node comes back as a discovered one");
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        Assert.Multiple(() =>
+        {
+            Assert.That(cluster.Nodes.Take(2), Is.EqualTo(listed.Take(2)), "the listed nodes stay as they are");
+            Assert.That(cluster.Nodes.Select(n => (n.Name, n.IsDiscovered)), Is.EqualTo(new[] { ("galera1", false), ("galera2", false), ("127.0.0.23", true) }));
+        });
+    }
+
+    [Test]
+    public async Task Discovery_GeneratedCluster_SeedsByAttribute_RestDiscovered()
+    {
+        await using var galera = SeedOnly.Create(_ => TestCluster.ConnectionString(1), builder =>
+        {
+            builder.Options.HealthCheckInterval = TimeSpan.FromMilliseconds(500);
+            builder.UseGaleraDiscovery();
+        });
+        await WaitUntil(galera.DataSource, () => galera.DataSource.Nodes.Count == 3 && galera.DataSource.Nodes.All(n => n.State == ClusterNodeState.Healthy), TimeSpan.FromSeconds(20), "three healthy nodes");
+        await using var connection = await galera.OpenConnectionAsync();
+        Assert.Multiple(() =>
+        {
+            Assert.That(galera.Galera1.IsDiscovered, Is.False);
+            Assert.That(galera.DataSource.Nodes.Count(n => n.IsDiscovered), Is.EqualTo(2));
+            Assert.That(connection, Is.InstanceOf<MySqlConnection>());
+        });
+    }
+
+    [Test]
     public async Task Discovery_MemberTableDenied_FallsBackToIncomingAddresses()
     {
         var probe = new GaleraHealthProbe(allowDonor: false, new GaleraDiscovery(new GaleraDiscoveryOptions()));
@@ -244,3 +278,8 @@ public sealed class DiscoveryTests : FaultFixture
         Assert.That(cluster.Nodes.Select(n => n.Name), Is.EqualTo(new[] { "galera1", "127.0.0.22", "127.0.0.23" }));
     }
 }
+
+/// <summary>A generated cluster that declares only its seed; discovery finds the other members.</summary>
+[Cluster(typeof(MySqlConnectorFactory), ConnectionType = typeof(MySqlConnection), ConnectTimeoutMilliseconds = 2000)]
+[ClusterNode("galera1", ConnectionStringConfigurationKey = "ConnectionStrings:Seed")]
+internal sealed partial class SeedOnly;

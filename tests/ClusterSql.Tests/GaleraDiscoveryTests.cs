@@ -3,6 +3,8 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Threading.Tasks;
 using ClusterSql.MySql;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 using MySqlConnector;
 using NUnit.Framework;
@@ -439,6 +441,35 @@ public sealed class GaleraDiscoveryTests
         await using var cluster = MySqlCluster.CreateDataSource(LoopbackSeed, discovery: new GaleraDiscoveryOptions());
         Assert.That(cluster.Nodes.Select(n => n.Name), Is.EqualTo(new[] { "127.0.0.1-9" }));
         Assert.That(cluster.Probes, Is.Not.Null);
+    }
+
+    [Test]
+    public async Task Options_BindFromConfiguration_AndDependencyInjectionRegistersADiscoveringCluster()
+    {
+        var configuration = new Microsoft.Extensions.Configuration.ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["ClusterSql:Nodes:galera1"] = LoopbackSeed,
+            ["ClusterSql:Discovery:GracePeriod"] = "00:00:10",
+            ["ClusterSql:Discovery:Exclude:0"] = "10.0.0.9",
+            ["ClusterSql:Discovery:Pin:0"] = "galera3",
+            ["ClusterSql:Discovery:Names:galera2"] = "second",
+        }).Build();
+        var section = configuration.GetSection("ClusterSql");
+        var bound = section.GetSection("Discovery").Get<GaleraDiscoveryOptions>()!;
+        Assert.Multiple(() =>
+        {
+            Assert.That(bound.GracePeriod, Is.EqualTo(TimeSpan.FromSeconds(10)));
+            Assert.That(bound.Exclude, Is.EqualTo(new[] { "10.0.0.9" }));
+            Assert.That(bound.Pin, Is.EqualTo(new[] { "galera3" }));
+            Assert.That(bound.Names["galera2"], Is.EqualTo("second"));
+        });
+
+        var services = new Microsoft.Extensions.DependencyInjection.ServiceCollection();
+        services.AddClusterSql(section, MySqlConnectorFactory.Instance, (_, cluster) => cluster.UseGaleraDiscovery(bound));
+        await using var provider = services.BuildServiceProvider();
+        var registered = provider.GetRequiredService<ClusterDataSource>();
+        Assert.That(registered.Nodes.Select(n => n.Name), Is.EqualTo(new[] { "galera1" }), "the configured nodes are the seeds");
+        Assert.That((registered.Probes!.Probe as GaleraHealthProbe)?.Discovery, Is.Not.Null);
     }
 
     // ---- helpers ----------------------------------------------------------------------------------------------------
