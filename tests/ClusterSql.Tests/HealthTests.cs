@@ -244,6 +244,39 @@ public sealed class HealthTests
         release.Set();
     }
 
+    [Test]
+    public async Task Probe_IsAttachedToItsDataSourceOnce_BeforeItsFirstCheck()
+    {
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        var probe = new AttachRecordingProbe();
+        await using var cluster = new ClusterDataSourceBuilder().UseTimeProvider(time)
+            .AddNode("a", new FakeNode("a", time, OpenScript.Succeed))
+            .UseHealthProbe(probe)
+            .Build();
+        time.Advance(TimeSpan.FromMilliseconds(1));
+        Assert.That(probe.Attached, Is.EqualTo(new[] { cluster }));
+        Assert.That(probe.ChecksBeforeAttach, Is.Zero);
+    }
+
+    private sealed class AttachRecordingProbe : IClusterNodeHealthProbe
+    {
+        public ConcurrentQueue<ClusterDataSource> Attached { get; } = new();
+
+        public int ChecksBeforeAttach;
+
+        public ValueTask<ClusterNodeHealth> CheckAsync(ClusterNode node, CancellationToken cancellationToken)
+        {
+            if (Attached.IsEmpty)
+            {
+                Interlocked.Increment(ref ChecksBeforeAttach);
+            }
+
+            return new(ClusterNodeHealth.Healthy);
+        }
+
+        public void Attach(ClusterDataSource cluster) => Attached.Enqueue(cluster);
+    }
+
     private sealed class ScriptedProbe : IClusterNodeHealthProbe
     {
         public string? HangBlockingOnCancel { get; init; }
