@@ -18,7 +18,8 @@ namespace ClusterSql.MySql;
 /// wsrep_ready, not desynced, not rejecting, not a stale configuration), the view lists the reporter itself, its
 /// <c>wsrep_cluster_state_uuid</c> is the cluster's (the one trusted views agreed on; another is adopted only after no
 /// view of the old one was trusted for the grace period, as after a cluster was bootstrapped afresh) and its
-/// <c>wsrep_cluster_conf_id</c> is not older than the newest one trusted. Two trusted views of the same configuration
+/// <c>wsrep_cluster_conf_id</c> is not older than the newest one trusted (unless none was trusted for the grace period: a
+/// whole cluster restarted from its data counts configurations from 1 again). Two trusted views of the same configuration
 /// list the same members, so a member is drained only when the newest configuration of the primary component lacks it,
 /// and removed only when every trusted view for the grace period lacked it; any trusted view that lists it again puts
 /// it back in service. A partitioned node is not Primary, so its view is never applied: it neither shrinks the list nor
@@ -146,7 +147,9 @@ internal sealed class GaleraDiscovery
             _confId = -1;
         }
 
-        if (confId < _confId)
+        // An older configuration is a stale view, unless no newer one has been trusted for the grace period: a whole
+        // cluster restarted from its data keeps its state uuid but counts configurations from 1 again.
+        if (confId < _confId && now - _trustedAt < _options.GracePeriod)
         {
             return false;
         }

@@ -200,6 +200,24 @@ public sealed class GaleraDiscoveryTests
     }
 
     [Test]
+    public async Task WholeClusterRestart_CountsConfigurationsAgain_AndIsTrustedAfterTheGracePeriod()
+    {
+        var (cluster, discovery, time) = Build();
+        await using var _c = cluster;
+        var seed = cluster.GetNode("db1")!;
+        discovery.Report(seed, View(true, 40, 0, "10.0.0.1:3306"));
+
+        // Restarted from its data: same state uuid, configuration 3.
+        discovery.Report(seed, View(true, 3, 0, "10.0.0.1:3306", "10.0.0.2:3306"));
+        Assert.That(cluster.Nodes, Has.Count.EqualTo(1), "while configuration 40 is fresh, 3 is a stale view");
+        time.Advance(s_grace);
+        discovery.Report(seed, View(true, 3, 0, "10.0.0.1:3306", "10.0.0.2:3306"));
+        Assert.That(cluster.GetNode("10.0.0.2"), Is.Not.Null);
+        discovery.Report(seed, View(true, 2, 0, "10.0.0.1:3306"));
+        Assert.That(cluster.GetNode("10.0.0.2")!.State, Is.Not.EqualTo(ClusterNodeState.Draining), "the count restarted at 3: 2 is stale again");
+    }
+
+    [Test]
     public async Task PartitionedReportersView_NeverDrainsOrRemovesOthers()
     {
         var (cluster, discovery, time) = Build();
