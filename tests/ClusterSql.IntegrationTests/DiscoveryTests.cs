@@ -266,6 +266,37 @@ public sealed class DiscoveryTests : FaultFixture
     }
 
     [Test]
+    public async Task Discovery_MemberTable_StopRemovesAfterGrace_StartBringsBack()
+    {
+        const string user = "clustersql_members";
+        var password = TestCluster.Password;
+        await TestCluster.Harness("sql", "galera1",
+            $"CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{password}'; GRANT ALL ON test.* TO '{user}'@'%'; GRANT SELECT ON mysql.wsrep_cluster_members TO '{user}'@'%';");
+        try
+        {
+            var options = new GaleraDiscoveryOptions { GracePeriod = s_grace };
+            options.Names["galera3"] = "third";
+            await using var cluster = BuildSeeded(options, user, password);
+            await WaitUntil(cluster, () => cluster.Nodes.Count == 3 && cluster.Nodes.All(n => n.State == ClusterNodeState.Healthy), TimeSpan.FromSeconds(20), "three healthy nodes");
+            var third = cluster.GetNode("third");
+            Assert.That(third, Is.Not.Null, "renamed by wsrep_node_name, which only the member table has");
+
+            var clock = Stopwatch.StartNew();
+            await TestCluster.Harness("stop", "galera3");
+            await WaitUntil(cluster, () => cluster.GetNode("third") is null, s_grace + TimeSpan.FromSeconds(20), "galera3 is removed");
+            TestContext.Progress.WriteLine($"member table: galera3 removed {clock.Elapsed.TotalSeconds:0.0}s after the stop began; {Describe(cluster)}");
+            Assert.That(clock.Elapsed, Is.GreaterThanOrEqualTo(s_grace));
+
+            await TestCluster.Harness("start", "galera3");
+            await WaitUntil(cluster, () => cluster.GetNode("third") is { State: ClusterNodeState.Healthy }, TimeSpan.FromSeconds(20), "galera3 is back");
+        }
+        finally
+        {
+            await TestCluster.Harness("sql", "galera1", $"DROP USER IF EXISTS '{user}'@'%';");
+        }
+    }
+
+    [Test]
     public async Task Discovery_MemberTableDenied_FallsBackToIncomingAddresses()
     {
         var probe = new GaleraHealthProbe(allowDonor: false, new GaleraDiscovery(new GaleraDiscoveryOptions()));
