@@ -27,7 +27,7 @@ namespace ClusterSql.MySql;
 /// an interval longer than the idle timeout costs a login, not a failed check.
 /// </para>
 /// </remarks>
-public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposable
+public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IClusterAttachedProbe, IAsyncDisposable
 {
     internal const string Query =
         "SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS " +
@@ -74,7 +74,7 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
     /// <summary>Whether a check found <c>mysql.wsrep_cluster_members</c> unreadable (so only wsrep_incoming_addresses is used).</summary>
     internal bool MemberTableUnreadable => _memberTableUnreadable;
 
-    void IClusterNodeHealthProbe.Attach(ClusterDataSource cluster) => _discovery?.Attach(cluster);
+    void IClusterAttachedProbe.Attach(ClusterDataSource cluster) => _discovery?.Attach(cluster);
 
     /// <summary>Whether a state-transfer donor (wsrep_local_state 2) may serve.</summary>
     public bool AllowDonor { get; }

@@ -40,7 +40,13 @@ public sealed class ClusterNodeOptions
     /// application; it shows in <see cref="ClusterNodeStatistics.Discovered"/>. Discovery sets it on the nodes it adds and
     /// removes only those. Default <see langword="false"/>.
     /// </summary>
-    public bool Discovered { get; set; }
+    public bool Discovered { get; internal set; }
+
+    /// <summary>
+    /// When set, the node is published down for this reason, not yet checked (discovery: a member may still be joining),
+    /// so that no acquire can pick it before its first health check; that check's outcome replaces it, whatever it is.
+    /// </summary>
+    internal string? AwaitingFirstCheck { get; set; }
 
     /// <summary>A copy, so that changing the caller's object after AddNode changes nothing.</summary>
     internal ClusterNodeOptions Copy() => (ClusterNodeOptions)MemberwiseClone();

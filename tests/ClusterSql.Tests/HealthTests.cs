@@ -258,7 +258,25 @@ public sealed class HealthTests
         Assert.That(probe.ChecksBeforeAttach, Is.Zero);
     }
 
-    private sealed class AttachRecordingProbe : IClusterNodeHealthProbe
+    [Test]
+    public async Task NodeAwaitingItsFirstCheck_IsPublishedDown_AndTheFirstCheckReplacesIt_EvenUnreachable()
+    {
+        // Discovery publishes a node not yet checked: it must never serve before its first check, and that check's
+        // outcome, whatever it is, replaces the waiting reason (an unreachable node must not wait for ever, and its
+        // real error must show), below the failure threshold too.
+        var probe = new ScriptedProbe { Throw = "node3" };
+        await using var cluster = FakeCluster.Create(2, o => o.HealthCheckFailureThreshold = 3, probe: probe);
+        var unreachable = cluster.DataSource.AddNode("node3", new FakeNode("node3", cluster.Time, OpenScript.Succeed), new ClusterNodeOptions { AwaitingFirstCheck = "waiting for its first check" });
+        Assert.That(unreachable.State, Is.EqualTo(ClusterNodeState.Down), "published not serving");
+        var healthy = cluster.DataSource.AddNode("node4", new FakeNode("node4", cluster.Time, OpenScript.Succeed), new ClusterNodeOptions { AwaitingFirstCheck = "waiting for its first check" });
+        Assert.That(healthy.State, Is.EqualTo(ClusterNodeState.Down), "published not serving");
+
+        await FakeCluster.WaitFor(() => unreachable.GetStatistics().DownReason == "health check failed: InvalidOperationException: probe broke", "the first (unreachable) check's error replaces the waiting reason");
+        await FakeCluster.WaitFor(() => healthy.State == ClusterNodeState.Healthy, "a passing first check lets it serve");
+        Assert.That(unreachable.IsDownByVerdict, Is.False, "an unreachable node, not a verdict: a passing check or the panic rules treat it as such");
+    }
+
+    private sealed class AttachRecordingProbe : IClusterNodeHealthProbe, IClusterAttachedProbe
     {
         public ConcurrentQueue<ClusterDataSource> Attached { get; } = new();
 
