@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Linq;
+using System.Net;
 using System.Runtime.CompilerServices;
 using System.Threading;
 using MySqlConnector;
@@ -46,6 +47,15 @@ internal sealed class GaleraDiscovery
     private long _confId = -1;
     private DateTimeOffset _trustedAt;
     private long _applied;
+    private long _failures;
+
+    // How long the newest trusted state uuid and configuration id hold against an older or another one: separate from
+    // GracePeriod (which may be short, even zero), and never shorter than a few health check intervals, so that a stale
+    // view (a resumed node's) cannot slip in between two checks of the nodes that know better.
+    private static readonly TimeSpan s_minTrustWindow = TimeSpan.FromSeconds(30);
+    private const int TrustWindowIntervals = 5;
+    private TimeSpan _trustWindow = s_minTrustWindow;
+    private volatile string? _lastFailure;
 
     public GaleraDiscovery(GaleraDiscoveryOptions options, TimeProvider? timeProvider = null)
     {
@@ -57,8 +67,27 @@ internal sealed class GaleraDiscovery
     /// <summary>Trusted views applied so far (for tests and the CLI).</summary>
     public long AppliedViews => Interlocked.Read(ref _applied);
 
+    /// <summary>How many times discovery's own work failed (a bug, or a cluster changed under it); the node checks went on.</summary>
+    public long Failures => Interlocked.Read(ref _failures);
+
+    /// <summary>The last such failure (exception type and where), or <see langword="null"/>.</summary>
+    public string? LastFailure => _lastFailure;
+
     public void Attach(ClusterDataSource cluster)
     {
+        // Members are reached over TCP with the seed's settings: a socket seed names no address to copy them to.
+        foreach (var node in cluster.Nodes)
+        {
+            if (node.DataSource is MySqlDataSource mySql && !IsTcp(mySql.ConnectionString))
+            {
+                throw new ArgumentException(
+                    $"Galera discovery needs seeds reached over TCP: node '{node.Name}' connects over a Unix socket or pipe (Protocol). List that node without discovery, or give its TCP host and port.",
+                    nameof(cluster));
+            }
+        }
+
+        var interval = cluster.Options.HealthCheckInterval;
+        _trustWindow = interval * TrustWindowIntervals > s_minTrustWindow ? interval * TrustWindowIntervals : s_minTrustWindow;
         if (Interlocked.CompareExchange(ref _cluster, cluster, null) is { } attached && !ReferenceEquals(attached, cluster))
         {
             throw new InvalidOperationException("A Galera discovery (its health probe) serves one ClusterDataSource: build each cluster with its own UseGaleraDiscovery.");
@@ -68,32 +97,66 @@ internal sealed class GaleraDiscovery
     /// <summary>A node's check ended without a view (it failed, or the node gave no membership): it counts as checked.</summary>
     public void Checked(ClusterNode node)
     {
-        lock (_lock)
+        try
         {
-            if (!node.IsRemovedOrDisposed())
+            lock (_lock)
             {
-                _identities[node] = _identities.TryGetValue(node, out var known) ? known with { Checked = true } : new Identity(null, null, Checked: true);
+                if (!node.IsRemovedOrDisposed())
+                {
+                    _identities[node] = _identities.TryGetValue(node, out var known) ? known with { Checked = true } : new Identity(null, null, Checked: true);
+                }
             }
+        }
+        catch (Exception ex)
+        {
+            Failed("marking a node checked", ex);
         }
     }
 
     /// <summary>One node's view from one check; applied when it passes the trust rule.</summary>
+    /// <remarks>
+    /// Never throws: discovery runs inside the reporter's own health check, and a failure of discovery must neither fail
+    /// that check nor become the reporter's down reason. It is counted in <see cref="Failures"/> instead.
+    /// </remarks>
     public void Report(ClusterNode reporter, GaleraView view)
     {
-        var cluster = Volatile.Read(ref _cluster);
-        if (cluster is null || cluster.IsDisposedOrGone(reporter))
+        try
         {
-            return;
-        }
-
-        lock (_lock)
-        {
-            Learn(cluster, reporter, view);
-            if (IsTrusted(reporter, view))
+            var cluster = Volatile.Read(ref _cluster);
+            if (cluster is null)
             {
-                Apply(cluster, reporter, view);
+                return;
+            }
+
+            lock (_lock)
+            {
+                // Checked under the lock: a reporter removed (or replaced under its name) meanwhile teaches nothing.
+                if (cluster.IsDisposedOrGone(reporter))
+                {
+                    return;
+                }
+
+                Learn(cluster, reporter, view);
+                if (IsTrusted(reporter, view))
+                {
+                    Apply(cluster, reporter, view);
+                }
             }
         }
+        catch (Exception ex)
+        {
+            Failed($"applying the view of node '{reporter.Name}'", ex);
+        }
+    }
+
+    /// <summary>
+    /// Records a failure of discovery itself. Only the exception's type and where it happened: its message could carry
+    /// a fragment of a connection string (the seed's settings are copied into each member's).
+    /// </summary>
+    private void Failed(string where, Exception ex)
+    {
+        Interlocked.Increment(ref _failures);
+        _lastFailure = $"{where}: {ex.GetType().Name}";
     }
 
     private void Learn(ClusterDataSource cluster, ClusterNode reporter, GaleraView view)
@@ -112,6 +175,12 @@ internal sealed class GaleraDiscovery
         List<ClusterNode>? duplicates = null;
         foreach (var (node, tracked) in _tracked)
         {
+            if (node.IsRemovedOrDisposed())
+            {
+                // Removed by the application (its name may now be another node's): Apply forgets it.
+                continue;
+            }
+
             if (Same(tracked.Uuid, identity.Uuid) || (identity.Self is { } address && tracked.Address == address))
             {
                 (duplicates ??= []).Add(node);
@@ -138,7 +207,7 @@ internal sealed class GaleraDiscovery
         {
             // Another cluster history (bootstrapped afresh): taken only once the old one has had no trusted view for the
             // grace period, so that one confused node cannot switch the list to another cluster.
-            if (_stateUuid is not null && now - _trustedAt < _options.GracePeriod)
+            if (_stateUuid is not null && now - _trustedAt < _trustWindow)
             {
                 return false;
             }
@@ -149,7 +218,7 @@ internal sealed class GaleraDiscovery
 
         // An older configuration is a stale view, unless no newer one has been trusted for the grace period: a whole
         // cluster restarted from its data keeps its state uuid but counts configurations from 1 again.
-        if (confId < _confId && now - _trustedAt < _options.GracePeriod)
+        if (confId < _confId && now - _trustedAt < _trustWindow)
         {
             return false;
         }
@@ -181,7 +250,7 @@ internal sealed class GaleraDiscovery
             }
 
             var node = Find(cluster.Nodes, member);
-            if (node is null && canAdd)
+            if (node is null && canAdd && Reachable(cluster, reporter, member.Address))
             {
                 node = Add(cluster, reporter, member);
             }
@@ -204,10 +273,11 @@ internal sealed class GaleraDiscovery
             if (present.Contains(node))
             {
                 tracked.AbsentSince = null;
-                if (tracked.DrainedByDiscovery)
+                if (tracked.DrainReason is { } ours)
                 {
-                    tracked.DrainedByDiscovery = false;
-                    node.Undrain();
+                    // Only discovery's own drain is undone: a reason the application set since stays.
+                    tracked.DrainReason = null;
+                    node.UndrainIf(ours);
                 }
 
                 continue;
@@ -219,10 +289,15 @@ internal sealed class GaleraDiscovery
             }
 
             tracked.AbsentSince ??= now;
-            if (!tracked.DrainedByDiscovery && node.State != ClusterNodeState.Draining)
+            if (tracked.DrainReason is null && node.DrainReason is null)
             {
-                tracked.DrainedByDiscovery = true;
-                node.Drain($"left the cluster: not in the view of node '{reporter.Name}' (configuration {view.ConfId})");
+                // Only a node nothing drains yet (whatever its state: a drained node that is also down reports Down), and
+                // the very reason string is kept, so that a later undrain undoes this drain and no one else's.
+                var reason = $"left the cluster: not in the view of node '{reporter.Name}' (configuration {view.ConfId})";
+                if (node.TryDrain(reason))
+                {
+                    tracked.DrainReason = reason;
+                }
             }
 
             if (now - tracked.AbsentSince.Value >= _options.GracePeriod)
@@ -308,8 +383,11 @@ internal sealed class GaleraDiscovery
         };
         builder.Remove("Load Balance");
         var name = NameFor(cluster, member);
+        // A member of the primary component may still be joining (not Synced): the node is published not serving, and
+        // serves once its own first check passes (that check's outcome, whatever it is, replaces this reason).
         var options = MySqlCluster.WithPoolClearing(new ClusterNodeOptions { ConnectTimeout = reporter.ConnectTimeout });
         options.Discovered = true;
+        options.AwaitingFirstCheck = "discovered: waiting for its first health check";
         ClusterNode node;
         var dataSource = new MySqlDataSource(builder.ConnectionString);
         try
@@ -323,8 +401,6 @@ internal sealed class GaleraDiscovery
             return null;
         }
 
-        // A member of the primary component may still be joining (not Synced): it serves once its own first check passes.
-        node.MarkDown("discovered: waiting for its first health check");
         _tracked[node] = new Tracked(member.Uuid, member.Address, Matches(_options.Pin, member));
         return node;
     }
@@ -393,14 +469,14 @@ internal sealed class GaleraDiscovery
 
     private static string? Template(ClusterDataSource cluster, ClusterNode reporter)
     {
-        if (reporter.DataSource is MySqlDataSource own)
+        if (reporter.DataSource is MySqlDataSource own && IsTcp(own.ConnectionString))
         {
             return own.ConnectionString;
         }
 
         foreach (var node in cluster.Nodes)
         {
-            if (!node.IsDiscovered && node.DataSource is MySqlDataSource seed)
+            if (!node.IsDiscovered && node.DataSource is MySqlDataSource seed && IsTcp(seed.ConnectionString))
             {
                 return seed.ConnectionString;
             }
@@ -408,6 +484,59 @@ internal sealed class GaleraDiscovery
 
         return null;
     }
+
+    private static bool IsTcp(string connectionString)
+    {
+        try
+        {
+            return new MySqlConnectionStringBuilder(connectionString).ConnectionProtocol == MySqlConnectionProtocol.Tcp;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// Whether the seed's credentials may be sent to a member's address. A trusted view is still only what servers say
+    /// about themselves: a loopback address (a member that advertises 127.0.0.1) would be this machine, not the member,
+    /// unless the seeds are on loopback too (a cluster on one host); a link-local address (fe80::/10) is ambiguous
+    /// without its interface and is never one a member can be reached by from another host.
+    /// </summary>
+    private static bool Reachable(ClusterDataSource cluster, ClusterNode reporter, MemberAddress address)
+    {
+        var host = address.Host;
+        var scope = host.IndexOf('%', StringComparison.Ordinal);
+        var bare = scope >= 0 ? host[..scope] : host;
+        if (IPAddress.TryParse(bare, out var ip) && ip.IsIPv6LinkLocal)
+        {
+            return false;
+        }
+
+        if (!IsLoopback(host))
+        {
+            return true;
+        }
+
+        return Template(cluster, reporter) is { } template && SeedIsLoopback(template);
+
+        static bool SeedIsLoopback(string connectionString)
+        {
+            try
+            {
+                var hosts = new MySqlConnectionStringBuilder(connectionString).Server.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                return hosts.Length > 0 && hosts.All(h => MemberAddress.Normalize(h) is { } normalized && IsLoopback(normalized));
+            }
+            catch (ArgumentException)
+            {
+                return false;
+            }
+        }
+    }
+
+    private static bool IsLoopback(string host) =>
+        string.Equals(host, "localhost", StringComparison.OrdinalIgnoreCase) ||
+        (IPAddress.TryParse(host, out var ip) && IPAddress.IsLoopback(ip));
 
     private Endpoint? ConfiguredEndpoint(ClusterNode node)
     {
@@ -442,7 +571,8 @@ internal sealed class GaleraDiscovery
     {
         try
         {
-            cluster.RemoveNode(node.Name);
+            // This very node: the application may have removed it and added another under its name.
+            cluster.RemoveNode(node);
         }
         catch (ObjectDisposedException)
         {
@@ -469,7 +599,8 @@ internal sealed class GaleraDiscovery
 
         public DateTimeOffset? AbsentSince { get; set; }
 
-        public bool DrainedByDiscovery { get; set; }
+        /// <summary>The reason string discovery drained the node with (compared by reference), or null.</summary>
+        public string? DrainReason { get; set; }
     }
 }
 

@@ -61,6 +61,9 @@ public sealed class GaleraDiscoveryOptions
             throw new ArgumentOutOfRangeException(nameof(GracePeriod), GracePeriod, $"{nameof(GaleraDiscoveryOptions)}.{nameof(GracePeriod)} must be between zero and 24 days.");
         }
 
+        ValidateEntries(Exclude, nameof(Exclude));
+        ValidateEntries(Pin, nameof(Pin));
+        var named = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
         foreach (var (member, name) in Names)
         {
             if (string.IsNullOrWhiteSpace(member))
@@ -74,7 +77,42 @@ public sealed class GaleraDiscoveryOptions
                     $"{nameof(GaleraDiscoveryOptions)}.{nameof(Names)} maps '{member}' to '{name}', which is not a valid node name (1-64 letters, digits, '_', '-' or '.').",
                     nameof(Names));
             }
+
+            if (named.TryGetValue(name, out var other))
+            {
+                throw new ArgumentException(
+                    $"{nameof(GaleraDiscoveryOptions)}.{nameof(Names)} maps both '{other}' and '{member}' to the node name '{name}': each node needs its own name.",
+                    nameof(Names));
+            }
+
+            named[name] = member;
         }
+
+        static void ValidateEntries(IList<string> entries, string setting)
+        {
+            for (var i = 0; i < entries.Count; i++)
+            {
+                // The entry itself is not quoted: configuration may have put something else there (a connection string).
+                var entry = entries[i]?.Trim();
+                if (string.IsNullOrEmpty(entry))
+                {
+                    throw new ArgumentException($"{nameof(GaleraDiscoveryOptions)}.{setting}[{i}] is empty.", setting);
+                }
+
+                if (!IsMemberKey(entry))
+                {
+                    throw new ArgumentException(
+                        $"{nameof(GaleraDiscoveryOptions)}.{setting}[{i}] is not a member: give an address (host, host:port, [IPv6]:port), a wsrep node name or a wsrep node UUID.",
+                        setting);
+                }
+            }
+        }
+
+        // An address as the cluster reports one, or a single token (a node name, a UUID: letters, digits, '-', '_', '.').
+        static bool IsMemberKey(string entry) =>
+            entry.Contains(':', StringComparison.Ordinal) || entry.Contains('[', StringComparison.Ordinal)
+                ? MemberAddress.Parse(entry) is not null
+                : IsValidName(entry) && entry.Length <= 255;
 
         static bool IsValidName(string name)
         {

@@ -47,6 +47,10 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IClusterAttache
     private readonly GaleraDiscovery? _discovery;
     private volatile bool _memberTableUnreadable;
 
+    // Nodes whose last check said Primary, Synced and ready: only those are asked for the member table (in the same round
+    // trip as the status), because any other node refuses the table with error 1047 (wsrep not prepared).
+    private readonly ConcurrentDictionary<ClusterNode, bool> _memberTableReady = new();
+
     /// <summary>Creates the probe.</summary>
     /// <param name="allowDonor">Whether a state-transfer donor (wsrep_local_state 2) may serve.</param>
     public GaleraHealthProbe(bool allowDonor = false) => AllowDonor = allowDonor;
@@ -88,6 +92,7 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IClusterAttache
     public async ValueTask NodeRemovedAsync(ClusterNode node)
     {
         ArgumentNullException.ThrowIfNull(node);
+        _memberTableReady.TryRemove(node, out _);
         if (_connections.TryRemove(node, out var connection))
         {
             await connection.DisposeAsync().ConfigureAwait(false);
@@ -98,14 +103,14 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IClusterAttache
     public async ValueTask<ClusterNodeHealth> CheckAsync(ClusterNode node, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(node);
-        if (node.DataSource is not MySqlDataSource mySql)
-        {
-            return ClusterNodeHealth.Unhealthy("not a MySqlConnector node: the Galera check needs a MySqlDataSource");
-        }
-
         ObjectDisposedException.ThrowIf(_disposed, this);
         try
         {
+            if (node.DataSource is not MySqlDataSource mySql)
+            {
+                return ClusterNodeHealth.Unhealthy("not a MySqlConnector node: the Galera check needs a MySqlDataSource");
+            }
+
             return await CheckWithVerdictsAsync(node, mySql, cancellationToken).ConfigureAwait(false);
         }
         finally
@@ -177,7 +182,7 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IClusterAttache
             // the probe runner stops waiting at the check timeout anyway.
             var values = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
             List<(string, string, string)>? members = null;
-            var readMembers = _discovery is not null && !_memberTableUnreadable;
+            var readMembers = WantsMemberTable(node);
             var command = new MySqlCommand(readMembers ? Query + ";\n" + MemberTableQuery : Query, connection);
             await using (command.ConfigureAwait(false))
             {
@@ -191,12 +196,13 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IClusterAttache
 
                     if (readMembers)
                     {
-                        members = await ReadMembersAsync(reader).ConfigureAwait(false);
+                        members = await ReadMembersAsync(node, reader).ConfigureAwait(false);
                     }
                 }
             }
 
             var health = Evaluate(values, AllowDonor);
+            NoteStatus(node, values);
             health = health.IsHealthy ? _configurations.Check(values) : health;
             if (_discovery is not null && GaleraView.From(values, health.IsHealthy, members) is { } view)
             {
@@ -231,8 +237,29 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IClusterAttache
         }
     }
 
-    /// <summary>The member table's rows, or null when it cannot be read (then it is not asked for again).</summary>
-    private async Task<List<(string, string, string)>?> ReadMembersAsync(MySqlDataReader reader)
+    /// <summary>Whether this check of the node asks for the member table too: discovery is on, the table is readable, and the node's last check said Primary, Synced and ready.</summary>
+    internal bool WantsMemberTable(ClusterNode node) =>
+        _discovery is not null && !_memberTableUnreadable && _memberTableReady.TryGetValue(node, out var ready) && ready;
+
+    /// <summary>Records whether the node's status rows say it would let the member table be read (Primary, Synced, ready).</summary>
+    internal void NoteStatus(ClusterNode node, IReadOnlyDictionary<string, string> values)
+    {
+        if (_discovery is null)
+        {
+            return;
+        }
+
+        if (node.State is ClusterNodeState.Removed or ClusterNodeState.Disposed)
+        {
+            _memberTableReady.TryRemove(node, out _);
+            return;
+        }
+
+        _memberTableReady[node] = Evaluate(values, allowDonor: false).IsHealthy;
+    }
+
+    /// <summary>The member table's rows, or null when it cannot be read (then it is not asked for again, unless the node alone refused it).</summary>
+    private async Task<List<(string, string, string)>?> ReadMembersAsync(ClusterNode node, MySqlDataReader reader)
     {
         try
         {
@@ -249,6 +276,13 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IClusterAttache
             }
 
             return rows;
+        }
+        catch (MySqlException ex) when (ex.Number == NotPrepared)
+        {
+            // This node is not ready for clients (it left the primary component since its last check): its status rows,
+            // already read, give the precise verdict; the table stays readable for the others.
+            _memberTableReady[node] = false;
+            return null;
         }
         catch (MySqlException ex) when (ex.ErrorCode is MySqlErrorCode.TableAccessDenied or MySqlErrorCode.NoSuchTable or MySqlErrorCode.DatabaseAccessDenied or MySqlErrorCode.AccessDenied)
         {

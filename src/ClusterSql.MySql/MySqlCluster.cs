@@ -29,10 +29,16 @@ public static partial class MySqlCluster
     /// uses only the listed hosts.
     /// </param>
     /// <returns>The data source; it owns the nodes' MySqlDataSources.</returns>
-    /// <exception cref="ArgumentException">The connection string does not parse (the message quotes none of it) or names no host, or a discovery setting is invalid.</exception>
+    /// <exception cref="ArgumentException">The connection string does not parse (the message quotes none of it) or names no host, a discovery setting is invalid, or <paramref name="discovery"/> is given without <paramref name="galera"/>.</exception>
     /// <exception cref="ArgumentOutOfRangeException">A discovery setting is out of range.</exception>
     public static ClusterDataSource CreateDataSource(string connectionString, bool galera = true, Action<ClusterOptions>? configure = null, ILoggerFactory? loggerFactory = null, GaleraDiscoveryOptions? discovery = null)
     {
+        if (!galera && discovery is not null)
+        {
+            // Discovery reads the members in the Galera check: without the check there is nothing to read them from.
+            throw new ArgumentException("Discovery needs the Galera health probe: pass galera: true, or no discovery.", nameof(discovery));
+        }
+
         var builder = new ClusterDataSourceBuilder().AddMySqlNodes(connectionString);
         if (galera && discovery is not null)
         {
@@ -154,7 +160,7 @@ public static partial class MySqlCluster
     /// <param name="options">Grace period, excluded, pinned and renamed members; <see langword="null"/> for the defaults.</param>
     /// <param name="allowDonor">Whether a node that is a state-transfer donor (wsrep_local_state 2) may serve.</param>
     /// <returns>The builder.</returns>
-    /// <exception cref="ArgumentException">A name in <see cref="GaleraDiscoveryOptions.Names"/> is not a valid node name.</exception>
+    /// <exception cref="ArgumentException">A name in <see cref="GaleraDiscoveryOptions.Names"/> is not a valid node name or is given to two members, or an <see cref="GaleraDiscoveryOptions.Exclude"/> or <see cref="GaleraDiscoveryOptions.Pin"/> entry is empty or names no member (the message gives its index). <see cref="ClusterDataSourceBuilder.Build"/> throws it when a seed connects over a Unix socket.</exception>
     /// <exception cref="ArgumentOutOfRangeException">The grace period is out of range.</exception>
     public static ClusterDataSourceBuilder UseGaleraDiscovery(this ClusterDataSourceBuilder builder, GaleraDiscoveryOptions? options = null, bool allowDonor = false)
     {

@@ -321,6 +321,237 @@ public sealed class GaleraDiscoveryTests
         Assert.That(node.GetStatistics().DrainReason, Is.EqualTo("upgrade"));
     }
 
+    [Test]
+    public async Task ApplicationDrainOfADownNode_IsNeitherOverwrittenNorUndone()
+    {
+        // A drained node that is also down reports Down: discovery must look at the drain reason, not the state.
+        var (cluster, discovery, _) = Build();
+        await using var _c = cluster;
+        var seed = cluster.GetNode("db1")!;
+        discovery.Report(seed, View(true, 7, 0, "10.0.0.1:3306", "10.0.0.2:3306"));
+        var node = cluster.GetNode("10.0.0.2")!;
+        node.Drain("upgrade");
+        Assert.That(node.State, Is.EqualTo(ClusterNodeState.Down), "not checked yet, and drained");
+        discovery.Report(seed, View(true, 8, 0, "10.0.0.1:3306"));
+        Assert.That(node.GetStatistics().DrainReason, Is.EqualTo("upgrade"), "not overwritten");
+        discovery.Report(seed, View(true, 9, 0, "10.0.0.1:3306", "10.0.0.2:3306"));
+        Assert.That(node.GetStatistics().DrainReason, Is.EqualTo("upgrade"), "not undone");
+    }
+
+    [Test]
+    public async Task ApplicationDrainAfterDiscoveryDrained_IsNotUndoneWhenTheMemberReturns()
+    {
+        var (cluster, discovery, _) = Build();
+        await using var _c = cluster;
+        var seed = cluster.GetNode("db1")!;
+        discovery.Report(seed, View(true, 7, 0, "10.0.0.1:3306", "10.0.0.2:3306"));
+        var node = cluster.GetNode("10.0.0.2")!;
+        node.MarkUp();
+        discovery.Report(seed, View(true, 8, 0, "10.0.0.1:3306"));
+        Assert.That(node.GetStatistics().DrainReason, Does.Contain("left the cluster"));
+        node.Drain("upgrade");
+        discovery.Report(seed, View(true, 9, 0, "10.0.0.1:3306", "10.0.0.2:3306"));
+        Assert.That(node.GetStatistics().DrainReason, Is.EqualTo("upgrade"));
+        Assert.That(node.State, Is.EqualTo(ClusterNodeState.Draining));
+    }
+
+    [Test]
+    public async Task NodeTheApplicationReaddedUnderADiscoveredName_IsNeverRemovedByDiscovery()
+    {
+        var (cluster, discovery, time) = Build();
+        await using var _c = cluster;
+        var seed = cluster.GetNode("db1")!;
+        discovery.Report(seed, View(true, 7, 0, "10.0.0.1:3306", "10.0.0.2:3306"));
+        var discovered = cluster.GetNode("10.0.0.2")!;
+
+        // The application replaces the discovered node with its own, under the same name and for the same member.
+        Assert.That(cluster.RemoveNode("10.0.0.2"), Is.True);
+        var own = cluster.AddNode("10.0.0.2", new MySqlDataSource(Seed.Replace("10.0.0.1", "10.0.0.2", StringComparison.Ordinal)));
+
+        // Its own report names it as 10.0.0.2, the removed discovered node's address: the removed one is forgotten,
+        // the application's node stays.
+        discovery.Report(own, View(true, 7, 1, "10.0.0.1:3306", "10.0.0.2:3306"));
+        Assert.That(cluster.GetNode("10.0.0.2"), Is.SameAs(own));
+        discovery.Report(seed, View(true, 8, 0, "10.0.0.1:3306"));
+        time.Advance(s_grace * 2);
+        discovery.Report(seed, View(true, 8, 0, "10.0.0.1:3306"));
+        Assert.That(cluster.GetNode("10.0.0.2"), Is.SameAs(own));
+        Assert.That(own.State, Is.EqualTo(ClusterNodeState.Healthy));
+        Assert.That(discovered.State, Is.EqualTo(ClusterNodeState.Removed));
+    }
+
+    [Test]
+    public async Task ReportOfARemovedReporter_ChangesNothing()
+    {
+        var (cluster, discovery, _) = Build(extra: ("db2", Seed.Replace("10.0.0.1", "10.0.0.2", StringComparison.Ordinal)));
+        await using var _c = cluster;
+        var db2 = cluster.GetNode("db2")!;
+        discovery.Checked(db2);
+        cluster.RemoveNode("db2");
+        discovery.Report(db2, View(true, 7, 1, "10.0.0.1:3306", "10.0.0.2:3306", "10.0.0.3:3306"));
+        Assert.That(cluster.Nodes.Select(n => n.Name), Is.EqualTo(new[] { "db1" }));
+        Assert.That(discovery.AppliedViews, Is.Zero);
+    }
+
+    [Test]
+    public async Task DiscoveredNode_IsPublishedNotServing_AwaitingItsFirstCheck()
+    {
+        var (cluster, discovery, _) = Build();
+        await using var _c = cluster;
+        discovery.Report(cluster.GetNode("db1")!, View(true, 7, 0, "10.0.0.1:3306", "10.0.0.2:3306"));
+        var added = cluster.GetNode("10.0.0.2")!;
+        Assert.That(added.IsAwaitingFirstCheck, Is.True, "set before AddNode published it, not by a MarkDown after");
+        Assert.That(added.IsDownByVerdict, Is.False, "so that the first check's outcome replaces it, whatever it is");
+    }
+
+    [Test]
+    public async Task FailureInsideDiscovery_IsRecordedOnTheDiscovery_NotThrownIntoTheReportersCheck()
+    {
+        var (cluster, discovery, _) = Build();
+        await using var _c = cluster;
+        var seed = cluster.GetNode("db1")!;
+
+        // A view that breaks discovery's own work (stands for any bug or a cluster changed under it).
+        var broken = new GaleraView { Healthy = true, StateUuid = StateUuid, ConfId = 7, ReporterUuid = "u1", Members = null!, ReporterIndex = 0 };
+        Assert.DoesNotThrow(() => discovery.Report(seed, broken));
+        Assert.That(discovery.Failures, Is.EqualTo(1));
+        Assert.That(discovery.LastFailure, Does.Contain("db1").And.Contain("NullReferenceException"));
+        Assert.That(seed.GetStatistics().DownReason, Is.Null);
+    }
+
+    [Test]
+    public async Task ShortGracePeriod_DoesNotWeakenTheTrustRule()
+    {
+        // GracePeriod zero: removal at once, but a stale configuration is still refused for the trust window.
+        var (cluster, discovery, time) = Build(new GaleraDiscoveryOptions { GracePeriod = TimeSpan.Zero });
+        await using var _c = cluster;
+        var seed = cluster.GetNode("db1")!;
+        discovery.Report(seed, View(true, 9, 0, "10.0.0.1:3306", "10.0.0.2:3306"));
+        time.Advance(TimeSpan.FromSeconds(5));
+        var applied = discovery.AppliedViews;
+        discovery.Report(seed, View(true, 8, 0, "10.0.0.1:3306", "10.0.0.2:3306", "10.0.0.3:3306"));
+        Assert.That(discovery.AppliedViews, Is.EqualTo(applied), "an older configuration is stale");
+        Assert.That(cluster.GetNode("10.0.0.3"), Is.Null);
+        discovery.Report(seed, ViewOfCluster("00000000-0000-0000-0000-000000000001", true, 1, 0, "10.0.0.1:3306", "10.0.0.4:3306"));
+        Assert.That(cluster.GetNode("10.0.0.4"), Is.Null, "another cluster's uuid is not adopted while the old one is fresh");
+    }
+
+    [Test]
+    public async Task LoopbackAndLinkLocalMembers_AreNotSentTheSeedsCredentials()
+    {
+        var (cluster, discovery, _) = Build();
+        await using var _c = cluster;
+        discovery.Report(cluster.GetNode("db1")!, View(true, 7, 0, "10.0.0.1:3306", "127.0.0.1:3306", "[::1]:3306", "localhost:3306", "[fe80::1]:3306", "10.0.0.5:3306"));
+        Assert.That(cluster.Nodes.Select(n => n.Name), Is.EqualTo(new[] { "db1", "10.0.0.5" }));
+    }
+
+    [Test]
+    public async Task LoopbackMembers_AreAdded_WhenTheSeedIsLoopback()
+    {
+        var (cluster, discovery, _) = Build(seed: Seed.Replace("10.0.0.1", "127.0.0.21", StringComparison.Ordinal));
+        await using var _c = cluster;
+        discovery.Report(cluster.GetNode("db1")!, View(true, 7, 0, "127.0.0.21:3306", "127.0.0.22:3306", "[fe80::1]:3306"));
+        Assert.That(cluster.Nodes.Select(n => n.Name), Is.EqualTo(new[] { "db1", "127.0.0.22" }));
+    }
+
+    [Test]
+    public void UnixSocketSeed_IsRejectedForDiscovery()
+    {
+        // MySqlConnector wants the socket file to exist; nothing connects to it.
+        var socket = System.IO.Path.GetTempFileName();
+        try
+        {
+            var error = Assert.Throws<ArgumentException>(() => new ClusterDataSourceBuilder()
+                .AddMySqlNode("db1", $"Server={socket};Protocol=Unix;User ID=app;Password=s3cret-pw")
+                .UseGaleraDiscovery()
+                .Build())!;
+            Assert.That(error.Message, Does.Contain("db1").And.Contain("Unix socket").And.Not.Contain("s3cret").And.Not.Contain(socket));
+        }
+        finally
+        {
+            System.IO.File.Delete(socket);
+        }
+    }
+
+    [TestCase("Exclude", null, 0)]
+    [TestCase("Exclude", "  ", 1)]
+    [TestCase("Pin", "host:notaport", 0)]
+    [TestCase("Pin", "Server=10.0.0.9;Password=s3cret-pw", 1)]
+    public void ExcludeAndPinEntries_AreValidated_ByIndex_WithoutEchoingThem(string setting, string? entry, int index)
+    {
+        var options = new GaleraDiscoveryOptions();
+        var list = setting == "Exclude" ? options.Exclude : options.Pin;
+        if (index == 1)
+        {
+            list.Add("10.0.0.9");
+        }
+
+        list.Add(entry!);
+        var error = Assert.Throws<ArgumentException>(() => new ClusterDataSourceBuilder().UseGaleraDiscovery(options))!;
+        Assert.That(error.Message, Does.Contain($"{setting}[{index}]").And.Not.Contain("s3cret").And.Not.Contain("notaport"));
+        Assert.That(error.ParamName, Is.EqualTo(setting));
+    }
+
+    [Test]
+    public void TwoMembersNamedAlike_AreRejected()
+    {
+        var options = new GaleraDiscoveryOptions();
+        options.Names["10.0.0.2"] = "galera2";
+        options.Names["10.0.0.3"] = "GALERA2";
+        Assert.That(Assert.Throws<ArgumentException>(() => new ClusterDataSourceBuilder().UseGaleraDiscovery(options))!.Message, Does.Contain("Names").And.Contain("galera2").IgnoreCase);
+    }
+
+    [Test]
+    public async Task ListedNodeThatIsNotAMySqlNode_CountsAsChecked()
+    {
+        // Its check answers at once (not a MySqlDataSource): it must still count as checked, or no member is ever added.
+        var (cluster, discovery, time) = Build();
+        await using var _c = cluster;
+        var other = cluster.AddNode("other", new ClusterSql.Tests.Fakes.FakeNode("other", time));
+        await using var probe = new GaleraHealthProbe(false, discovery, time);
+        var health = await probe.CheckAsync(other, System.Threading.CancellationToken.None);
+        Assert.That(health.Reason, Does.Contain("not a MySqlConnector node"));
+        discovery.Report(cluster.GetNode("db1")!, View(true, 7, 0, "10.0.0.1:3306", "10.0.0.2:3306"));
+        Assert.That(cluster.GetNode("10.0.0.2"), Is.Not.Null);
+    }
+
+    [Test]
+    public async Task MemberTable_IsAskedOnlyOfANodeWhoseLastCheckSaidPrimarySyncedReady()
+    {
+        // Any other node refuses mysql.wsrep_cluster_members with error 1047, which would cost the check its precise
+        // verdict (the status rows say why the node must not serve).
+        var (cluster, discovery, time) = Build();
+        await using var _c = cluster;
+        await using var probe = new GaleraHealthProbe(false, discovery, time);
+        var node = cluster.GetNode("db1")!;
+        Assert.That(probe.WantsMemberTable(node), Is.False, "not before a check said the node is ready");
+
+        var ready = Values(true, 7, 0, "10.0.0.1:3306");
+        ready["wsrep_ready"] = "ON";
+        ready["wsrep_local_state"] = "4";
+        probe.NoteStatus(node, ready);
+        Assert.That(probe.WantsMemberTable(node), Is.True);
+
+        var joining = new Dictionary<string, string>(ready, StringComparer.OrdinalIgnoreCase) { ["wsrep_local_state"] = "1" };
+        probe.NoteStatus(node, joining);
+        Assert.That(probe.WantsMemberTable(node), Is.False, "a joining node");
+
+        var nonPrimary = new Dictionary<string, string>(ready, StringComparer.OrdinalIgnoreCase) { ["wsrep_cluster_status"] = "non-Primary" };
+        probe.NoteStatus(node, ready);
+        probe.NoteStatus(node, nonPrimary);
+        Assert.That(probe.WantsMemberTable(node), Is.False, "a partitioned node");
+
+        await using var withoutDiscovery = new GaleraHealthProbe(false, time);
+        withoutDiscovery.NoteStatus(node, ready);
+        Assert.That(withoutDiscovery.WantsMemberTable(node), Is.False, "only discovery reads the table");
+    }
+
+    [Test]
+    public void CreateDataSource_DiscoveryWithoutGalera_Throws() =>
+        Assert.That(
+            Assert.Throws<ArgumentException>(() => MySqlCluster.CreateDataSource(LoopbackSeed, galera: false, discovery: new GaleraDiscoveryOptions()))!.ParamName,
+            Is.EqualTo("discovery"));
+
     // ---- pin, exclude, rename ---------------------------------------------------------------------------------------
 
     [Test]
