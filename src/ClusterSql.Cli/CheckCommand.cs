@@ -37,6 +37,10 @@ internal static class CheckCommand
             await output.WriteLineAsync(
                 $"discovery: {cluster.Nodes.Count - found.Count} listed (seeds), {found.Count} discovered from the cluster's member list" +
                 (found.Count == 0 ? string.Empty : $" ({string.Join(", ", found)})"));
+            if ((cluster.Probes?.Probe as GaleraHealthProbe)?.Discovery is { Failures: > 0 } discovery)
+            {
+                await output.WriteLineAsync($"discovery failed {discovery.Failures} time(s); last: {discovery.LastFailure}");
+            }
         }
 
         var reports = new List<NodeReport>();
