@@ -196,7 +196,25 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IClusterAttache
 
                     if (readMembers)
                     {
-                        members = await ReadMembersAsync(node, reader).ConfigureAwait(false);
+                        members = await ReadMembersAsync(node, reader, nextResult: true).ConfigureAwait(false);
+                    }
+                }
+            }
+
+            if (!readMembers && _discovery is not null && !_memberTableUnreadable && Evaluate(values, allowDonor: false).IsHealthy)
+            {
+                // Ready now, but not at its last check (its first check, or it just joined): the table is asked in a
+                // second round trip this once, so that the first view this node gives carries UUIDs and names too.
+                var membersCommand = new MySqlCommand(MemberTableQuery, connection);
+                await using (membersCommand.ConfigureAwait(false))
+                {
+                    var reader = await ExecuteMembersAsync(node, membersCommand).ConfigureAwait(false);
+                    if (reader is not null)
+                    {
+                        await using (reader.ConfigureAwait(false))
+                        {
+                            members = await ReadMembersAsync(node, reader, nextResult: false).ConfigureAwait(false);
+                        }
                     }
                 }
             }
@@ -259,11 +277,11 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IClusterAttache
     }
 
     /// <summary>The member table's rows, or null when it cannot be read (then it is not asked for again, unless the node alone refused it).</summary>
-    private async Task<List<(string, string, string)>?> ReadMembersAsync(ClusterNode node, MySqlDataReader reader)
+    private async Task<List<(string, string, string)>?> ReadMembersAsync(ClusterNode node, MySqlDataReader reader, bool nextResult)
     {
         try
         {
-            if (!await reader.NextResultAsync(CancellationToken.None).ConfigureAwait(false))
+            if (nextResult && !await reader.NextResultAsync(CancellationToken.None).ConfigureAwait(false))
             {
                 return null;
             }
@@ -292,6 +310,25 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IClusterAttache
 
         static string Text(MySqlDataReader reader, int ordinal) =>
             reader.IsDBNull(ordinal) ? string.Empty : Convert.ToString(reader.GetValue(ordinal), CultureInfo.InvariantCulture) ?? string.Empty;
+    }
+
+    /// <summary>Runs the member table query alone; null when the table cannot be read (the same errors as <see cref="ReadMembersAsync"/>).</summary>
+    private async Task<MySqlDataReader?> ExecuteMembersAsync(ClusterNode node, MySqlCommand command)
+    {
+        try
+        {
+            return await command.ExecuteReaderAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (MySqlException ex) when (ex.Number == NotPrepared)
+        {
+            _memberTableReady[node] = false;
+            return null;
+        }
+        catch (MySqlException ex) when (ex.ErrorCode is MySqlErrorCode.TableAccessDenied or MySqlErrorCode.NoSuchTable or MySqlErrorCode.DatabaseAccessDenied or MySqlErrorCode.AccessDenied)
+        {
+            _memberTableUnreadable = true;
+            return null;
+        }
     }
 
     /// <summary>Closes the probe's connections.</summary>
