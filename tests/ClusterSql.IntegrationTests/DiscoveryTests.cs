@@ -297,6 +297,51 @@ public sealed class DiscoveryTests : FaultFixture
     }
 
     [Test]
+    public async Task Discovery_MemberTableReadable_PartitionedNodeKeepsItsPreciseVerdict()
+    {
+        // A node that leaves the primary component refuses mysql.wsrep_cluster_members with error 1047: its check must
+        // still give the status rows' verdict, and the table must stay readable for the others.
+        const string user = "clustersql_members";
+        var password = TestCluster.Password;
+        await TestCluster.Harness("sql", "galera1",
+            $"CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{password}'; GRANT ALL ON test.* TO '{user}'@'%'; GRANT SELECT ON mysql.wsrep_cluster_members TO '{user}'@'%';");
+        try
+        {
+            var probe = new GaleraHealthProbe(allowDonor: false, new GaleraDiscovery(new GaleraDiscoveryOptions { GracePeriod = TimeSpan.FromSeconds(30) }));
+            var builder = new ClusterDataSourceBuilder()
+                .AddMySqlNode("galera1", $"Server={TestCluster.Host(1)};Port=3306;User ID={user};Password={password};Database=test;Connection Timeout=5")
+                .UseHealthProbe(probe);
+            builder.Options.HealthCheckInterval = TimeSpan.FromMilliseconds(500);
+            builder.Options.HealthCheckTimeout = TimeSpan.FromSeconds(1);
+            await using var cluster = builder.Build();
+            await WaitUntil(cluster, () => cluster.Nodes.Count == 3 && cluster.Nodes.All(n => n.State == ClusterNodeState.Healthy), TimeSpan.FromSeconds(20), "three healthy nodes");
+            var third = cluster.Nodes.Single(n => n.DataSource is MySqlDataSource m && m.ConnectionString.Contains(TestCluster.Host(3), StringComparison.Ordinal));
+            await TestCluster.Harness("partition", "galera3");
+            try
+            {
+                await WaitUntil(cluster, () => third.State == ClusterNodeState.Down, TimeSpan.FromSeconds(20), "the partitioned node is down");
+                var reason = third.GetStatistics().DownReason;
+                TestContext.Progress.WriteLine($"partitioned galera3: {reason}");
+                Assert.Multiple(() =>
+                {
+                    Assert.That(reason, Does.Contain("wsrep_").And.Not.Contain("1047"), "the status rows' verdict");
+                    Assert.That(probe.MemberTableUnreadable, Is.False, "one node's 1047 does not make the table unreadable");
+                });
+            }
+            finally
+            {
+                await TestCluster.Harness("heal", "galera3");
+            }
+
+            await WaitUntil(cluster, () => cluster.Nodes.Count == 3 && cluster.Nodes.All(n => n.State == ClusterNodeState.Healthy), TimeSpan.FromSeconds(30), "all three healthy again");
+        }
+        finally
+        {
+            await TestCluster.Harness("sql", "galera1", $"DROP USER IF EXISTS '{user}'@'%';");
+        }
+    }
+
+    [Test]
     public async Task Discovery_MemberTableDenied_FallsBackToIncomingAddresses()
     {
         var probe = new GaleraHealthProbe(allowDonor: false, new GaleraDiscovery(new GaleraDiscoveryOptions()));
