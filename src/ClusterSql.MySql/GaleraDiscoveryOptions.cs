@@ -15,7 +15,8 @@ public sealed class GaleraDiscoveryOptions
     /// <summary>
     /// How long a discovered member must be missing from every trusted view of the cluster before its node is removed;
     /// meanwhile it is drained, and it is put back in service at once if it reappears. 30 s: longer than a node's clean
-    /// restart, so a rolling restart does not remove and re-add nodes.
+    /// restart, so a rolling restart does not remove and re-add nodes. It does not weaken the trust rule: a stale
+    /// configuration or another cluster's state uuid is refused for max(30 s, 5 health check intervals) whatever it is.
     /// </summary>
     public TimeSpan GracePeriod { get; set; } = TimeSpan.FromSeconds(30);
 

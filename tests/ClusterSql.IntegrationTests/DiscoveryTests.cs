@@ -299,8 +299,10 @@ public sealed class DiscoveryTests : FaultFixture
     [Test]
     public async Task Discovery_MemberTableReadable_PartitionedNodeKeepsItsPreciseVerdict()
     {
-        // A node that leaves the primary component refuses mysql.wsrep_cluster_members with error 1047: its check must
-        // still give the status rows' verdict, and the table must stay readable for the others.
+        // A node that leaves the primary component may refuse mysql.wsrep_cluster_members with error 1047 (a joining or
+        // rejecting node does): its check must still give the status rows' verdict, and the table must stay readable for
+        // the others. (On the test cluster's MariaDB a partitioned node happened to answer without 1047: this test passed
+        // with the 1047 handling removed too; it guards the outcome, not that path.)
         const string user = "clustersql_members";
         var password = TestCluster.Password;
         await TestCluster.Harness("sql", "galera1",
