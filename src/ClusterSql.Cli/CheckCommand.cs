@@ -31,7 +31,20 @@ internal static class CheckCommand
     public static async Task<int> RunAsync(ClusterDataSource cluster, bool probed, bool showRoles, CancellationToken cancellationToken, bool json = false)
     {
         var output = json ? TextWriter.Null : Console.Out;
+        var discovering = await WaitForDiscoveryAsync(cluster, cancellationToken);
         await output.WriteLineAsync($"clustersql check: {cluster.Nodes.Count} nodes ({string.Join(", ", cluster.Nodes.Select(n => n.Name))})");
+        if (discovering)
+        {
+            var found = cluster.Nodes.Where(n => n.IsDiscovered).Select(n => n.Name).ToList();
+            await output.WriteLineAsync(
+                $"discovery: {cluster.Nodes.Count - found.Count} listed (seeds), {found.Count} discovered from the cluster's member list" +
+                (found.Count == 0 ? string.Empty : $" ({string.Join(", ", found)})"));
+            if ((cluster.Probes?.Probe as GaleraHealthProbe)?.Discovery is { Failures: > 0 } discovery)
+            {
+                await output.WriteLineAsync($"discovery failed {discovery.Failures} time(s); last: {discovery.LastFailure}");
+            }
+        }
+
         var reports = new List<NodeReport>();
         foreach (var node in cluster.Nodes)
         {
@@ -39,16 +52,17 @@ internal static class CheckCommand
         }
 
         await output.WriteLineAsync(Table.Render(
-            ["node", "reachable", "open p50", "open max", "galera", "state", "problem"],
+            ["node", "source", "reachable", "open p50", "open max", "galera", "state", "problem"],
             reports.Select(r => new[]
             {
                 r.Name,
+                cluster.GetNode(r.Name) is { IsDiscovered: true } ? "discovered" : "listed",
                 r.Reachable ? "yes" : "NO",
                 r.Reachable ? Format.Millis(r.OpenMedian) : "-",
                 r.Reachable ? Format.Millis(r.OpenMax) : "-",
                 r.GaleraSummary,
                 r.Serves ? "serving" : "NOT SERVING",
-                r.Problem ?? string.Empty,
+                r.Problem ?? (cluster.GetNode(r.Name)?.GetStatistics().DrainReason is { } drained ? "drained: " + drained : string.Empty),
             })));
 
         var roles = showRoles ? await WriteRolesAsync(cluster, probed, output, cancellationToken) : null;
@@ -96,6 +110,40 @@ internal static class CheckCommand
             roles.ReaderOrder,
             roles.Rows.Select(r => new RoleNodeJson(r.Name, r.Role, r.Rank, r.Priority, r.Uptime?.TotalSeconds, r.Settled, r.Lag, r.ReadOnly)).ToList()),
         new ReplicationJson(replication.Checked, replication.Ok, replication.WrittenOn, replication.ReadBackOn, replication.Error));
+
+    /// <summary>
+    /// With discovery on, waits until the member list has settled (the seeds checked, every member found, each new node's
+    /// first check done), at most a few check timeouts; returns whether discovery is on.
+    /// </summary>
+    public static async Task<bool> WaitForDiscoveryAsync(ClusterDataSource cluster, CancellationToken cancellationToken)
+    {
+        if (cluster.Probes is null || (cluster.Probes.Probe as GaleraHealthProbe)?.Discovery is not { } discovery)
+        {
+            return false;
+        }
+
+        var deadline = Stopwatch.GetTimestamp() + (long)(((cluster.Options.HealthCheckTimeout.TotalSeconds * 3) + 1) * Stopwatch.Frequency);
+        var stableSince = Stopwatch.GetTimestamp();
+        var count = cluster.Nodes.Count;
+        while (Stopwatch.GetTimestamp() < deadline)
+        {
+            if (cluster.Nodes.Count != count)
+            {
+                count = cluster.Nodes.Count;
+                stableSince = Stopwatch.GetTimestamp();
+            }
+
+            var waiting = cluster.Nodes.Any(n => n.GetStatistics().DownReason?.StartsWith("discovered:", StringComparison.Ordinal) == true);
+            if (discovery.AppliedViews > 0 && !waiting && Stopwatch.GetElapsedTime(stableSince) > TimeSpan.FromMilliseconds(500))
+            {
+                break;
+            }
+
+            await Task.Delay(50, cancellationToken);
+        }
+
+        return true;
+    }
 
     /// <summary>
     /// The roles every client computes from the probe's data: the writer and why, the writer and reader orders, and the

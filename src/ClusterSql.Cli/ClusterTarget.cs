@@ -14,8 +14,19 @@ internal static class ClusterTarget
     /// <summary>The section a service's <c>AddClusterSql(configuration.GetSection("ClusterSql"), ...)</c> usually binds.</summary>
     public const string DefaultSection = "ClusterSql";
 
-    public static ClusterDataSource Open(string? connectionString, string? configFile, bool galera, Action<ClusterOptions>? configure = null, string? section = null)
+    /// <param name="connectionString">A MySqlConnector connection string, or null.</param>
+    /// <param name="configFile">A JSON file, or null.</param>
+    /// <param name="galera">Whether to check Galera state.</param>
+    /// <param name="configure">Changes the options.</param>
+    /// <param name="section">The section of <paramref name="configFile"/> to read, or null for the usual one.</param>
+    /// <param name="discover">With Galera: the nodes are seeds, and the other members are learned from the cluster.</param>
+    public static ClusterDataSource Open(string? connectionString, string? configFile, bool galera, Action<ClusterOptions>? configure = null, string? section = null, bool discover = false)
     {
+        if (discover && !galera)
+        {
+            throw new ArgumentException("--discover reads the Galera members: it cannot go with --no-galera.");
+        }
+
         if (connectionString is not null && configFile is not null)
         {
             throw new ArgumentException("Give either --connection-string or --config, not both.");
@@ -29,17 +40,21 @@ internal static class ClusterTarget
         connectionString ??= Environment.GetEnvironmentVariable("CLUSTERSQL_CONNECTION_STRING");
         if (configFile is not null)
         {
-            return FromFile(configFile, section, galera, configure);
+            return FromFile(configFile, section, galera, configure, discover);
         }
 
         if (!string.IsNullOrWhiteSpace(connectionString))
         {
-            return MySqlCluster.CreateDataSource(connectionString, galera, configure);
+            return MySqlCluster.CreateDataSource(connectionString, galera, configure, discovery: discover ? new GaleraDiscoveryOptions() : null);
         }
 
         return LocalCluster.Create(LocalCluster.Configuration, builder =>
         {
-            if (galera)
+            if (discover)
+            {
+                builder.UseGaleraDiscovery();
+            }
+            else if (galera)
             {
                 builder.UseGaleraHealthProbe();
             }
@@ -102,10 +117,14 @@ internal static class ClusterTarget
         }
     }
 
-    private static ClusterDataSource FromFile(string path, string? section, bool galera, Action<ClusterOptions>? configure)
+    private static ClusterDataSource FromFile(string path, string? section, bool galera, Action<ClusterOptions>? configure, bool discover)
     {
         var builder = ReadFile(path, section);
-        if (galera)
+        if (discover)
+        {
+            builder.UseGaleraDiscovery();
+        }
+        else if (galera)
         {
             builder.UseGaleraHealthProbe();
         }

@@ -20,6 +20,10 @@ var section = new Option<string?>("--section")
 };
 var json = new Option<bool>("--json") { Description = "Print JSON for programs: check prints one object; watch prints one object per line (see README, \"clustersql --json\")." };
 var noGalera = new Option<bool>("--no-galera") { Description = "Do not check Galera state (a cluster that is not Galera)." };
+var discover = new Option<bool>("--discover")
+{
+    Description = "Treat the given nodes as seeds and learn the other Galera members from the cluster itself (mysql.wsrep_cluster_members or wsrep_incoming_addresses).",
+};
 var duration = new Option<int>("--duration") { Description = "Seconds the load runs; it always stops by itself.", DefaultValueFactory = _ => 30 };
 var workers = new Option<int>("--workers") { Description = "Concurrent workers of the load.", DefaultValueFactory = _ => 4 };
 var interval = new Option<int>("--interval-ms") { Description = "Milliseconds between refreshes.", DefaultValueFactory = _ => 1000 };
@@ -32,24 +36,25 @@ var query = new Option<string>("--query") { Description = "The statement each wo
 
 var check = new Command("check", "Check every node (reachable, open latency, Galera state), name the writer every client would choose and why, and check that a write replicates; exit 0 healthy, 1 degraded, 2 failed.")
 {
-    connectionString, config, section, noGalera, json,
+    connectionString, config, section, noGalera, discover, json,
 };
 check.SetAction(async (parse, cancellationToken) =>
 {
     var galera = !parse.GetValue(noGalera);
-    await using var cluster = ClusterTarget.Open(parse.GetValue(connectionString), parse.GetValue(config), galera, section: parse.GetValue(section));
+    await using var cluster = ClusterTarget.Open(parse.GetValue(connectionString), parse.GetValue(config), galera, section: parse.GetValue(section), discover: parse.GetValue(discover));
     return await CheckCommand.RunAsync(cluster, probed: galera, showRoles: true, cancellationToken, json: parse.GetValue(json));
 });
 
 var watch = new Command("watch", "Run a bounded acquire load and show live per-node statistics; failover shows when a node is faulted.")
 {
-    connectionString, config, section, noGalera, duration, workers, interval, query, json,
+    connectionString, config, section, noGalera, discover, duration, workers, interval, query, json,
 };
 watch.SetAction(async (parse, cancellationToken) =>
 {
     var (seconds, count, every) = Validate(parse.GetValue(duration), parse.GetValue(workers), parse.GetValue(interval));
     var asJson = parse.GetValue(json);
-    await using var cluster = ClusterTarget.Open(parse.GetValue(connectionString), parse.GetValue(config), !parse.GetValue(noGalera), section: parse.GetValue(section));
+    await using var cluster = ClusterTarget.Open(parse.GetValue(connectionString), parse.GetValue(config), !parse.GetValue(noGalera), section: parse.GetValue(section), discover: parse.GetValue(discover));
+    await CheckCommand.WaitForDiscoveryAsync(cluster, cancellationToken);
     var summary = await WatchCommand.RunAsync(cluster, count, seconds, every, parse.GetValue(query)!, stopWhen: null, cancellationToken, asJson);
     var exitCode = summary.AcquireFailures == 0 ? 0 : 1;
     Console.WriteLine(asJson

@@ -26,7 +26,7 @@ internal sealed record NodeInterval(ClusterNodeStatistics Statistics, long Wins)
 internal static class WatchCommand
 {
     private static readonly string[] Header =
-        ["node", "state", "role", "wins/s", "share", "wins", "failures", "hedges", "latency", "peak", "hedge delay", "last error / down reason"];
+        ["node", "source", "state", "role", "wins/s", "share", "wins", "failures", "hedges", "latency", "peak", "hedge delay", "last error / down or drain reason"];
 
     /// <summary>Runs the load for at most <paramref name="duration"/>; <paramref name="stopWhen"/>, asked after every interval with the time so far, may end it sooner.</summary>
     public static async Task<WatchSummary> RunAsync(
@@ -99,6 +99,7 @@ internal static class WatchCommand
         if (!json)
         {
             Console.WriteLine("latency: the node's smoothed open latency (typical); peak: its peak-EWMA estimate, which steers the latency-aware policy");
+            Console.WriteLine("source: listed by you, or discovered from the cluster's own member list (--discover); a discovered member that leaves is drained, then removed");
             Console.WriteLine("role: what cluster.Writer / cluster.Readers would use the node for now (writer, reader, lagging: behind by more than MaxReaderLag; -: cannot serve)");
         }
         var clock = Stopwatch.StartNew();
@@ -135,6 +136,7 @@ internal static class WatchCommand
                 return new[]
                 {
                     s.Name,
+                    s.Discovered ? "discovered" : "listed",
                     s.State.ToString(),
                     roles.GetValueOrDefault(s.Name, "-"),
                     Format.Number(n.Wins / seconds),
@@ -145,7 +147,7 @@ internal static class WatchCommand
                     Format.Millis(s.SmoothedLatency),
                     Format.Millis(s.LatencyEstimate),
                     Format.Millis(s.HedgeDelay),
-                    s.DownReason ?? (s.LastErrorType is null ? string.Empty : $"{s.LastErrorType}: {Truncate(s.LastErrorMessage, 60)}"),
+                    s.DownReason ?? s.DrainReason ?? (s.LastErrorType is null ? string.Empty : $"{s.LastErrorType}: {Truncate(s.LastErrorMessage, 60)}"),
                 };
             });
             if (json)

@@ -27,18 +27,29 @@ namespace ClusterSql.MySql;
 /// an interval longer than the idle timeout costs a login, not a failed check.
 /// </para>
 /// </remarks>
-public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposable
+public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IClusterAttachedProbe, IAsyncDisposable
 {
     internal const string Query =
         "SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS " +
         "WHERE VARIABLE_NAME IN ('WSREP_READY', 'WSREP_LOCAL_STATE', 'WSREP_CLUSTER_STATUS', 'WSREP_CLUSTER_CONF_ID', 'WSREP_CLUSTER_STATE_UUID', 'WSREP_CLUSTER_SIZE', " +
-        "'WSREP_LOCAL_INDEX', 'WSREP_LOCAL_RECV_QUEUE', 'UPTIME') " +
+        "'WSREP_LOCAL_INDEX', 'WSREP_LOCAL_RECV_QUEUE', 'UPTIME', 'WSREP_INCOMING_ADDRESSES', 'WSREP_GCOMM_UUID') " +
         "UNION ALL SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.GLOBAL_VARIABLES " +
         "WHERE VARIABLE_NAME IN ('WSREP_DESYNC', 'WSREP_REJECT_QUERIES', 'READ_ONLY')";
+
+    // Galera 4's member list with each member's UUID and name, read in the same round trip as the status when discovery
+    // is on. An application user may not read the mysql schema (error 1142), and Galera 3 has no such table (1146): then
+    // wsrep_incoming_addresses alone is used, and the table is not asked for again.
+    internal const string MemberTableQuery = "SELECT node_uuid, node_name, node_incoming_address FROM mysql.wsrep_cluster_members";
 
     private readonly ConcurrentDictionary<ClusterNode, MySqlConnection> _connections = new();
     private volatile bool _disposed;
     private readonly ConfigurationTracker _configurations = new(TimeProvider.System);
+    private readonly GaleraDiscovery? _discovery;
+    private volatile bool _memberTableUnreadable;
+
+    // Nodes whose last check said Primary, Synced and ready: only those are asked for the member table (in the same round
+    // trip as the status), because any other node refuses the table with error 1047 (wsrep not prepared).
+    private readonly ConcurrentDictionary<ClusterNode, bool> _memberTableReady = new();
 
     /// <summary>Creates the probe.</summary>
     /// <param name="allowDonor">Whether a state-transfer donor (wsrep_local_state 2) may serve.</param>
@@ -49,6 +60,25 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
 
     internal GaleraHealthProbe(bool allowDonor, TimeSpan sessionIdleTimeout)
         : this(allowDonor) => SessionIdleTimeout = sessionIdleTimeout;
+
+    /// <summary>The probe that also keeps the cluster's member list (<see cref="MySqlCluster.UseGaleraDiscovery"/>).</summary>
+    internal GaleraHealthProbe(bool allowDonor, GaleraDiscovery discovery, TimeProvider? timeProvider = null)
+        : this(allowDonor)
+    {
+        _discovery = discovery;
+        if (timeProvider is not null)
+        {
+            _configurations = new ConfigurationTracker(timeProvider);
+        }
+    }
+
+    /// <summary>The discovery this probe feeds, or <see langword="null"/>.</summary>
+    internal GaleraDiscovery? Discovery => _discovery;
+
+    /// <summary>Whether a check found <c>mysql.wsrep_cluster_members</c> unreadable (so only wsrep_incoming_addresses is used).</summary>
+    internal bool MemberTableUnreadable => _memberTableUnreadable;
+
+    void IClusterAttachedProbe.Attach(ClusterDataSource cluster) => _discovery?.Attach(cluster);
 
     /// <summary>Whether a state-transfer donor (wsrep_local_state 2) may serve.</summary>
     public bool AllowDonor { get; }
@@ -62,6 +92,7 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
     public async ValueTask NodeRemovedAsync(ClusterNode node)
     {
         ArgumentNullException.ThrowIfNull(node);
+        _memberTableReady.TryRemove(node, out _);
         if (_connections.TryRemove(node, out var connection))
         {
             await connection.DisposeAsync().ConfigureAwait(false);
@@ -72,12 +103,26 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
     public async ValueTask<ClusterNodeHealth> CheckAsync(ClusterNode node, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(node);
-        if (node.DataSource is not MySqlDataSource mySql)
-        {
-            return ClusterNodeHealth.Unhealthy("not a MySqlConnector node: the Galera check needs a MySqlDataSource");
-        }
-
         ObjectDisposedException.ThrowIf(_disposed, this);
+        try
+        {
+            if (node.DataSource is not MySqlDataSource mySql)
+            {
+                return ClusterNodeHealth.Unhealthy("not a MySqlConnector node: the Galera check needs a MySqlDataSource");
+            }
+
+            return await CheckWithVerdictsAsync(node, mySql, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            // Whatever the outcome, the node has been checked: discovery waits for that before adding members that a node
+            // listed by a host name might stand for.
+            _discovery?.Checked(node);
+        }
+    }
+
+    private async ValueTask<ClusterNodeHealth> CheckWithVerdictsAsync(ClusterNode node, MySqlDataSource mySql, CancellationToken cancellationToken)
+    {
         try
         {
             try
@@ -136,7 +181,9 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
             // bounded by its command timeout instead, which closes the connection at once (CancellationTimeout=-1), and
             // the probe runner stops waiting at the check timeout anyway.
             var values = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
-            var command = new MySqlCommand(Query, connection);
+            List<(string, string, string)>? members = null;
+            var readMembers = WantsMemberTable(node);
+            var command = new MySqlCommand(readMembers ? Query + ";\n" + MemberTableQuery : Query, connection);
             await using (command.ConfigureAwait(false))
             {
                 var reader = await command.ExecuteReaderAsync(CancellationToken.None).ConfigureAwait(false);
@@ -146,11 +193,40 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
                     {
                         values[reader.GetString(0)] = reader.IsDBNull(1) ? string.Empty : reader.GetString(1);
                     }
+
+                    if (readMembers)
+                    {
+                        members = await ReadMembersAsync(node, reader, nextResult: true).ConfigureAwait(false);
+                    }
+                }
+            }
+
+            if (!readMembers && _discovery is not null && !_memberTableUnreadable && Evaluate(values, allowDonor: false).IsHealthy)
+            {
+                // Ready now, but not at its last check (its first check, or it just joined): the table is asked in a
+                // second round trip this once, so that the first view this node gives carries UUIDs and names too.
+                var membersCommand = new MySqlCommand(MemberTableQuery, connection);
+                await using (membersCommand.ConfigureAwait(false))
+                {
+                    var reader = await ExecuteMembersAsync(node, membersCommand).ConfigureAwait(false);
+                    if (reader is not null)
+                    {
+                        await using (reader.ConfigureAwait(false))
+                        {
+                            members = await ReadMembersAsync(node, reader, nextResult: false).ConfigureAwait(false);
+                        }
+                    }
                 }
             }
 
             var health = Evaluate(values, AllowDonor);
+            NoteStatus(node, values);
             health = health.IsHealthy ? _configurations.Check(values) : health;
+            if (_discovery is not null && GaleraView.From(values, health.IsHealthy, members) is { } view)
+            {
+                _discovery.Report(node, view);
+            }
+
             return health.IsHealthy ? WithRoleData(values) : health;
         }
         catch (Exception ex)
@@ -176,6 +252,82 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IAsyncDisposabl
             {
                 await connection.DisposeAsync().ConfigureAwait(false);
             }
+        }
+    }
+
+    /// <summary>Whether this check of the node asks for the member table too: discovery is on, the table is readable, and the node's last check said Primary, Synced and ready.</summary>
+    internal bool WantsMemberTable(ClusterNode node) =>
+        _discovery is not null && !_memberTableUnreadable && _memberTableReady.TryGetValue(node, out var ready) && ready;
+
+    /// <summary>Records whether the node's status rows say it would let the member table be read (Primary, Synced, ready).</summary>
+    internal void NoteStatus(ClusterNode node, IReadOnlyDictionary<string, string> values)
+    {
+        if (_discovery is null)
+        {
+            return;
+        }
+
+        if (node.State is ClusterNodeState.Removed or ClusterNodeState.Disposed)
+        {
+            _memberTableReady.TryRemove(node, out _);
+            return;
+        }
+
+        _memberTableReady[node] = Evaluate(values, allowDonor: false).IsHealthy;
+    }
+
+    /// <summary>The member table's rows, or null when it cannot be read (then it is not asked for again, unless the node alone refused it).</summary>
+    private async Task<List<(string, string, string)>?> ReadMembersAsync(ClusterNode node, MySqlDataReader reader, bool nextResult)
+    {
+        try
+        {
+            if (nextResult && !await reader.NextResultAsync(CancellationToken.None).ConfigureAwait(false))
+            {
+                return null;
+            }
+
+            var rows = new List<(string, string, string)>();
+            while (await reader.ReadAsync(CancellationToken.None).ConfigureAwait(false))
+            {
+                // GetValue, not GetString: MySqlConnector reads node_uuid, a CHAR(36), as a Guid.
+                rows.Add((Text(reader, 0), Text(reader, 1), Text(reader, 2)));
+            }
+
+            return rows;
+        }
+        catch (MySqlException ex) when (ex.Number == NotPrepared)
+        {
+            // This node is not ready for clients (it left the primary component since its last check): its status rows,
+            // already read, give the precise verdict; the table stays readable for the others.
+            _memberTableReady[node] = false;
+            return null;
+        }
+        catch (MySqlException ex) when (ex.ErrorCode is MySqlErrorCode.TableAccessDenied or MySqlErrorCode.NoSuchTable or MySqlErrorCode.DatabaseAccessDenied or MySqlErrorCode.AccessDenied)
+        {
+            _memberTableUnreadable = true;
+            return null;
+        }
+
+        static string Text(MySqlDataReader reader, int ordinal) =>
+            reader.IsDBNull(ordinal) ? string.Empty : Convert.ToString(reader.GetValue(ordinal), CultureInfo.InvariantCulture) ?? string.Empty;
+    }
+
+    /// <summary>Runs the member table query alone; null when the table cannot be read (the same errors as <see cref="ReadMembersAsync"/>).</summary>
+    private async Task<MySqlDataReader?> ExecuteMembersAsync(ClusterNode node, MySqlCommand command)
+    {
+        try
+        {
+            return await command.ExecuteReaderAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (MySqlException ex) when (ex.Number == NotPrepared)
+        {
+            _memberTableReady[node] = false;
+            return null;
+        }
+        catch (MySqlException ex) when (ex.ErrorCode is MySqlErrorCode.TableAccessDenied or MySqlErrorCode.NoSuchTable or MySqlErrorCode.DatabaseAccessDenied or MySqlErrorCode.AccessDenied)
+        {
+            _memberTableUnreadable = true;
+            return null;
         }
     }
 

@@ -23,12 +23,28 @@ public static partial class MySqlCluster
     /// <param name="galera">Whether to check each node's Galera state in the background (see <see cref="GaleraHealthProbe"/>).</param>
     /// <param name="configure">Changes the cluster's options before it is built.</param>
     /// <param name="loggerFactory">Logs ejections, recoveries and health changes (see <see cref="ClusterDataSourceBuilder.UseLoggerFactory"/>), or <see langword="null"/> for no logging.</param>
+    /// <param name="discovery">
+    /// With <paramref name="galera"/>: learn the other members from the cluster itself, the hosts of
+    /// <paramref name="connectionString"/> being the seeds (see <see cref="UseGaleraDiscovery"/>); <see langword="null"/>
+    /// uses only the listed hosts.
+    /// </param>
     /// <returns>The data source; it owns the nodes' MySqlDataSources.</returns>
-    /// <exception cref="ArgumentException">The connection string does not parse (the message quotes none of it) or names no host.</exception>
-    public static ClusterDataSource CreateDataSource(string connectionString, bool galera = true, Action<ClusterOptions>? configure = null, ILoggerFactory? loggerFactory = null)
+    /// <exception cref="ArgumentException">The connection string does not parse (the message quotes none of it) or names no host, a discovery setting is invalid, or <paramref name="discovery"/> is given without <paramref name="galera"/>.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A discovery setting is out of range.</exception>
+    public static ClusterDataSource CreateDataSource(string connectionString, bool galera = true, Action<ClusterOptions>? configure = null, ILoggerFactory? loggerFactory = null, GaleraDiscoveryOptions? discovery = null)
     {
+        if (!galera && discovery is not null)
+        {
+            // Discovery reads the members in the Galera check: without the check there is nothing to read them from.
+            throw new ArgumentException("Discovery needs the Galera health probe: pass galera: true, or no discovery.", nameof(discovery));
+        }
+
         var builder = new ClusterDataSourceBuilder().AddMySqlNodes(connectionString);
-        if (galera)
+        if (galera && discovery is not null)
+        {
+            builder.UseGaleraDiscovery(discovery);
+        }
+        else if (galera)
         {
             builder.UseGaleraHealthProbe();
         }
@@ -129,6 +145,29 @@ public static partial class MySqlCluster
         return builder.UseHealthProbe(new GaleraHealthProbe(allowDonor));
     }
 
+    /// <summary>
+    /// Checks every node's Galera state in the background, as <see cref="UseGaleraHealthProbe"/> does (it takes its place),
+    /// and keeps the cluster's nodes in line with the Galera members, read in the same check: the nodes added so far are
+    /// the seeds. A member that no node stands for is added with the seed's connection string (only the host and port
+    /// replaced) and serves once its own first check passes; a discovered member that leaves is drained, and removed after
+    /// <see cref="GaleraDiscoveryOptions.GracePeriod"/>. Only a view from a node that is Primary and Synced, lists itself
+    /// and is not behind the newest configuration is trusted, so a partitioned node's view never changes the list. Nodes
+    /// added by the application are never removed. Members come from <c>mysql.wsrep_cluster_members</c> when the user may
+    /// read it (UUIDs and names), otherwise from <c>wsrep_incoming_addresses</c>; an <c>AUTO</c> or empty address (garbd)
+    /// is skipped.
+    /// </summary>
+    /// <param name="builder">The cluster builder.</param>
+    /// <param name="options">Grace period, excluded, pinned and renamed members; <see langword="null"/> for the defaults.</param>
+    /// <param name="allowDonor">Whether a node that is a state-transfer donor (wsrep_local_state 2) may serve.</param>
+    /// <returns>The builder.</returns>
+    /// <exception cref="ArgumentException">A name in <see cref="GaleraDiscoveryOptions.Names"/> is not a valid node name or is given to two members, or an <see cref="GaleraDiscoveryOptions.Exclude"/> or <see cref="GaleraDiscoveryOptions.Pin"/> entry is empty or names no member (the message gives its index). <see cref="ClusterDataSourceBuilder.Build"/> throws it when a seed connects over a Unix socket.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The grace period is out of range.</exception>
+    public static ClusterDataSourceBuilder UseGaleraDiscovery(this ClusterDataSourceBuilder builder, GaleraDiscoveryOptions? options = null, bool allowDonor = false)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        return builder.UseHealthProbe(new GaleraHealthProbe(allowDonor, new GaleraDiscovery(options ?? new GaleraDiscoveryOptions())));
+    }
+
     /// <summary>Opens a connection on a usable node of the cluster, typed.</summary>
     /// <param name="dataSource">A cluster of MySqlConnector nodes.</param>
     /// <param name="cancellationToken">Cancels the acquire.</param>
@@ -184,12 +223,13 @@ public static partial class MySqlCluster
     /// same connection string and ClusterSql disposes the old one, which closes its idle sessions now and each session in
     /// use when it is returned.
     /// </summary>
-    private static ClusterNodeOptions WithPoolClearing(ClusterNodeOptions? options) => new()
+    internal static ClusterNodeOptions WithPoolClearing(ClusterNodeOptions? options) => new()
     {
         ConnectTimeout = options?.ConnectTimeout,
         Priority = options?.Priority ?? 0,
         MaxConnections = options?.MaxConnections,
         ClearIdleConnections = options?.ClearIdleConnections ?? s_clearPool,
+        Discovered = options?.Discovered ?? false,
     };
 
     private static readonly Func<System.Data.Common.DbDataSource, CancellationToken, ValueTask<System.Data.Common.DbDataSource?>> s_clearPool =
@@ -270,7 +310,7 @@ public static partial class MySqlCluster
         return prefix + hash + portSuffix;
     }
 
-    private static string Unique(string name, HashSet<string> taken)
+    internal static string Unique(string name, HashSet<string> taken)
     {
         var candidate = name;
         for (var i = 2; !taken.Add(candidate); i++)

@@ -46,6 +46,9 @@ public sealed class ClusterDataSource : DbDataSource
         }
 
         _nodes = array;
+
+        // Before anything is registered or started: a probe that refuses a second cluster throws here and leaks nothing.
+        (probe as IClusterAttachedProbe)?.Attach(this);
         ClusterTelemetry.Register(this);
         if (probe is not null)
         {
@@ -224,12 +227,23 @@ public sealed class ClusterDataSource : DbDataSource
     public bool RemoveNode(string name)
     {
         ArgumentNullException.ThrowIfNull(name);
+        return Remove(n => string.Equals(n.Name, name, StringComparison.OrdinalIgnoreCase));
+    }
+
+    /// <summary>
+    /// Removes this very node, never another the application added meanwhile under the same name (discovery removes
+    /// the nodes it added, checked under the same lock as <see cref="AddNode"/>).
+    /// </summary>
+    internal bool RemoveNode(ClusterNode node) => Remove(n => ReferenceEquals(n, node));
+
+    private bool Remove(Predicate<ClusterNode> match)
+    {
         ClusterNode? removed = null;
         lock (_writeLock)
         {
             ThrowIfDisposed();
             var current = _nodes;
-            var index = Array.FindIndex(current, n => string.Equals(n.Name, name, StringComparison.OrdinalIgnoreCase));
+            var index = Array.FindIndex(current, match);
             if (index < 0)
             {
                 return false;

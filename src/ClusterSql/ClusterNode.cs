@@ -60,6 +60,13 @@ public sealed class ClusterNode
         ConnectTimeout = options?.ConnectTimeout ?? context.Options.ConnectTimeout;
         MaxConnections = options?.MaxConnections ?? PoolLimit.Detect(dataSource);
         _clearIdle = options?.ClearIdleConnections;
+        IsDiscovered = options?.Discovered ?? false;
+        if (options?.AwaitingFirstCheck is { } waiting)
+        {
+            // Set before the node is published: it cannot serve for a moment before its first check.
+            _down = new DownState(waiting, Unreachable: false, FirstCheckPending: true);
+        }
+
         _context = context;
         Latency = new LatencyEstimator(context.Options.LatencyDecayTime, context.TimeProvider);
         _onLeaseStateChange = OnLeaseStateChange;
@@ -76,6 +83,9 @@ public sealed class ClusterNode
 
     /// <summary>How long one open on this node may take before it counts as failed.</summary>
     public TimeSpan ConnectTimeout { get; }
+
+    /// <summary>Whether discovery added the node (<see cref="ClusterNodeOptions.Discovered"/>), as opposed to the application.</summary>
+    public bool IsDiscovered { get; }
 
     /// <summary>The node's current state.</summary>
     public ClusterNodeState State => GetState(_context.TimeProvider.GetTimestamp());
@@ -142,6 +152,8 @@ public sealed class ClusterNode
             Uptime = _report is { StartedStamp: not 0 } report ? TimeSpan.FromSeconds(_context.ToSeconds(report.StartedStamp, now)) : null,
             ReplicationLag = _report?.Lag,
             ReadOnly = _report?.ReadOnly ?? false,
+            Discovered = IsDiscovered,
+            DrainReason = _drainReason,
         };
     }
 
@@ -323,6 +335,35 @@ public sealed class ClusterNode
 
     /// <summary>Why the node is drained, or <see langword="null"/>.</summary>
     internal string? DrainReason => _drainReason;
+
+    /// <summary>
+    /// Drains the node only when nothing drains it yet (atomically): discovery must never overwrite the application's
+    /// reason, whatever the node's state (a drained node that is also down reports Down).
+    /// </summary>
+    /// <returns>Whether this call drained the node; then <paramref name="reason"/>, this very string, is its drain reason.</returns>
+    internal bool TryDrain(string reason)
+    {
+        if (Interlocked.CompareExchange(ref _drainReason, reason, null) is not null)
+        {
+            return false;
+        }
+
+        _context.RolesChanged();
+        ClearIdleInBackground();
+        return true;
+    }
+
+    /// <summary>Undrains the node only while <paramref name="reason"/> (this very string) is still its drain reason.</summary>
+    internal bool UndrainIf(string reason)
+    {
+        if (!ReferenceEquals(Interlocked.CompareExchange(ref _drainReason, null, reason), reason))
+        {
+            return false;
+        }
+
+        _context.RolesChanged();
+        return true;
+    }
 
     /// <summary>
     /// Drops the node's idle pooled sessions off the caller's thread (a probe's, or a provider's Close): once at a time,
@@ -955,7 +996,10 @@ public sealed class ClusterNode
     }
 
     /// <summary>Whether the node is down by a verdict (a probe's or <see cref="MarkDown(string)"/>), not only unreachable.</summary>
-    internal bool IsDownByVerdict => _down is { Unreachable: false };
+    internal bool IsDownByVerdict => _down is { Unreachable: false, FirstCheckPending: false };
+
+    /// <summary>Whether the node was published not yet checked (<see cref="ClusterNodeOptions.AwaitingFirstCheck"/>) and no check has ended since.</summary>
+    internal bool IsAwaitingFirstCheck => _down is { FirstCheckPending: true };
 
     internal ClusterNodeState GetState(long now)
     {
@@ -1028,5 +1072,5 @@ public sealed class ClusterNode
     private sealed record ErrorInfo(string TypeName, string Message);
 
     /// <summary>Why a node is down; <paramref name="Unreachable"/> when its health check could not reach it (no verdict).</summary>
-    private sealed record DownState(string Reason, bool Unreachable);
+    private sealed record DownState(string Reason, bool Unreachable, bool FirstCheckPending = false);
 }

@@ -35,6 +35,19 @@ public sealed class ClusterNodeOptions
     /// </summary>
     public Func<DbDataSource, CancellationToken, ValueTask<DbDataSource?>>? ClearIdleConnections { get; set; }
 
+    /// <summary>
+    /// Whether the node was found by discovery (ClusterSql.MySql: <c>UseGaleraDiscovery</c>) rather than listed by the
+    /// application; it shows in <see cref="ClusterNodeStatistics.Discovered"/>. Discovery sets it on the nodes it adds and
+    /// removes only those. Default <see langword="false"/>.
+    /// </summary>
+    public bool Discovered { get; internal set; }
+
+    /// <summary>
+    /// When set, the node is published down for this reason, not yet checked (discovery: a member may still be joining),
+    /// so that no acquire can pick it before its first health check; that check's outcome replaces it, whatever it is.
+    /// </summary>
+    internal string? AwaitingFirstCheck { get; set; }
+
     /// <summary>A copy, so that changing the caller's object after AddNode changes nothing.</summary>
     internal ClusterNodeOptions Copy() => (ClusterNodeOptions)MemberwiseClone();
 }

@@ -68,6 +68,12 @@ public sealed class ClusterNodeStatistics
     /// <summary>Whether the health probe reported the node read-only (it never takes the writer role).</summary>
     public bool ReadOnly { get; internal init; }
 
+    /// <summary>Whether discovery added the node from the cluster's own member list, as opposed to the application.</summary>
+    public bool Discovered { get; internal init; }
+
+    /// <summary>Why the node is drained (<see cref="ClusterNodeState.Draining"/>), or <see langword="null"/>.</summary>
+    public string? DrainReason { get; internal init; }
+
     /// <summary>The node's state when the snapshot was taken.</summary>
     public ClusterNodeState State { get; }
 
@@ -144,5 +150,5 @@ public sealed class ClusterNodeStatistics
 
     /// <inheritdoc/>
     public override string ToString() =>
-        $"{Name}: {State}{(DownReason is null ? string.Empty : $" ({DownReason})")}, opens {Opens}, wins {Wins}, failures {Failures}, hedges {Hedges}, in use {ConnectionsInUse}, latency {SmoothedLatency.TotalMilliseconds:0.###} ms (steering peak {LatencyEstimate.TotalMilliseconds:0.###} ms)";
+        $"{Name}{(Discovered ? " (discovered)" : string.Empty)}: {State}{(DownReason is null ? string.Empty : $" ({DownReason})")}{(DrainReason is null || DownReason is not null ? string.Empty : $" ({DrainReason})")}, opens {Opens}, wins {Wins}, failures {Failures}, hedges {Hedges}, in use {ConnectionsInUse}, latency {SmoothedLatency.TotalMilliseconds:0.###} ms (steering peak {LatencyEstimate.TotalMilliseconds:0.###} ms)";
 }

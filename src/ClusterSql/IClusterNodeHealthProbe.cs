@@ -28,6 +28,17 @@ public interface IClusterNodeHealthProbe
     ValueTask NodeRemovedAsync(ClusterNode node) => default;
 }
 
+/// <summary>
+/// A probe that also keeps the cluster's member list (ClusterSql.MySql's Galera discovery): the data source that runs it
+/// attaches itself once, before the first check. Internal: only ClusterSql's own probes add and remove nodes this way.
+/// </summary>
+internal interface IClusterAttachedProbe
+{
+    /// <summary>Called once by the data source that runs the probe, before its first check.</summary>
+    /// <param name="cluster">The data source that runs the probe.</param>
+    void Attach(ClusterDataSource cluster);
+}
+
 /// <summary>The outcome of one health check.</summary>
 public readonly struct ClusterNodeHealth
 {

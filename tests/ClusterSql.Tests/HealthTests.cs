@@ -244,6 +244,57 @@ public sealed class HealthTests
         release.Set();
     }
 
+    [Test]
+    public async Task Probe_IsAttachedToItsDataSourceOnce_BeforeItsFirstCheck()
+    {
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        var probe = new AttachRecordingProbe();
+        await using var cluster = new ClusterDataSourceBuilder().UseTimeProvider(time)
+            .AddNode("a", new FakeNode("a", time, OpenScript.Succeed))
+            .UseHealthProbe(probe)
+            .Build();
+        time.Advance(TimeSpan.FromMilliseconds(1));
+        Assert.That(probe.Attached, Is.EqualTo(new[] { cluster }));
+        Assert.That(probe.ChecksBeforeAttach, Is.Zero);
+    }
+
+    [Test]
+    public async Task NodeAwaitingItsFirstCheck_IsPublishedDown_AndTheFirstCheckReplacesIt_EvenUnreachable()
+    {
+        // Discovery publishes a node not yet checked: it must never serve before its first check, and that check's
+        // outcome, whatever it is, replaces the waiting reason (an unreachable node must not wait for ever, and its
+        // real error must show), below the failure threshold too.
+        var probe = new ScriptedProbe { Throw = "node3" };
+        await using var cluster = FakeCluster.Create(2, o => o.HealthCheckFailureThreshold = 3, probe: probe);
+        var unreachable = cluster.DataSource.AddNode("node3", new FakeNode("node3", cluster.Time, OpenScript.Succeed), new ClusterNodeOptions { AwaitingFirstCheck = "waiting for its first check" });
+        Assert.That(unreachable.State, Is.EqualTo(ClusterNodeState.Down), "published not serving");
+        var healthy = cluster.DataSource.AddNode("node4", new FakeNode("node4", cluster.Time, OpenScript.Succeed), new ClusterNodeOptions { AwaitingFirstCheck = "waiting for its first check" });
+        Assert.That(healthy.State, Is.EqualTo(ClusterNodeState.Down), "published not serving");
+
+        await FakeCluster.WaitFor(() => unreachable.GetStatistics().DownReason == "health check failed: InvalidOperationException: probe broke", "the first (unreachable) check's error replaces the waiting reason");
+        await FakeCluster.WaitFor(() => healthy.State == ClusterNodeState.Healthy, "a passing first check lets it serve");
+        Assert.That(unreachable.IsDownByVerdict, Is.False, "an unreachable node, not a verdict: a passing check or the panic rules treat it as such");
+    }
+
+    private sealed class AttachRecordingProbe : IClusterNodeHealthProbe, IClusterAttachedProbe
+    {
+        public ConcurrentQueue<ClusterDataSource> Attached { get; } = new();
+
+        public int ChecksBeforeAttach;
+
+        public ValueTask<ClusterNodeHealth> CheckAsync(ClusterNode node, CancellationToken cancellationToken)
+        {
+            if (Attached.IsEmpty)
+            {
+                Interlocked.Increment(ref ChecksBeforeAttach);
+            }
+
+            return new(ClusterNodeHealth.Healthy);
+        }
+
+        public void Attach(ClusterDataSource cluster) => Attached.Enqueue(cluster);
+    }
+
     private sealed class ScriptedProbe : IClusterNodeHealthProbe
     {
         public string? HangBlockingOnCancel { get; init; }

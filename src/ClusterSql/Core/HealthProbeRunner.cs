@@ -25,6 +25,9 @@ internal sealed class HealthProbeRunner : IAsyncDisposable
     private readonly ConcurrentDictionary<ClusterNode, NodeProbe> _probes = new();
     private int _scheduled;
 
+    /// <summary>The probe this runner runs (the CLI reads the Galera discovery off it).</summary>
+    internal IClusterNodeHealthProbe Probe => _probe;
+
     /// <summary>Checks scheduled so far (each node's next check, armed after its last one was applied); for deterministic tests on a fake clock.</summary>
     internal int Scheduled => Volatile.Read(ref _scheduled);
 
@@ -255,9 +258,10 @@ internal sealed class HealthProbeRunner : IAsyncDisposable
 
             _unreachable++;
             _persistentFailures = persistent ? _persistentFailures + 1 : 0;
-            if (_unreachable >= options.HealthCheckFailureThreshold && !_node.IsDownByVerdict)
+            if ((_unreachable >= options.HealthCheckFailureThreshold || _node.IsAwaitingFirstCheck) && !_node.IsDownByVerdict)
             {
-                // A node last judged by a verdict keeps it: only a check that passes lets it serve again.
+                // A node last judged by a verdict keeps it: only a check that passes lets it serve again. A node published
+                // not yet checked takes its first check's error at once: it never served, and the real error must show.
                 _node.SetProbeResult(downReason, unreachable: true);
             }
 
