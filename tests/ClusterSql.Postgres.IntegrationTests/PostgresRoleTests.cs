@@ -290,15 +290,23 @@ public sealed class PostgresRoleTests
 
             await TestPostgres.Harness("unlag", "2");
             await TestPostgres.WaitUntil("pg2 caught up", () => Task.FromResult(cluster.Nodes[1].GetStatistics().ReplicationLag <= MaxLag), TimeSpan.FromSeconds(10));
+            Assert.That(cluster.Readers.Nodes.Take(2).Select(n => n.Name), Is.EquivalentTo(new[] { "127.0.0.42-5442", "127.0.0.43-5443" }), "pg2 a preferred reader again");
+
+            // Its first open is a cold connect: the latency steering may keep reads on the warm pg3 for a moment, so reads
+            // go on (spaced) until pg2 serves one.
             readers.Clear();
-            for (var i = 0; i < 40; i++)
+            var watch = Stopwatch.StartNew();
+            while (!readers.Contains(2) && watch.Elapsed < TimeSpan.FromSeconds(5))
             {
-                await using var reader = await cluster.Readers.OpenNpgsqlConnectionAsync();
-                readers.Add(await TestPostgres.NodeOf(reader));
+                await using (var reader = await cluster.Readers.OpenNpgsqlConnectionAsync())
+                {
+                    readers.Add(await TestPostgres.NodeOf(reader));
+                }
+
+                await Task.Delay(10);
             }
 
-            Assert.That(readers, Does.Contain(2), "pg2 serves reads again once it caught up:\n" + Describe(cluster) + "\n" +
-                string.Join("\n", cluster.Nodes.Select(n => $"{n.Name}: lag {n.GetStatistics().ReplicationLag}")));
+            Assert.That(readers, Does.Contain(2), "pg2 serves reads again once it caught up:\n" + Describe(cluster));
         }
         finally
         {
