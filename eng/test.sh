@@ -32,7 +32,7 @@ step "cluster install" bash tests/cluster/cluster.sh install
 step "cluster up" bash tests/cluster/cluster.sh up
 # PostgreSQL: a primary and two streaming standbys on 127.0.0.41-43 (tests/pg/pg.sh), for ClusterSql.Npgsql.
 step "postgres install" bash tests/pg/pg.sh install
-step "postgres up" flock -o /tmp/clustersql-pg.lock bash tests/pg/pg.sh reset
+step "postgres up" flock -w 600 -o /tmp/clustersql-pg.lock bash tests/pg/pg.sh reset
 
 build() { dotnet build ClusterSql.sln -c Release -warnaserror -nologo -clp:ErrorsOnly; }
 step "build (warnings as errors)" build
@@ -45,7 +45,7 @@ run_tests() {
   local lock=()
   [[ $name == *Integration* || $name == *EntityFrameworkCore* ]] && lock=(flock -o /tmp/clustersql-cluster.lock)
   # The PostgreSQL nodes have their own lock: their faults never touch the Galera cluster, nor its faults them.
-  [[ $name == *Postgres* ]] && lock=(flock -o /tmp/clustersql-pg.lock)
+  [[ $name == *Postgres* ]] && lock=(flock -w 600 -o /tmp/clustersql-pg.lock)
   "${lock[@]}" dotnet test "$project" -c Release --no-build --nologo \
     --logger "trx;LogFileName=$name.trx" --results-directory "$results" -- NUnit.DefaultTimeout=600000
 }
@@ -116,7 +116,7 @@ if [[ -f benchmarks/run.sh ]]; then
 fi
 pg_compare() {
   mkdir -p BenchmarkDotNet.Artifacts/quick
-  flock -o /tmp/clustersql-pg.lock dotnet benchmarks/ClusterSql.Benchmarks/bin/Release/net10.0/ClusterSql.Benchmarks.dll \
+  flock -w 600 -o /tmp/clustersql-pg.lock dotnet benchmarks/ClusterSql.Benchmarks/bin/Release/net10.0/ClusterSql.Benchmarks.dll \
     pg-compare --quick --out BenchmarkDotNet.Artifacts/quick/benchmarks-postgres.md
 }
 step "PostgreSQL comparison with Npgsql multi-host, shortest form" pg_compare

@@ -53,7 +53,7 @@ public static class NpgsqlCluster
         return builder.Build();
     }
 
-    /// <summary>Adds an Npgsql node.</summary>
+    /// <summary>Adds an Npgsql node. Its <c>Target Session Attributes</c>, <c>Load Balance Hosts</c> and <c>Host Recheck Seconds</c> are dropped: the cluster's roles decide.</summary>
     /// <param name="builder">The cluster builder.</param>
     /// <param name="name">The node's name.</param>
     /// <param name="connectionString">The node's Npgsql connection string (one host).</param>
@@ -70,6 +70,9 @@ public static class NpgsqlCluster
             throw new ArgumentException($"The connection string of node '{name}' names several hosts: a node is one server (use AddNpgsqlNodes for a multi-host string).", nameof(connectionString));
         }
 
+        // As for AddNpgsqlNodes and the probe: Target Session Attributes=primary on one host would refuse the node as a
+        // reader once it is a standby, while the cluster's roles decide which node writes.
+        RemoveMultiHostSettings(parsed);
         return builder.AddNode(name, NpgsqlDataSource.Create(parsed.ConnectionString), WithPoolClearing(options));
     }
 
@@ -106,7 +109,7 @@ public static class NpgsqlCluster
     public static ClusterDataSourceBuilder UsePostgresHealthProbe(this ClusterDataSourceBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
-        return builder.UseHealthProbe(new PostgresHealthProbe());
+        return builder.UseHealthProbe(new PostgresHealthProbe(builder.Options, TimeProvider.System));
     }
 
     /// <summary>Opens a connection on a usable node of the cluster, typed.</summary>
@@ -249,13 +252,18 @@ public static class NpgsqlCluster
 
             // Npgsql's own multi-host choices: the cluster's roles and balancing replace them, and on one host they
             // would only refuse a standby that the reader role wants.
-            node.Remove("Target Session Attributes");
-            node.Remove("Load Balance Hosts");
-            node.Remove("Host Recheck Seconds");
+            RemoveMultiHostSettings(node);
             nodes.Add((Unique(NodeName(host, port), names), node.ConnectionString));
         }
 
         return nodes;
+    }
+
+    private static void RemoveMultiHostSettings(NpgsqlConnectionStringBuilder builder)
+    {
+        builder.Remove("Target Session Attributes");
+        builder.Remove("Load Balance Hosts");
+        builder.Remove("Host Recheck Seconds");
     }
 
     /// <summary>Splits <c>host:port</c>, <c>[v6]:port</c>, <c>[v6]</c> or a bare host (an unbracketed IPv6 literal too).</summary>

@@ -20,53 +20,82 @@ namespace ClusterSql.Npgsql;
 /// <c>maximum_lag_on_failover</c> and pgpool's <c>delay_threshold</c> use. It was chosen over the time since the last
 /// replayed transaction (<c>now() - pg_last_xact_replay_timestamp()</c>) because that one grows without bound on an idle
 /// primary: a standby that has replayed everything looks minutes behind when nobody writes. The byte distance is zero
-/// then. Its own blind spot: WAL that the standby has not received is not counted, so a standby cut off from its
-/// primary (a dead primary, a partition) reports the lag it had when the stream stopped, not how far the primary has
-/// moved on since.
+/// then. That distance alone misses WAL the standby never received (a broken or slow receiver), so while this probe has
+/// seen the current primary within a few check intervals, the lag is also at least the primary's <c>pg_current_wal_lsn()</c>
+/// from its last check minus the standby's replay position, and a standby whose WAL receiver is not <c>streaming</c>
+/// (visible with <c>pg_read_all_stats</c>) counts as lagging. A standby that has not streamed since it started (no
+/// receive position) reports <see cref="long.MaxValue"/>: nothing says how far behind it is.
 /// </para>
 /// <para>
 /// <b>Two primaries</b> (a standby promoted while the old primary is still up: split brain) never both write. Each
 /// promotion starts a new timeline, so the primary on the highest timeline is the current one: a primary's
 /// <see cref="ClusterNodeHealth.WriterRank"/> is minus its timeline (the highest timeline ranks first, in every client
-/// alike), and a primary on an older timeline than another primary of the same cluster (the same
-/// <c>system_identifier</c>) that this probe saw within the last minute is unhealthy ("superseded"): neither a writer nor
-/// a reader, since its data has diverged. A standby whose WAL stream comes from such an older timeline (it still follows
-/// the old primary) reports <see cref="long.MaxValue"/> as its lag, so readers use it only when nothing else can serve;
-/// seeing its stream's timeline needs the <c>pg_read_all_stats</c> (or <c>pg_monitor</c>) role, without which that
-/// check is skipped.
+/// alike), and a primary on an older timeline than this probe has seen on any node of the same cluster (the same
+/// <c>system_identifier</c>: another primary, or a standby's received or checkpoint timeline) is unhealthy
+/// ("superseded"): neither a writer nor a reader, since its data has diverged. It is marked down as soon as a newer
+/// primary is checked, not only at its own next check. What was seen is never forgotten by time, only when the node that
+/// showed it shows an older timeline or another cluster (it was rebuilt). A standby on an older timeline (it still
+/// follows, or followed, the replaced primary) reports <see cref="long.MaxValue"/> as its lag, so readers use it only when
+/// nothing else can serve.
 /// </para>
 /// <para>
 /// Each node is checked on a dedicated, unpooled connection that is kept between checks (one round trip per check) and
-/// replaced after any error. The kept session sets <c>idle_session_timeout</c> so that a server whose client vanished
-/// behind a fault (a blackhole eats the FIN) ends it instead of keeping it for the TCP keepalive time; a kept session
-/// that the server ended meanwhile is replaced and the check retried once.
+/// replaced after any error. The kept session sets <c>idle_session_timeout</c> (two check intervals and a check timeout)
+/// so that a server whose client vanished behind a fault (a blackhole eats the FIN) ends it instead of keeping it for the
+/// TCP keepalive time; a kept session that the server ended meanwhile is replaced and the check retried once.
 /// </para>
 /// </remarks>
 public sealed class PostgresHealthProbe : IClusterNodeHealthProbe, IAsyncDisposable
 {
-    // One round trip. pg_walfile_name() fails during recovery, hence the CASE (evaluated lazily per row).
+    // One round trip. pg_walfile_name() fails during recovery, hence the CASEs (evaluated lazily per row). LSNs as bytes
+    // from 0/0. pg_stat_wal_receiver shows its status only to pg_read_all_stats (NULL otherwise) and has no row while no
+    // receiver runs.
     internal const string Query =
         "SELECT pg_is_in_recovery(), " +
         "CASE WHEN pg_is_in_recovery() THEN NULL ELSE ('x' || lpad(substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8), 16, '0'))::bit(64)::bigint END, " +
-        "CASE WHEN pg_is_in_recovery() THEN GREATEST(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0)::bigint END, " +
-        "(SELECT received_tli::bigint FROM pg_stat_wal_receiver LIMIT 1), " +
         "extract(epoch FROM now() - pg_postmaster_start_time())::bigint, " +
-        "(SELECT system_identifier::text FROM pg_control_system())";
+        "(SELECT system_identifier::text FROM pg_control_system()), " +
+        "CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint END, " +
+        "CASE WHEN pg_is_in_recovery() THEN pg_wal_lsn_diff(pg_last_wal_receive_lsn(), '0/0')::bigint END, " +
+        "CASE WHEN pg_is_in_recovery() THEN pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::bigint END, " +
+        "(SELECT received_tli::bigint FROM pg_stat_wal_receiver LIMIT 1), " +
+        "(SELECT status FROM pg_stat_wal_receiver LIMIT 1), " +
+        "(SELECT timeline_id::bigint FROM pg_control_checkpoint())";
 
     private readonly ConcurrentDictionary<ClusterNode, NpgsqlConnection> _connections = new();
     private readonly TimelineTracker _timelines;
+    private readonly ClusterOptions? _options;
     private volatile bool _disposed;
 
-    /// <summary>Creates the probe.</summary>
+    /// <summary>Creates the probe, for a cluster with the default <see cref="ClusterOptions.HealthCheckInterval"/> and timeout.</summary>
     public PostgresHealthProbe()
-        : this(TimeProvider.System)
+        : this(null, TimeProvider.System)
     {
     }
 
-    internal PostgresHealthProbe(TimeProvider timeProvider) => _timelines = new TimelineTracker(timeProvider);
+    /// <param name="options">
+    /// The cluster's options as the builder holds them (read at each check): the session's idle timeout and how long a
+    /// primary's WAL position stays the measure of its standbys follow from its check interval and timeout.
+    /// </param>
+    /// <param name="timeProvider">The clock for the elapsed time since the primary was seen.</param>
+    internal PostgresHealthProbe(ClusterOptions? options, TimeProvider timeProvider)
+    {
+        _options = options;
+        _timelines = new TimelineTracker(timeProvider, () => PrimaryFreshness);
+    }
 
-    /// <summary>How long the server keeps the probe's session without a query (its <c>idle_session_timeout</c>). 30 s.</summary>
-    internal TimeSpan SessionIdleTimeout { get; init; } = TimeSpan.FromSeconds(30);
+    private TimeSpan Interval => _options?.HealthCheckInterval ?? TimeSpan.FromSeconds(2);
+
+    private TimeSpan CheckTimeout => _options?.HealthCheckTimeout ?? TimeSpan.FromSeconds(2);
+
+    /// <summary>
+    /// How long the server keeps the probe's session without a query (its <c>idle_session_timeout</c>): two check
+    /// intervals and a check timeout, so that the next check always finds it, whatever the interval.
+    /// </summary>
+    internal TimeSpan SessionIdleTimeout => (2 * Interval) + CheckTimeout;
+
+    /// <summary>How long a primary's WAL position, from its last check, is what its standbys are measured against.</summary>
+    internal TimeSpan PrimaryFreshness => (3 * Interval) + CheckTimeout;
 
     /// <summary>Lets go of a removed node's kept connection.</summary>
     /// <param name="node">The removed node.</param>
@@ -74,6 +103,7 @@ public sealed class PostgresHealthProbe : IClusterNodeHealthProbe, IAsyncDisposa
     public async ValueTask NodeRemovedAsync(ClusterNode node)
     {
         ArgumentNullException.ThrowIfNull(node);
+        _timelines.Forget(node);
         if (_connections.TryRemove(node, out var connection))
         {
             await DisposeQuietlyAsync(connection).ConfigureAwait(false);
@@ -159,16 +189,20 @@ public sealed class PostgresHealthProbe : IClusterNodeHealthProbe, IAsyncDisposa
 
                     status = new PostgresStatus(
                         InRecovery: reader.GetBoolean(0),
-                        Timeline: reader.IsDBNull(1) ? null : reader.GetInt64(1),
-                        ReplayLagBytes: reader.IsDBNull(2) ? null : reader.GetInt64(2),
-                        ReceivedTimeline: reader.IsDBNull(3) ? null : reader.GetInt64(3),
-                        UptimeSeconds: reader.IsDBNull(4) ? null : reader.GetInt64(4),
-                        SystemIdentifier: reader.IsDBNull(5) ? null : reader.GetString(5));
+                        Timeline: NullableInt64(reader, 1),
+                        UptimeSeconds: NullableInt64(reader, 2),
+                        SystemIdentifier: reader.IsDBNull(3) ? null : reader.GetString(3),
+                        CurrentLsn: NullableInt64(reader, 4),
+                        ReceiveLsn: NullableInt64(reader, 5),
+                        ReplayLsn: NullableInt64(reader, 6),
+                        ReceivedTimeline: NullableInt64(reader, 7),
+                        ReceiverStatus: reader.IsDBNull(8) ? null : reader.GetString(8),
+                        CheckpointTimeline: NullableInt64(reader, 9));
                 }
             }
 
             keep = true;
-            return _timelines.Evaluate(status);
+            return _timelines.Evaluate(node, status);
         }
         catch (Exception ex)
         {
@@ -194,6 +228,8 @@ public sealed class PostgresHealthProbe : IClusterNodeHealthProbe, IAsyncDisposa
             }
         }
     }
+
+    private static long? NullableInt64(NpgsqlDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetInt64(ordinal);
 
     private static async ValueTask DisposeQuietlyAsync(NpgsqlConnection? connection)
     {
@@ -274,35 +310,107 @@ public sealed class PostgresHealthProbe : IClusterNodeHealthProbe, IAsyncDisposa
         return builder.ConnectionString;
     }
 
-    /// <summary>What one check read from a node.</summary>
+    /// <summary>What one check read from a node. LSNs are bytes from 0/0.</summary>
     internal readonly record struct PostgresStatus(
-        bool InRecovery, long? Timeline, long? ReplayLagBytes, long? ReceivedTimeline, long? UptimeSeconds, string? SystemIdentifier);
+        bool InRecovery,
+        long? Timeline,
+        long? UptimeSeconds,
+        string? SystemIdentifier,
+        long? CurrentLsn = null,
+        long? ReceiveLsn = null,
+        long? ReplayLsn = null,
+        long? ReceivedTimeline = null,
+        string? ReceiverStatus = null,
+        long? CheckpointTimeline = null);
 
     /// <summary>
-    /// Turns a node's status into its health and role data, remembering per cluster (system identifier) the newest
-    /// timeline a primary was seen on, so that a primary left behind by a promotion is caught.
+    /// Turns a node's status into its health and role data. It remembers, per node, the newest timeline the node is
+    /// evidence of (a primary's own; a standby's received or checkpoint timeline: a primary reached it), so that a
+    /// primary left behind by a promotion is caught even when the new primary is out of reach; and per cluster (system
+    /// identifier) the current primary's WAL position, so that a standby is measured against it and not only against
+    /// what it happens to have received.
     /// </summary>
-    internal sealed class TimelineTracker(TimeProvider timeProvider)
+    /// <remarks>
+    /// Nothing expires by time: an unfenced old primary must never become the writer again because the new one has not
+    /// answered for a while. A node's evidence is replaced only by that node's own next report (a lower timeline or
+    /// another system identifier: it was rebuilt), or dropped when the node is removed.
+    /// </remarks>
+    internal sealed class TimelineTracker(TimeProvider timeProvider, Func<TimeSpan> primaryFreshness)
     {
-        /// <summary>
-        /// How long a newer primary's timeline is held against older primaries without that primary being seen again.
-        /// Long enough to ride out a few failed checks of the new primary; short enough that a cluster rebuilt from an
-        /// older copy (a test harness, a restore) is accepted again without a restart of the client.
-        /// </summary>
-        internal static readonly TimeSpan Memory = TimeSpan.FromMinutes(1);
-
         private readonly Lock _lock = new();
-        private readonly Dictionary<string, (long Timeline, DateTimeOffset SeenAt)> _newest = new(StringComparer.Ordinal);
+        private readonly Dictionary<ClusterNode, Evidence> _evidence = new();
+        private readonly Dictionary<string, (long Lsn, long Timeline, long SeenAt)> _primaryLsn = new(StringComparer.Ordinal);
 
-        public ClusterNodeHealth Evaluate(PostgresStatus status)
+        /// <summary>The newest timeline a node showed, of which cluster, and whether it was a primary on it.</summary>
+        private readonly record struct Evidence(string SystemIdentifier, long Timeline, bool Primary);
+
+        public ClusterNodeHealth Evaluate(ClusterNode node, PostgresStatus status)
         {
             var uptime = status.UptimeSeconds is { } seconds && seconds >= 0 ? TimeSpan.FromSeconds(seconds) : (TimeSpan?)null;
-            var newest = status.SystemIdentifier is { } id ? Observe(id, status.InRecovery ? null : status.Timeline) : null;
+            var own = status.InRecovery ? Max(status.ReceivedTimeline, status.CheckpointTimeline) : status.Timeline;
+            long? newest = null;
+            long? primaryLsn = null;
+            List<(ClusterNode Node, long Timeline)>? superseded = null;
+            lock (_lock)
+            {
+                if (status.SystemIdentifier is { } id && own is { } timeline)
+                {
+                    _evidence[node] = new Evidence(id, timeline, Primary: !status.InRecovery);
+                }
+                else
+                {
+                    _evidence.Remove(node);
+                }
+
+                if (status.SystemIdentifier is { } cluster)
+                {
+                    foreach (var evidence in _evidence.Values)
+                    {
+                        if (evidence.SystemIdentifier == cluster && (newest is null || evidence.Timeline > newest))
+                        {
+                            newest = evidence.Timeline;
+                        }
+                    }
+
+                    var now = timeProvider.GetTimestamp();
+                    if (!status.InRecovery && status.Timeline is { } current && current >= newest)
+                    {
+                        if (status.CurrentLsn is { } lsn)
+                        {
+                            _primaryLsn[cluster] = (lsn, current, now);
+                        }
+
+                        // A primary on an older timeline of the same cluster is flagged now, not at its own next check:
+                        // until then a failed open of this primary would fail over to it.
+                        foreach (var (other, evidence) in _evidence)
+                        {
+                            if (other != node && evidence.Primary && evidence.SystemIdentifier == cluster && evidence.Timeline < current)
+                            {
+                                (superseded ??= []).Add((other, evidence.Timeline));
+                            }
+                        }
+                    }
+                    else if (status.InRecovery && _primaryLsn.TryGetValue(cluster, out var primary) && primary.Timeline >= newest &&
+                        timeProvider.GetElapsedTime(primary.SeenAt, now) <= primaryFreshness())
+                    {
+                        primaryLsn = primary.Lsn;
+                    }
+                }
+            }
+
+            if (superseded is not null)
+            {
+                foreach (var (other, timeline) in superseded)
+                {
+                    other.MarkDown(SupersededReason(timeline, newest!.Value));
+                }
+            }
+
             if (!status.InRecovery)
             {
-                if (status.Timeline is { } timeline && newest is { } current && current > timeline)
+                if (status.Timeline is { } timeline && newest is { } latest && latest > timeline)
                 {
-                    return ClusterNodeHealth.Unhealthy($"superseded primary: timeline {timeline}, another primary of the same cluster is on timeline {current} (a standby was promoted)");
+                    return ClusterNodeHealth.Unhealthy(SupersededReason(timeline, latest));
                 }
 
                 return ClusterNodeHealth.Healthy with
@@ -315,36 +423,57 @@ public sealed class PostgresHealthProbe : IClusterNodeHealthProbe, IAsyncDisposa
                 };
             }
 
-            var lag = status.ReplayLagBytes;
-            if (status.ReceivedTimeline is { } received && newest is { } latest && received < latest)
-            {
-                // Streams from a primary that a promotion has replaced: its data stops where that primary's diverged.
-                lag = long.MaxValue;
-            }
-
             return ClusterNodeHealth.Healthy with
             {
                 Uptime = uptime,
-                ReplicationLag = lag,
+                ReplicationLag = StandbyLag(status, own, newest, primaryLsn),
                 ReadOnly = true,
             };
         }
 
-        /// <summary>Records a primary's timeline (null for a standby) and returns the newest one remembered for the cluster.</summary>
-        private long? Observe(string systemIdentifier, long? primaryTimeline)
+        /// <summary>Forgets a removed node's evidence.</summary>
+        public void Forget(ClusterNode node)
         {
-            var now = timeProvider.GetUtcNow();
             lock (_lock)
             {
-                var known = _newest.TryGetValue(systemIdentifier, out var entry) && now - entry.SeenAt <= Memory;
-                if (primaryTimeline is { } timeline && (!known || timeline >= entry.Timeline))
-                {
-                    _newest[systemIdentifier] = (timeline, now);
-                    return timeline;
-                }
-
-                return known ? entry.Timeline : null;
+                _evidence.Remove(node);
             }
         }
+
+        private static long StandbyLag(PostgresStatus status, long? timeline, long? newest, long? primaryLsn)
+        {
+            if (status.ReceiveLsn is not { } received || status.ReplayLsn is not { } replayed)
+            {
+                // Never streamed since it started: nothing says how far behind it is.
+                return long.MaxValue;
+            }
+
+            if (timeline is { } own && newest is { } latest && own < latest)
+            {
+                // On (or streaming) a timeline a promotion has replaced: its data stops where that primary's diverged,
+                // however small its own receive-replay distance (which freezes when its primary is gone).
+                return long.MaxValue;
+            }
+
+            if (primaryLsn is not null && status.ReceiverStatus is { } receiver && receiver != "streaming")
+            {
+                // The primary is up, and this standby is not streaming from it: what it received is all it will have.
+                return long.MaxValue;
+            }
+
+            var lag = Math.Max(received - replayed, 0);
+            if (primaryLsn is { } primary)
+            {
+                // What it has not even received counts too (a broken or slow receiver).
+                lag = Math.Max(lag, primary - replayed);
+            }
+
+            return lag;
+        }
+
+        private static long? Max(long? x, long? y) => x is null ? y : y is null ? x : Math.Max(x.Value, y.Value);
+
+        private static string SupersededReason(long timeline, long newest) =>
+            $"superseded primary: timeline {timeline}, a newer timeline {newest} of the same cluster exists (a standby was promoted)";
     }
 }

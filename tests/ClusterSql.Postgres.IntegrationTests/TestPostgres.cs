@@ -109,7 +109,17 @@ internal static class TestPostgres
         using var process = Process.Start(start)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
-        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(3));
+        try
+        {
+            await process.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(3));
+        }
+        catch (TimeoutException)
+        {
+            // Not left running behind the failed test (and holding nodes half rebuilt): pg.sh and everything it started.
+            process.Kill(entireProcessTree: true);
+            throw;
+        }
+
         var output = await stdout + await stderr;
         TestContext.Progress.WriteLine($"pg.sh {string.Join(' ', arguments)} -> {process.ExitCode}");
         if (process.ExitCode != 0)

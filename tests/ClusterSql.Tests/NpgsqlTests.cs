@@ -18,11 +18,36 @@ public sealed class NpgsqlTests
 {
     private const string Cluster = "7714167547550546680";
 
-    [Test]
-    public void Evaluate_Primary_WriterRankedByTimeline()
+    private const long MiB = 1024 * 1024;
+
+    private static readonly TimeSpan Freshness = TimeSpan.FromSeconds(5);
+
+    private static PostgresHealthProbe.TimelineTracker Tracker(FakeTimeProvider? time = null) => new(time ?? new FakeTimeProvider(), () => Freshness);
+
+    /// <summary>Three nodes to report on (SQLite: the tracker only needs their identity and <see cref="ClusterNode.MarkDown"/>).</summary>
+    private static ClusterDataSource Nodes()
     {
-        var tracker = new PostgresHealthProbe.TimelineTracker(new FakeTimeProvider());
-        var health = tracker.Evaluate(new Status(InRecovery: false, Timeline: 3, ReplayLagBytes: null, ReceivedTimeline: null, UptimeSeconds: 90, SystemIdentifier: Cluster));
+        var builder = new ClusterDataSourceBuilder();
+        for (var i = 1; i <= 3; i++)
+        {
+            builder.AddNode($"pg{i}", new TrackingSqliteDataSource());
+        }
+
+        return builder.Build();
+    }
+
+    private static Status Primary(long timeline, long lsn = 0, string cluster = Cluster) =>
+        new(InRecovery: false, Timeline: timeline, UptimeSeconds: 100, SystemIdentifier: cluster, CurrentLsn: lsn);
+
+    private static Status Standby(long receive, long replay, long? receivedTimeline = 1, string? receiver = "streaming", long? checkpointTimeline = 1, string cluster = Cluster) =>
+        new(InRecovery: true, Timeline: null, UptimeSeconds: 100, SystemIdentifier: cluster, ReceiveLsn: receive, ReplayLsn: replay,
+            ReceivedTimeline: receivedTimeline, ReceiverStatus: receiver, CheckpointTimeline: checkpointTimeline);
+
+    [Test]
+    public async Task Evaluate_Primary_WriterRankedByTimeline()
+    {
+        await using var nodes = Nodes();
+        var health = Tracker().Evaluate(nodes.Nodes[0], new Status(InRecovery: false, Timeline: 3, UptimeSeconds: 90, SystemIdentifier: Cluster));
         Assert.Multiple(() =>
         {
             Assert.That(health.IsHealthy, Is.True);
@@ -33,10 +58,10 @@ public sealed class NpgsqlTests
     }
 
     [Test]
-    public void Evaluate_Standby_ReadOnlyWithReplayLagInBytes()
+    public async Task Evaluate_Standby_ReadOnlyWithReplayLagInBytes()
     {
-        var tracker = new PostgresHealthProbe.TimelineTracker(new FakeTimeProvider());
-        var health = tracker.Evaluate(new Status(InRecovery: true, Timeline: null, ReplayLagBytes: 4096, ReceivedTimeline: 1, UptimeSeconds: 5, SystemIdentifier: Cluster));
+        await using var nodes = Nodes();
+        var health = Tracker().Evaluate(nodes.Nodes[1], Standby(receive: 10_000, replay: 5_904));
         Assert.Multiple(() =>
         {
             Assert.That(health.IsHealthy, Is.True);
@@ -47,42 +72,129 @@ public sealed class NpgsqlTests
     }
 
     [Test]
-    public void Evaluate_OlderPrimaryAfterPromotion_Superseded_ItsStandbyLastForReads()
+    public async Task Evaluate_OlderPrimaryAfterPromotion_Superseded_ItsStandbyLastForReads()
     {
-        var tracker = new PostgresHealthProbe.TimelineTracker(new FakeTimeProvider());
-        Assert.That(tracker.Evaluate(new Status(false, 1, null, null, 100, Cluster)).IsHealthy, Is.True, "alone, the old primary is the writer");
-        Assert.That(tracker.Evaluate(new Status(false, 2, null, null, 100, Cluster)).IsHealthy, Is.True, "the promoted one");
+        await using var nodes = Nodes();
+        var (pg1, pg2, pg3) = (nodes.Nodes[0], nodes.Nodes[1], nodes.Nodes[2]);
+        var tracker = Tracker();
+        Assert.That(tracker.Evaluate(pg1, Primary(1)).IsHealthy, Is.True, "alone, the old primary is the writer");
+        Assert.That(tracker.Evaluate(pg2, Primary(2)).IsHealthy, Is.True, "the promoted one");
 
-        var old = tracker.Evaluate(new Status(false, 1, null, null, 100, Cluster));
+        var old = tracker.Evaluate(pg1, Primary(1));
         Assert.That(old.IsHealthy, Is.False);
         Assert.That(old.Reason, Does.Contain("superseded").And.Contain("timeline 2"));
 
-        var follower = tracker.Evaluate(new Status(true, null, 0, ReceivedTimeline: 1, 100, Cluster));
+        var follower = tracker.Evaluate(pg3, Standby(100, 100, receivedTimeline: 1));
         Assert.That(follower.IsHealthy && follower.ReplicationLag == long.MaxValue, Is.True, "a standby still streaming the old timeline");
-        var current = tracker.Evaluate(new Status(true, null, 0, ReceivedTimeline: 2, 100, Cluster));
+        var current = tracker.Evaluate(pg3, Standby(100, 100, receivedTimeline: 2));
         Assert.That(current.ReplicationLag, Is.EqualTo(0));
-        var unknown = tracker.Evaluate(new Status(true, null, 0, ReceivedTimeline: null, 100, Cluster));
-        Assert.That(unknown.ReplicationLag, Is.EqualTo(0), "no pg_read_all_stats, or no stream: no timeline check");
+        var noStats = tracker.Evaluate(pg3, Standby(100, 100, receivedTimeline: null, receiver: null, checkpointTimeline: 2));
+        Assert.That(noStats.ReplicationLag, Is.EqualTo(0), "no pg_read_all_stats: its checkpoint timeline is the current one");
     }
 
     [Test]
-    public void Evaluate_NewerTimelineNotSeenForAMinute_Forgotten()
+    public async Task Evaluate_StandbyNeverStreamed_Lagging()
     {
+        await using var nodes = Nodes();
+        var health = Tracker().Evaluate(nodes.Nodes[1], new Status(InRecovery: true, Timeline: null, UptimeSeconds: 5, SystemIdentifier: Cluster, ReplayLsn: 4096, CheckpointTimeline: 1));
+        Assert.That(health.ReplicationLag, Is.EqualTo(long.MaxValue), "no receive position: unknown is not fresh");
+    }
+
+    [Test]
+    public async Task Evaluate_StandbyBehindThePrimary_LagCountsWalNotYetReceived_WhileThePrimaryIsSeen()
+    {
+        await using var nodes = Nodes();
         var time = new FakeTimeProvider();
-        var tracker = new PostgresHealthProbe.TimelineTracker(time);
-        tracker.Evaluate(new Status(false, 2, null, null, 100, Cluster));
-        time.Advance(TimeSpan.FromSeconds(59));
-        Assert.That(tracker.Evaluate(new Status(false, 1, null, null, 100, Cluster)).IsHealthy, Is.False);
+        var tracker = Tracker(time);
+        tracker.Evaluate(nodes.Nodes[0], Primary(1, lsn: 10 * MiB));
         time.Advance(TimeSpan.FromSeconds(2));
-        Assert.That(tracker.Evaluate(new Status(false, 1, null, null, 100, Cluster)).IsHealthy, Is.True, "a cluster rebuilt from an older copy");
+
+        // Its receiver stopped at 1 MiB and it replayed all of it: 0 by its own measure, 9 MiB behind the primary.
+        Assert.That(tracker.Evaluate(nodes.Nodes[1], Standby(receive: MiB, replay: MiB)).ReplicationLag, Is.EqualTo(9 * MiB));
+        Assert.That(tracker.Evaluate(nodes.Nodes[1], Standby(receive: 10 * MiB, replay: 10 * MiB)).ReplicationLag, Is.EqualTo(0), "caught up");
+        Assert.That(tracker.Evaluate(nodes.Nodes[1], Standby(receive: 12 * MiB, replay: 11 * MiB)).ReplicationLag, Is.EqualTo(MiB), "ahead of the primary's last check: its own distance");
+
+        // Not streaming while the primary is up: what it has is all it will get.
+        Assert.That(tracker.Evaluate(nodes.Nodes[2], Standby(receive: 10 * MiB, replay: 10 * MiB, receiver: "waiting")).ReplicationLag, Is.EqualTo(long.MaxValue));
+
+        // The primary not seen for longer than the freshness (it crashed): no newer data exists anywhere to be behind.
+        time.Advance(Freshness);
+        Assert.That(tracker.Evaluate(nodes.Nodes[1], Standby(receive: MiB, replay: MiB)).ReplicationLag, Is.EqualTo(0));
+        Assert.That(tracker.Evaluate(nodes.Nodes[2], Standby(receive: MiB, replay: MiB, receiver: "waiting")).ReplicationLag, Is.EqualTo(0));
     }
 
     [Test]
-    public void Evaluate_OtherCluster_NotComparedByTimeline()
+    public async Task Evaluate_StandbyLeftOnTheOldTimelineAfterPromotion_Lagging()
     {
-        var tracker = new PostgresHealthProbe.TimelineTracker(new FakeTimeProvider());
-        tracker.Evaluate(new Status(false, 5, null, null, 100, Cluster));
-        Assert.That(tracker.Evaluate(new Status(false, 1, null, null, 100, "1234")).IsHealthy, Is.True);
+        // pg1 crashed, pg2 was promoted; pg3 still points at the dead pg1: no receiver, a frozen distance of 0.
+        await using var nodes = Nodes();
+        var tracker = Tracker();
+        tracker.Evaluate(nodes.Nodes[0], Primary(1, lsn: 5 * MiB));
+        tracker.Evaluate(nodes.Nodes[1], Primary(2, lsn: 5 * MiB));
+        var stale = tracker.Evaluate(nodes.Nodes[2], Standby(receive: 5 * MiB, replay: 5 * MiB, receivedTimeline: null, receiver: null, checkpointTimeline: 1));
+        Assert.That(stale.ReplicationLag, Is.EqualTo(long.MaxValue));
+    }
+
+    [Test]
+    public async Task Evaluate_NewerTimeline_NeverForgottenByTime_OnlyWhenItsNodeIsRebuilt()
+    {
+        await using var nodes = Nodes();
+        var (pg1, pg2) = (nodes.Nodes[0], nodes.Nodes[1]);
+        var time = new FakeTimeProvider();
+        var tracker = Tracker(time);
+        tracker.Evaluate(pg2, Primary(2));
+        time.Advance(TimeSpan.FromHours(1));
+        Assert.That(tracker.Evaluate(pg1, Primary(1)).IsHealthy, Is.False, "an unfenced old primary stays superseded while the new one is out of reach");
+
+        // pg2 rebuilt as a standby of pg1 (same cluster, timeline 1): what it showed before no longer stands.
+        tracker.Evaluate(pg2, Standby(100, 100, receivedTimeline: 1, checkpointTimeline: 1));
+        Assert.That(tracker.Evaluate(pg1, Primary(1)).IsHealthy, Is.True);
+
+        // And a node rebuilt into another cluster (a new initdb) no longer counts for this one.
+        tracker.Evaluate(pg2, Primary(3));
+        Assert.That(tracker.Evaluate(pg1, Primary(1)).IsHealthy, Is.False);
+        tracker.Evaluate(pg2, Primary(1, cluster: "42"));
+        Assert.That(tracker.Evaluate(pg1, Primary(1)).IsHealthy, Is.True);
+    }
+
+    [Test]
+    public async Task Evaluate_StandbyOnANewerTimeline_SupersedesTheOldPrimary_WithoutSeeingTheNewOne()
+    {
+        await using var nodes = Nodes();
+        var tracker = Tracker();
+        Assert.That(tracker.Evaluate(nodes.Nodes[0], Primary(1)).IsHealthy, Is.True);
+        tracker.Evaluate(nodes.Nodes[2], Standby(100, 100, receivedTimeline: 2, checkpointTimeline: 1));
+        Assert.That(tracker.Evaluate(nodes.Nodes[0], Primary(1)).Reason, Does.Contain("superseded"));
+    }
+
+    [Test]
+    public async Task Evaluate_NewPrimaryChecked_OldPrimaryMarkedDownAtOnce()
+    {
+        await using var nodes = Nodes();
+        var tracker = Tracker();
+        tracker.Evaluate(nodes.Nodes[0], Primary(1));
+        Assert.That(nodes.Nodes[0].GetStatistics().DownReason, Is.Null);
+        tracker.Evaluate(nodes.Nodes[1], Primary(2));
+        Assert.That(nodes.Nodes[0].GetStatistics().DownReason, Does.Contain("superseded"), "not left a writer failover target until its own next check");
+        Assert.That(nodes.Nodes[1].GetStatistics().DownReason, Is.Null);
+    }
+
+    [Test]
+    public async Task Evaluate_OtherCluster_NotComparedByTimeline()
+    {
+        await using var nodes = Nodes();
+        var tracker = Tracker();
+        tracker.Evaluate(nodes.Nodes[0], Primary(5));
+        Assert.That(tracker.Evaluate(nodes.Nodes[1], Primary(1, cluster: "1234")).IsHealthy, Is.True);
+    }
+
+    [Test]
+    public async Task Probe_SessionIdleTimeout_FollowsTheCheckInterval()
+    {
+        await using var probe = new PostgresHealthProbe(new ClusterOptions { HealthCheckInterval = TimeSpan.FromSeconds(60), HealthCheckTimeout = TimeSpan.FromSeconds(5) }, TimeProvider.System);
+        Assert.That(probe.SessionIdleTimeout, Is.EqualTo(TimeSpan.FromSeconds(125)), "longer than the gap between two checks");
+        await using var defaults = new PostgresHealthProbe();
+        Assert.That(defaults.SessionIdleTimeout, Is.EqualTo(TimeSpan.FromSeconds(6)));
     }
 
     [Test]
@@ -121,6 +233,7 @@ public sealed class NpgsqlTests
     [TestCase("Host=a;Password=Zq7Xw9Vk3Jp;Bogus Key=1")]
     [TestCase("Host=a;Password=\"Zq7Xw9Vk3Jp")]
     [TestCase("Host=a;Port=Zq7Xw9Vk3Jp")]
+    [TestCase("Host=a;Password=a;Zq7Xw9Vk3Jp=b")]
     public void AddNpgsqlNode_UnparsableConnectionString_NamesTheNodeNotTheString(string connectionString)
     {
         var ex = Assert.Throws<ArgumentException>(() => new ClusterDataSourceBuilder().AddNpgsqlNode("pg1", connectionString));
@@ -130,6 +243,16 @@ public sealed class NpgsqlTests
 
         var multi = Assert.Throws<ArgumentException>(() => new ClusterDataSourceBuilder().AddNpgsqlNodes(connectionString));
         Assert.That(multi!.Message, Does.Not.Contain("Zq7X").And.Not.Contain("w9V").And.Not.Contain("k3Jp"));
+    }
+
+    [Test]
+    public async Task AddNpgsqlNode_TargetSessionAttributes_DroppedAsForMultiHost()
+    {
+        await using var cluster = new ClusterDataSourceBuilder()
+            .AddNpgsqlNode("pg1", "Host=a;Username=app;Target Session Attributes=primary;Load Balance Hosts=true").Build();
+        var node = new NpgsqlConnectionStringBuilder(cluster.Nodes[0].DataSource.ConnectionString);
+        Assert.That(node.TargetSessionAttributes, Is.Null, "a standby node must still serve reads");
+        Assert.That(node.LoadBalanceHosts, Is.False);
     }
 
     [Test]

@@ -318,6 +318,33 @@ public sealed class RoleTests
     }
 
     [Test]
+    public async Task Writer_NodeNotYetChecked_IsNeitherWriterNorFailoverTarget()
+    {
+        // node1 (declared first) is a standby whose first check has not returned; node2 is the primary, node3 a standby.
+        var probe = new ReportingProbe();
+        probe.Hold("node1");
+        probe.Set("node2", rank: 0);
+        probe.Set("node3", rank: 0, readOnly: true);
+        await using var cluster = FakeCluster.Create(3, Configure, probe: probe);
+        await FakeCluster.WaitFor(() => probe.IsReflectedIn(cluster.Node("node2")) && probe.IsReflectedIn(cluster.Node("node3")), "node2 and node3 checked");
+
+        Assert.That(await WriterOf(cluster, 10), Is.EqualTo(new[] { "node2" }));
+        Assert.That(cluster.DataSource.Writer.Nodes.Select(n => n.Name), Is.EqualTo(new[] { "node2" }), "an unchecked node has no place in the writer order");
+
+        cluster["node2"].Script = OpenScript.Fail;
+        Assert.That(async () => await cluster.DataSource.Writer.OpenConnectionAsync(), Throws.Exception, "no failover to a node whose role is unknown");
+        Assert.That(cluster["node1"].OpensStarted, Is.Zero);
+
+        // Its check returns (it is a standby): still no writer; the readers use it.
+        cluster["node2"].Script = OpenScript.Succeed;
+        probe.Set("node1", rank: 0, readOnly: true);
+        probe.Release("node1");
+        await FakeCluster.WaitFor(() => probe.IsReflectedIn(cluster.Node("node1")), "node1 checked");
+        Assert.That(cluster.DataSource.Writer.Nodes.Select(n => n.Name), Is.EqualTo(new[] { "node2" }));
+        Assert.That(await ReaderOf(cluster, 100), Is.EquivalentTo(new[] { "node1", "node3" }));
+    }
+
+    [Test]
     public async Task Roles_WithoutAProbe_WriterIsTheFirstDeclaredNode()
     {
         await using var cluster = FakeCluster.Create(3);
@@ -550,7 +577,36 @@ public sealed class RoleTests
 
         public void Verdict(string node, string reason) => _reports[node] = ClusterNodeHealth.Unhealthy(reason);
 
+        private readonly ConcurrentDictionary<string, TaskCompletionSource> _held = new();
+
+        /// <summary>The node's checks do not return until <see cref="Release"/>: a check still running.</summary>
+        public void Hold(string node) => _held[node] = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public void Release(string node)
+        {
+            if (_held.TryRemove(node, out var held))
+            {
+                held.SetResult();
+            }
+        }
+
         public ValueTask<ClusterNodeHealth> CheckAsync(ClusterNode node, CancellationToken cancellationToken)
+        {
+            if (_held.TryGetValue(node.Name, out var held))
+            {
+                return HeldAsync(held.Task, node, cancellationToken);
+            }
+
+            return Report(node);
+        }
+
+        private async ValueTask<ClusterNodeHealth> HeldAsync(Task held, ClusterNode node, CancellationToken cancellationToken)
+        {
+            await held.WaitAsync(cancellationToken);
+            return await Report(node);
+        }
+
+        private ValueTask<ClusterNodeHealth> Report(ClusterNode node)
         {
             _checks.AddOrUpdate(node, 1, static (_, count) => count + 1);
             var health = _reports.TryGetValue(node.Name, out var report) ? report : ClusterNodeHealth.Healthy;

@@ -6,6 +6,9 @@ set -euo pipefail
 PATH="/usr/sbin:/sbin:/usr/bin:/bin:${PATH}"
 
 DIR="${CLUSTERSQL_PG_DIR:-/var/tmp/clustersql-pg}"
+# node_pid matches the postmaster's "-D DIR/pgN" literally: no trailing slash, no doubled ones.
+while [[ ${DIR} == */ && ${DIR} != / ]]; do DIR="${DIR%/}"; done
+DIR="$(printf '%s' "${DIR}" | tr -s /)"
 PASSWORD="${CLUSTERSQL_PG_PASSWORD:-Cs-pg-pw-3b9d}"
 WAIT_TIMEOUT="${CLUSTERSQL_WAIT_TIMEOUT:-60}"
 BIN=/usr/lib/postgresql/15/bin
@@ -90,6 +93,7 @@ role() {
   r="$(QT=3 q "$1" "SELECT CASE WHEN pg_is_in_recovery() THEN 'standby' ELSE 'primary' END" 2>/dev/null)" || { echo -; return 0; }
   echo "${r:--}"
 }
+is_primary() { [[ $(role "$1") == primary ]]; }
 # streaming N: node N is a standby whose WAL receiver streams
 streaming() {
   [[ $(QT=3 q "$1" "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'" 2>/dev/null) == 1 ]]
@@ -231,6 +235,8 @@ stop_node() {
 create_primary() {
   local data
   data="$(data_of 1)"
+  # Never remove the data of a server that is still running (a caller that misread its role).
+  stop_node 1
   rm -rf "${data}"
   log "initdb $(name 1)"
   printf '%s\n' "${PASSWORD}" >"${DIR}/pwfile"
@@ -254,7 +260,8 @@ create_standby() {
   log "pg_basebackup $(name "${n}") from $(name 1)"
   printf '%s:%s:*:%s:%s\n' "$(addr 1)" "$(port 1)" "${REPL_USER}" "${PASSWORD}" >"${DIR}/pgpass"
   chown "${OS_USER}:${OS_USER}" "${DIR}/pgpass"; chmod 600 "${DIR}/pgpass"
-  PGPASSFILE="${DIR}/pgpass" as_pg env PGPASSFILE="${DIR}/pgpass" "${BIN}/pg_basebackup" -h "$(addr 1)" -p "$(port 1)" \
+  # Bounded: a primary that stops answering mid-copy must fail the reset, not hang it.
+  PGPASSFILE="${DIR}/pgpass" timeout -k 5 "${BASEBACKUP_TIMEOUT:-120}" runuser -u "${OS_USER}" -- env PGPASSFILE="${DIR}/pgpass" "${BIN}/pg_basebackup" -h "$(addr 1)" -p "$(port 1)" \
     -U "${REPL_USER}" -D "${data}" -X stream -c fast >/dev/null
   rm -f "${DIR}/pgpass"
   write_node_conf "${n}"
@@ -381,7 +388,8 @@ cmd_reset() {
   # so the standbys are cloned afresh from pg1 either way (cheap: the test database is small).
   if [[ -f $(data_of 1)/PG_VERSION && ! -f $(data_of 1)/standby.signal ]] && ! grep -q . <(ls "$(data_of 1)/pg_wal/"*.history 2>/dev/null); then
     start_node 1
-    [[ $(role 1) == primary ]] || create_primary
+    # A role query that times out once (a busy machine) must not make a rebuild of a good primary.
+    wait_for 20 "pg1 answers as primary" is_primary 1 || create_primary
   else
     prepare_dir
     create_primary

@@ -88,10 +88,21 @@ internal sealed class ClusterRoles(ClusterContext context)
             }
         }
 
+        // Once the probe has reported any node's role, a node it has not yet reported on is no writer: before its first
+        // healthy check its role is unknown (a PostgreSQL standby, a primary a promotion left behind), and putting it in
+        // the writer order, even last, would make it a failover target. While no node has reported (no probe, or the
+        // first checks still running, or none reachable yet) nothing is known about any node, and the declared order
+        // stands, as without a probe.
+        var rolesKnown = false;
+        foreach (var node in nodes)
+        {
+            rolesKnown |= node.Report is not null;
+        }
+
         var writers = new List<(ClusterNode Node, bool Settled, long Rank)>(nodes.Length);
         foreach (var node in nodes)
         {
-            if (node.Report is { ReadOnly: true })
+            if (node.Report is { ReadOnly: true } || (rolesKnown && node.Report is null))
             {
                 continue;
             }
