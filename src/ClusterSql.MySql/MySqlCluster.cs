@@ -223,14 +223,13 @@ public static partial class MySqlCluster
     /// same connection string and ClusterSql disposes the old one, which closes its idle sessions now and each session in
     /// use when it is returned.
     /// </summary>
-    internal static ClusterNodeOptions WithPoolClearing(ClusterNodeOptions? options) => new()
+    internal static ClusterNodeOptions WithPoolClearing(ClusterNodeOptions? options)
     {
-        ConnectTimeout = options?.ConnectTimeout,
-        Priority = options?.Priority ?? 0,
-        MaxConnections = options?.MaxConnections,
-        ClearIdleConnections = options?.ClearIdleConnections ?? s_clearPool,
-        Discovered = options?.Discovered ?? false,
-    };
+        // A whole copy (the core's): a setting added to ClusterNodeOptions later is carried without a change here.
+        var copy = options?.Copy() ?? new ClusterNodeOptions();
+        copy.ClearIdleConnections ??= s_clearPool;
+        return copy;
+    }
 
     private static readonly Func<System.Data.Common.DbDataSource, CancellationToken, ValueTask<System.Data.Common.DbDataSource?>> s_clearPool =
         static (dataSource, _) => new(dataSource is MySqlDataSource mySql ? new MySqlDataSource(mySql.ConnectionString) : null);

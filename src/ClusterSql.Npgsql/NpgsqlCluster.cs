@@ -191,13 +191,13 @@ public static class NpgsqlCluster
     /// is not changed). An NpgsqlDataSource clears its own pool in place (<see cref="NpgsqlDataSource.Clear"/>: idle
     /// connections are closed now, connections in use when they come back), so the node keeps its data source.
     /// </summary>
-    private static ClusterNodeOptions WithPoolClearing(ClusterNodeOptions? options) => new()
+    private static ClusterNodeOptions WithPoolClearing(ClusterNodeOptions? options)
     {
-        ConnectTimeout = options?.ConnectTimeout,
-        Priority = options?.Priority ?? 0,
-        MaxConnections = options?.MaxConnections,
-        ClearIdleConnections = options?.ClearIdleConnections ?? s_clearPool,
-    };
+        // A whole copy (the core's): a setting added to ClusterNodeOptions later is carried without a change here.
+        var copy = options?.Copy() ?? new ClusterNodeOptions();
+        copy.ClearIdleConnections ??= s_clearPool;
+        return copy;
+    }
 
     private static readonly Func<DbDataSource, CancellationToken, ValueTask<DbDataSource?>> s_clearPool =
         static (dataSource, _) =>
