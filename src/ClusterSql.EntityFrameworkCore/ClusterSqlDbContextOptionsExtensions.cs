@@ -62,7 +62,7 @@ public static class ClusterSqlDbContextOptionsExtensions
 
         ((IDbContextOptionsBuilderInfrastructure)optionsBuilder).AddOrUpdateExtension(new ClusterSqlOptionsExtension(cluster, source, role));
         optionsBuilder.ReplaceService<IMySqlRelationalConnection, ClusterRelationalConnection>();
-        optionsBuilder.AddInterceptors(UnitOfWorkTracker.Instance);
+        optionsBuilder.AddInterceptors(UnitOfWorkTracker.Instance, SaveInTransactionInterceptor.Instance);
         if (role == ClusterRole.Reader)
         {
             optionsBuilder.AddInterceptors(ReadersOnlyInterceptor.Instance);
@@ -92,6 +92,11 @@ public static class ClusterSqlDbContextOptionsExtensions
     /// Retries a unit of work on a Galera conflict or a node that is not ready, never after COMMIT may have reached
     /// the server (<see cref="ClusterExecutionStrategy"/>), with the retry API's settings and backoff.
     /// </summary>
+    /// <remarks>
+    /// With it, <c>SaveChanges</c> always runs in a transaction (as <c>AutoTransactionBehavior.Always</c>, unless the
+    /// context is set to <c>Never</c>): EF Core would save a single change without one, and a connection lost during
+    /// that autocommit statement leaves its outcome unknown; inside a transaction it is lost before COMMIT, and retried.
+    /// </remarks>
     /// <param name="builder">Pomelo's options.</param>
     /// <param name="retry">The retry settings, or <see langword="null"/> for the defaults (10 attempts, 5 ms doubling to 1 s).</param>
     /// <returns>The builder.</returns>

@@ -31,6 +31,44 @@ public sealed class EntityFrameworkCoreTests : FaultFixture
     }
 
     [Test]
+    public async Task SingleChange_WithClusterRetry_IsSavedInATransaction()
+    {
+        // Without a transaction a connection lost during the autocommit INSERT leaves its outcome unknown; with one,
+        // it is lost before COMMIT and retried: EnableClusterRetry makes SaveChanges always use one.
+        await using var cluster = Ef.Cluster();
+        var commits = new CommitCounter();
+        foreach (var enableRetry in new[] { true, false })
+        {
+            commits.Count = 0;
+            await using var context = new ItemsContext(new DbContextOptionsBuilder<ItemsContext>()
+                .UseClusterSql(cluster, Ef.Server, mySql =>
+                {
+                    if (enableRetry)
+                    {
+                        mySql.EnableClusterRetry();
+                    }
+                })
+                .AddInterceptors(commits)
+                .Options);
+            context.Items.Add(new Item { Name = "single-" + enableRetry, Counter = 1 });
+            Assert.That(await context.SaveChangesAsync(), Is.EqualTo(1));
+            Assert.That(commits.Count, Is.EqualTo(enableRetry ? 1 : 0), $"enableRetry {enableRetry}");
+            Assert.That(context.Database.AutoTransactionBehavior, Is.EqualTo(AutoTransactionBehavior.WhenNeeded), "the context's own setting is restored");
+        }
+    }
+
+    private sealed class CommitCounter : Microsoft.EntityFrameworkCore.Diagnostics.DbTransactionInterceptor
+    {
+        public int Count { get; set; }
+
+        public override Task TransactionCommittedAsync(System.Data.Common.DbTransaction transaction, Microsoft.EntityFrameworkCore.Diagnostics.TransactionEndEventData eventData, System.Threading.CancellationToken cancellationToken = default)
+        {
+            Count++;
+            return Task.CompletedTask;
+        }
+    }
+
+    [Test]
     public async Task Crud_ThroughTheWriter_EveryOpenIsAnAcquireOnTheWriter()
     {
         await using var cluster = Ef.Cluster();
