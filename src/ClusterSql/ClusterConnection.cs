@@ -25,6 +25,7 @@ internal sealed class ClusterConnection : DbConnection
     private readonly DbDataSource _opener;
     private readonly StateChangeEventHandler _innerStateChanged;
     private DbConnection? _inner;
+    private string? _configuredDatabase;
     private int _disposed;
 
     public ClusterConnection(ClusterDataSource dataSource, DbDataSource? opener = null)
@@ -124,7 +125,10 @@ internal sealed class ClusterConnection : DbConnection
         Dispose();
     }
 
-    private string ConfiguredDatabase()
+    // Cached: EF Core reads Database of its closed connection often, and each read would create a provider connection.
+    private string ConfiguredDatabase() => _configuredDatabase ??= ReadConfiguredDatabase();
+
+    private string ReadConfiguredDatabase()
     {
         var nodes = _dataSource.Nodes;
         if (nodes.Count == 0)

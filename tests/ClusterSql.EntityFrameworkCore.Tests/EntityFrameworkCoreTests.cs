@@ -361,4 +361,18 @@ public sealed class EntityFrameworkCoreTests : FaultFixture
         Assert.That(error!.Message, Does.Contain("galera1").And.Contain("AllowUserVariables=True"));
         Assert.That(error.Message, Does.Not.Contain(TestCluster.Password));
     }
+
+    [TestCase(";Database=other", "different databases")]
+    [TestCase(";Database=", "names no database")]
+    public void UseClusterSql_NodesNamingDifferentDatabases_FailsNamingTheNodeNotTheString(string secondNodeExtra, string expected)
+    {
+        // A closed cluster connection reports the first node's database; Pomelo and EF read it before opening.
+        var builder = new ClusterDataSourceBuilder();
+        ClusterSql.MySql.MySqlCluster.AddMySqlNode(builder, "galera1", TestCluster.ConnectionString(1, Ef.PomeloOptions));
+        ClusterSql.MySql.MySqlCluster.AddMySqlNode(builder, "galera2", TestCluster.ConnectionString(2, Ef.PomeloOptions + secondNodeExtra));
+        using var cluster = builder.Build();
+        var error = Assert.Throws<ArgumentException>(() => new DbContextOptionsBuilder<ItemsContext>().UseClusterSql(cluster, Ef.Server));
+        Assert.That(error!.Message, Does.Contain("galera2").And.Contain(expected));
+        Assert.That(error.Message, Does.Not.Contain(TestCluster.Password));
+    }
 }
