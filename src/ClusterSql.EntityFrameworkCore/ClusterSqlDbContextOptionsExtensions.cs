@@ -33,7 +33,7 @@ public static class ClusterSqlDbContextOptionsExtensions
     /// <param name="serverVersion">The server version, as for <c>UseMySql</c> (for example <c>new MariaDbServerVersion(new Version(10, 11))</c>).</param>
     /// <param name="mySqlOptionsAction">Pomelo's own options (<see cref="MySqlDbContextOptionsBuilder"/>), such as <see cref="EnableClusterRetry"/>.</param>
     /// <returns>The options builder.</returns>
-    /// <exception cref="ArgumentException"><paramref name="dataSource"/> is neither a cluster nor one of its roles; or a node is not a MySqlConnector node, lacks the options Pomelo needs, names no database or another database than the others, or disagrees with the others on type-mapping options.</exception>
+    /// <exception cref="ArgumentException"><paramref name="dataSource"/> is neither a cluster nor one of its roles; or a node is not a MySqlConnector node, lacks the options Pomelo needs, names no database or another database than the others, or disagrees with the others on type-mapping options; or <paramref name="mySqlOptionsAction"/> enables Pomelo's EnableRetryOnFailure.</exception>
     [SuppressMessage("ApiDesign", "RS0026:Do not add multiple public overloads with optional parameters", Justification = "Typed and untyped options builders, as UseMySql has.")]
     public static DbContextOptionsBuilder UseClusterSql(
         this DbContextOptionsBuilder optionsBuilder,
@@ -56,6 +56,16 @@ public static class ClusterSqlDbContextOptionsExtensions
         // Pomelo derives its type mappings (Guid format, tinyint(1) as bool) from the connection string's settings; a
         // cluster has one string per node, so it gets a string of those settings alone, the same for every node.
         optionsBuilder.UseMySql(SettingsOf(cluster), serverVersion, mySqlOptionsAction);
+        if (optionsBuilder.Options.FindExtension<MySqlOptionsExtension>()?.ExecutionStrategyFactory is { } factory
+            && factory.Method.DeclaringType?.Assembly == typeof(MySqlDbContextOptionsBuilder).Assembly)
+        {
+            // Pomelo's EnableRetryOnFailure (its only execution strategy) retries whatever failed, COMMIT included.
+            throw new ArgumentException(
+                "UseClusterSql does not take Pomelo's EnableRetryOnFailure: it re-runs a unit of work even when its COMMIT may have reached "
+                + "the server. Use EnableClusterRetry, which retries only what cannot have committed.",
+                nameof(mySqlOptionsAction));
+        }
+
         if (optionsBuilder.Options.FindExtension<MySqlOptionsExtension>() is { NoBackslashEscapes: true })
         {
             RequireNoBackslashEscapes(cluster);

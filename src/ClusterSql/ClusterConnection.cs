@@ -66,6 +66,16 @@ internal sealed class ClusterConnection : DbConnection
     /// </summary>
     public override string Database => InnerConnection?.Database ?? ConfiguredDatabase();
 
+    /// <summary>
+    /// Refused with its reason: an ambient or distributed transaction (TransactionScope) would tie the unit of work to
+    /// the node a single acquire chose, across opens that may each land on another node.
+    /// </summary>
+    /// <exception cref="NotSupportedException">Always.</exception>
+    public override void EnlistTransaction(System.Transactions.Transaction? transaction) =>
+        throw new NotSupportedException(
+            "A ClusterSql connection does not take part in TransactionScope or other System.Transactions transactions: each open is an acquire "
+            + "that may choose another node. Begin the transaction on the connection (BeginTransaction), or use the retry API.");
+
     public override string DataSource => InnerConnection?.DataSource ?? _opener.ConnectionString;
 
     public override string ServerVersion => OpenInner().ServerVersion;

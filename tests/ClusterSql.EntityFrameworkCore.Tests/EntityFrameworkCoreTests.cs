@@ -375,4 +375,15 @@ public sealed class EntityFrameworkCoreTests : FaultFixture
         Assert.That(error!.Message, Does.Contain("galera2").And.Contain(expected));
         Assert.That(error.Message, Does.Not.Contain(TestCluster.Password));
     }
+
+    [Test]
+    public void UseClusterSql_WithPomelosEnableRetryOnFailure_IsRefused()
+    {
+        using var cluster = TestCluster.Build(galera: false, extra: Ef.PomeloOptions);
+        var error = Assert.Throws<ArgumentException>(() => new DbContextOptionsBuilder<ItemsContext>().UseClusterSql(cluster, Ef.Server, mySql => mySql.EnableRetryOnFailure()));
+        Assert.That(error!.Message, Does.Contain("EnableRetryOnFailure").And.Contain("EnableClusterRetry"));
+
+        // EnableClusterRetry is accepted.
+        Assert.That(() => new DbContextOptionsBuilder<ItemsContext>().UseClusterSql(cluster, Ef.Server, mySql => mySql.EnableClusterRetry()), Throws.Nothing);
+    }
 }
