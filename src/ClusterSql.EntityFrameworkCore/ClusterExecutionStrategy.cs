@@ -26,6 +26,12 @@ namespace ClusterSql.EntityFrameworkCore;
 /// the retry limit ends with <see cref="RetryLimitExceededException"/>. A run that committed something (one of two
 /// SaveChanges outside a transaction) is never run again: wrap such a unit of work in one transaction.
 /// </para>
+/// <para>
+/// What every context does during a run is recorded into the run (an AsyncLocal set around it), so a COMMIT through
+/// another context the unit of work creates counts as the run's own. SQL text EF Core did not write (ExecuteSql,
+/// FromSql/SqlQuery not starting with SELECT or WITH, migrations) is taken to commit, in a transaction too, and after it
+/// even a conflict (1213) is not retried. The caller's cancellation is never retried.
+/// </para>
 /// <para>Enable it with <see cref="ClusterSqlDbContextOptionsExtensions.EnableClusterRetry"/>.</para>
 /// </remarks>
 public sealed class ClusterExecutionStrategy : ExecutionStrategy
