@@ -105,7 +105,8 @@ internal static class CheckCommand
             r.IsGalera && r.GaleraState is not null ? new GaleraJson(r.GaleraState, r.GaleraClusterStatus, r.GaleraReady, r.GaleraClusterSize) : null,
             r.Problem)).ToList(),
         roles is null ? null : new RolesJson(
-            roles.WriterOrder.Take(roles.Options.MaxWriters).ToList(),
+            // Only a node the check reached can take writes: with none reachable there is no writer to name.
+            roles.WriterOrder.Where(name => reports.Any(r => r.Reachable && r.Name == name)).Take(roles.Options.MaxWriters).ToList(),
             roles.WriterOrder,
             roles.ReaderOrder,
             roles.Rows.Select(r => new RoleNodeJson(r.Name, r.Role, r.Rank, r.Priority, r.Uptime?.TotalSeconds, r.Settled, r.Lag, r.ReadOnly)).ToList()),

@@ -80,10 +80,24 @@ internal static class ClusterTarget
         {
             root = new ConfigurationBuilder().AddJsonFile(Path.GetFullPath(path), optional: false, reloadOnChange: false).Build();
         }
-        catch (Exception ex) when (ex is FormatException or InvalidDataException or JsonException)
+        catch (Exception ex) when (ex is FormatException or InvalidDataException or JsonException or IOException or UnauthorizedAccessException)
         {
-            // The parser's message quotes the offending line, which may hold a password: only its position travels.
-            var json = ex as JsonException ?? ex.InnerException as JsonException;
+            // The configuration reader wraps the parser's JsonException (InvalidDataException > FormatException >
+            // JsonException): its position is found anywhere in the chain. The parser's message quotes the offending
+            // line, which may hold a password: only the position travels.
+            JsonException? json = null;
+            Exception? io = null;
+            for (var current = ex; current is not null; current = current.InnerException)
+            {
+                json ??= current as JsonException;
+                io ??= current is IOException or UnauthorizedAccessException ? current : null;
+            }
+
+            if (json is null && io is not null)
+            {
+                throw new ArgumentException($"--config: '{path}' could not be read: {io.Message}");
+            }
+
             var line = json?.LineNumber is { } number ? $" (line {number + 1})" : string.Empty;
             throw new ArgumentException($"--config: '{path}' is not valid JSON{line}.");
         }

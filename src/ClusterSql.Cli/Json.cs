@@ -79,11 +79,15 @@ internal sealed record WatchSummaryJson(
     double ElapsedSeconds,
     int ExitCode);
 
+/// <summary>What <c>--json</c> prints instead when the tool itself fails (exit code 70).</summary>
+internal sealed record ErrorJson(int Version, string Type, string Message, int ExitCode);
+
 /// <summary>Source-generated serialization: no reflection, nothing for NativeAOT to warn about.</summary>
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, DefaultIgnoreCondition = JsonIgnoreCondition.Never)]
 [JsonSerializable(typeof(CheckJson))]
 [JsonSerializable(typeof(WatchIntervalJson))]
 [JsonSerializable(typeof(WatchSummaryJson))]
+[JsonSerializable(typeof(ErrorJson))]
 internal sealed partial class CliJsonContext : JsonSerializerContext;
 
 internal static class CliJson
@@ -96,6 +100,8 @@ internal static class CliJson
     public static string Serialize(WatchIntervalJson value) => JsonSerializer.Serialize(value, CliJsonContext.Default.WatchIntervalJson);
 
     public static string Serialize(WatchSummaryJson value) => JsonSerializer.Serialize(value, CliJsonContext.Default.WatchSummaryJson);
+
+    public static string Serialize(ErrorJson value) => JsonSerializer.Serialize(value, CliJsonContext.Default.ErrorJson);
 
     public static double Millis(System.TimeSpan value) => System.Math.Round(value.TotalMilliseconds, 3);
 }

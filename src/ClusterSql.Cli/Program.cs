@@ -75,16 +75,42 @@ demo.SetAction(async (parse, cancellationToken) =>
 });
 
 var root = new RootCommand("clustersql: check, watch and demo a replicated database cluster through ClusterSql.") { check, watch, demo };
+var parsed = root.Parse(args);
+if (parsed.Errors.Count > 0)
+{
+    // An unknown option or a value of the wrong type (check --bogus, watch --duration abc) is a usage error: 64
+    // (EX_USAGE), as README promises, not System.CommandLine's 1, which would read as a degraded cluster.
+    foreach (var error in parsed.Errors)
+    {
+        await Console.Error.WriteLineAsync($"clustersql: {error.Message}");
+    }
+
+    return 64;
+}
+
 try
 {
     // Without System.CommandLine's own handler, which would print a stack trace and exit 1 (a degraded cluster's code):
     // a mistake in the options or the configuration file exits 64 (EX_USAGE) with its message alone.
-    return await root.Parse(args).InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+    return await parsed.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
 }
 catch (ArgumentException ex)
 {
     await Console.Error.WriteLineAsync($"clustersql: {ex.Message}");
     return 64;
+}
+catch (Exception ex)
+{
+    // Anything else is the tool's failure, not the cluster's verdict: 70 (EX_SOFTWARE), with a one-line message that
+    // names the exception but carries no connection string or password, never a stack trace.
+    var message = CliErrors.Sanitize(ex, parsed.GetValue(connectionString), Environment.GetEnvironmentVariable("CLUSTERSQL_CONNECTION_STRING"));
+    if (parsed.CommandResult.Command.Options.Contains(json) && parsed.GetValue(json))
+    {
+        Console.WriteLine(CliJson.Serialize(new ErrorJson(CliJson.Version, "error", message, CliErrors.InternalError)));
+    }
+
+    await Console.Error.WriteLineAsync($"clustersql: {message}");
+    return CliErrors.InternalError;
 }
 
 static (TimeSpan Duration, int Workers, TimeSpan Interval) Validate(int seconds, int workers, int intervalMs)

@@ -208,6 +208,22 @@ internal static class WatchCommand
     }
 
     /// <summary>One interval as <c>watch --json</c> prints it (a line).</summary>
+    /// <summary>
+    /// The JSON name of a node state: part of the --json contract, so spelled out here rather than taken from the enum's
+    /// ToString(), which a rename in the library would change silently; a state this version does not know is "Unknown".
+    /// </summary>
+    internal static string StateName(ClusterNodeState state) => state switch
+    {
+        ClusterNodeState.Healthy => "Healthy",
+        ClusterNodeState.Ejected => "Ejected",
+        ClusterNodeState.HalfOpen => "HalfOpen",
+        ClusterNodeState.Down => "Down",
+        ClusterNodeState.Removed => "Removed",
+        ClusterNodeState.Disposed => "Disposed",
+        ClusterNodeState.Draining => "Draining",
+        _ => "Unknown",
+    };
+
     internal static WatchIntervalJson ToJson(
         TimeSpan elapsed,
         List<TimeSpan> sortedLatencies,
@@ -234,7 +250,7 @@ internal static class WatchCommand
                 var s = n.Statistics;
                 return new WatchNodeJson(
                     s.Name,
-                    s.State.ToString(),
+                    StateName(s.State),
                     roles.GetValueOrDefault(s.Name, "-"),
                     Math.Round(n.Wins / seconds, 1),
                     intervalWins == 0 ? null : Math.Round((double)n.Wins / intervalWins, 4),

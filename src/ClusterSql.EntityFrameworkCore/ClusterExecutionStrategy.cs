@@ -26,14 +26,25 @@ namespace ClusterSql.EntityFrameworkCore;
 /// the retry limit ends with <see cref="RetryLimitExceededException"/>. A run that committed something (one of two
 /// SaveChanges outside a transaction) is never run again: wrap such a unit of work in one transaction.
 /// </para>
+/// <para>
+/// What every context does during a run is recorded into the run (an AsyncLocal set around it), so a COMMIT through
+/// another context the unit of work creates counts as the run's own. SQL text EF Core did not write (ExecuteSql,
+/// FromSql/SqlQuery not starting with SELECT or WITH, migrations) is taken to commit, in a transaction too, and after it
+/// even a conflict (1213) is not retried. The caller's cancellation is never retried.
+/// </para>
 /// <para>Enable it with <see cref="ClusterSqlDbContextOptionsExtensions.EnableClusterRetry"/>.</para>
 /// </remarks>
 public sealed class ClusterExecutionStrategy : ExecutionStrategy
 {
     private readonly ClusterRetryOptions _retry;
     private readonly ClusterDataSource? _cluster;
+    private readonly AttemptState _attempt = new();
     private MySqlCluster.RetryReason _lastReason;
     private bool _outcomeUnknown;
+
+    // Between ShouldVerifySuccessOn and verifySucceeded's answer: verifySucceeded's own failed runs are retried by the
+    // same loop (ShouldRetryOn, OnRetry), which must neither wipe nor read the failed main run's state.
+    private bool _verifying;
 
     /// <summary>Creates the strategy for one execution.</summary>
     /// <param name="dependencies">EF Core's dependencies of an execution strategy.</param>
@@ -46,7 +57,8 @@ public sealed class ClusterExecutionStrategy : ExecutionStrategy
         _cluster = dependencies.Options.FindExtension<ClusterSqlOptionsExtension>()?.Cluster;
     }
 
-    private AttemptState State => UnitOfWorkTracker.For(Dependencies.CurrentContext.Context);
+    // The run's state, shared (as an AsyncLocal) with every context the unit of work uses, not only this strategy's own.
+    private AttemptState State => _attempt;
 
     /// <inheritdoc/>
     /// <exception cref="ClusterCommitOutcomeUnknownException">The connection failed after COMMIT may have reached the server.</exception>
@@ -55,13 +67,33 @@ public sealed class ClusterExecutionStrategy : ExecutionStrategy
         Func<DbContext, TState, TResult> operation,
         Func<DbContext, TState, ExecutionResult<TResult>>? verifySucceeded)
     {
+        // Nested (SaveChanges inside a unit of work, another context's strategy) runs record into the outer run's state.
+        var outer = UnitOfWorkTracker.Current;
+        if (outer is null)
+        {
+            UnitOfWorkTracker.Current = _attempt;
+        }
+
         try
         {
-            return base.Execute(state, operation, verifySucceeded);
+            return base.Execute(state, operation, verifySucceeded is null ? null : (context, s) =>
+            {
+                var result = verifySucceeded(context, s);
+                _verifying = false;
+                return result;
+            });
         }
         catch (Exception ex) when (_outcomeUnknown)
         {
             throw OutcomeUnknown(ex);
+        }
+        finally
+        {
+            _verifying = false;
+            if (outer is null)
+            {
+                UnitOfWorkTracker.Current = null;
+            }
         }
     }
 
@@ -73,13 +105,32 @@ public sealed class ClusterExecutionStrategy : ExecutionStrategy
         Func<DbContext, TState, CancellationToken, Task<ExecutionResult<TResult>>>? verifySucceeded,
         CancellationToken cancellationToken = default)
     {
+        // Set in this async method, the AsyncLocal flows into the runs and is undone for the caller when it returns.
+        if (UnitOfWorkTracker.Current is null)
+        {
+            UnitOfWorkTracker.Current = _attempt;
+        }
+
         try
         {
-            return await base.ExecuteAsync(state, operation, verifySucceeded, cancellationToken).ConfigureAwait(false);
+            return await base.ExecuteAsync(
+                state,
+                operation,
+                verifySucceeded is null ? null : async (context, s, token) =>
+                {
+                    var result = await verifySucceeded(context, s, token).ConfigureAwait(false);
+                    _verifying = false;
+                    return result;
+                },
+                cancellationToken).ConfigureAwait(false);
         }
         catch (Exception ex) when (_outcomeUnknown)
         {
             throw OutcomeUnknown(ex);
+        }
+        finally
+        {
+            _verifying = false;
         }
     }
 
@@ -96,12 +147,34 @@ public sealed class ClusterExecutionStrategy : ExecutionStrategy
     {
         base.OnRetry();
         MySqlCluster.CountRetry(_cluster, _lastReason);
-        State.Reset();
+        if (!_verifying)
+        {
+            State.Reset();
+        }
     }
 
     /// <inheritdoc/>
+    /// <remarks>
+    /// The caller's own cancellation (an <see cref="OperationCanceledException"/>, which MySqlConnector raises around a
+    /// QueryInterrupted when the token cancels a command) is never retried and reaches the caller as it is, also when it
+    /// interrupted a COMMIT: then the caller cancelled without waiting for the outcome, which stays unknown.
+    /// </remarks>
     protected override bool ShouldRetryOn(Exception exception)
     {
+        if (exception is OperationCanceledException)
+        {
+            _outcomeUnknown = false;
+            return false;
+        }
+
+        if (_verifying)
+        {
+            // verifySucceeded's own run failed: it only reads, so it is classified by itself, as a run that sent no
+            // COMMIT; the main run's state and outcome stay as they were.
+            _lastReason = MySqlCluster.Classify(exception, commitSent: false);
+            return _lastReason is not (MySqlCluster.RetryReason.None or MySqlCluster.RetryReason.OutcomeUnknown);
+        }
+
         var reason = Classify(exception);
         _outcomeUnknown = reason == MySqlCluster.RetryReason.OutcomeUnknown;
         _lastReason = reason;
@@ -111,8 +184,18 @@ public sealed class ClusterExecutionStrategy : ExecutionStrategy
     /// <summary>The caller's <c>verifySucceeded</c> is asked before every retry, and when the outcome of a COMMIT is unknown.</summary>
     /// <param name="exception">The error of the run.</param>
     /// <returns>Whether to run <c>verifySucceeded</c>.</returns>
-    protected override bool ShouldVerifySuccessOn(Exception exception) =>
-        Classify(exception) is not MySqlCluster.RetryReason.None;
+    protected override bool ShouldVerifySuccessOn(Exception exception)
+    {
+        if (exception is OperationCanceledException)
+        {
+            return false;
+        }
+
+        var reason = Classify(exception);
+        _outcomeUnknown = reason == MySqlCluster.RetryReason.OutcomeUnknown;
+        _verifying = reason is not MySqlCluster.RetryReason.None;
+        return _verifying;
+    }
 
     /// <inheritdoc/>
     protected override TimeSpan? GetNextDelay(Exception lastException)
@@ -131,7 +214,15 @@ public sealed class ClusterExecutionStrategy : ExecutionStrategy
             return MySqlCluster.RetryReason.None;
         }
 
-        return MySqlCluster.Classify(exception, state.CommitSent);
+        var reason = MySqlCluster.Classify(exception, state.CommitSent);
+        if (reason == MySqlCluster.RetryReason.Conflict && state.RawSent)
+        {
+            // A 1213 proves that the statement it answered did nothing, not that the rest of a raw command did:
+            // "UPDATE a ...; UPDATE b ..." or CALL p() outside a transaction may have committed UPDATE a already.
+            return MySqlCluster.RetryReason.None;
+        }
+
+        return reason;
     }
 
     private ClusterCommitOutcomeUnknownException OutcomeUnknown(Exception error)

@@ -24,7 +24,8 @@ public static class ClusterSqlDbContextOptionsExtensions
     /// <remarks>
     /// Every node must be a MySqlConnector node whose connection string has <c>AllowUserVariables=True</c> and
     /// <c>UseAffectedRows=False</c> (Pomelo relies on both), and the nodes must agree on <c>GuidFormat</c>,
-    /// <c>OldGuids</c> and <c>TreatTinyAsBoolean</c>, from which Pomelo derives its type mappings. Retries are off
+    /// <c>OldGuids</c> and <c>TreatTinyAsBoolean</c>, from which Pomelo derives its type mappings, and name the same
+    /// database. Retries are off
     /// until <see cref="EnableClusterRetry"/>.
     /// </remarks>
     /// <param name="optionsBuilder">The context's options.</param>
@@ -32,7 +33,7 @@ public static class ClusterSqlDbContextOptionsExtensions
     /// <param name="serverVersion">The server version, as for <c>UseMySql</c> (for example <c>new MariaDbServerVersion(new Version(10, 11))</c>).</param>
     /// <param name="mySqlOptionsAction">Pomelo's own options (<see cref="MySqlDbContextOptionsBuilder"/>), such as <see cref="EnableClusterRetry"/>.</param>
     /// <returns>The options builder.</returns>
-    /// <exception cref="ArgumentException"><paramref name="dataSource"/> is neither a cluster nor one of its roles; or a node is not a MySqlConnector node, lacks the options Pomelo needs, or disagrees with the others on type-mapping options.</exception>
+    /// <exception cref="ArgumentException"><paramref name="dataSource"/> is neither a cluster nor one of its roles; or a node is not a MySqlConnector node, lacks the options Pomelo needs, names no database or another database than the others, or disagrees with the others on type-mapping options; or <paramref name="mySqlOptionsAction"/> enables Pomelo's EnableRetryOnFailure.</exception>
     [SuppressMessage("ApiDesign", "RS0026:Do not add multiple public overloads with optional parameters", Justification = "Typed and untyped options builders, as UseMySql has.")]
     public static DbContextOptionsBuilder UseClusterSql(
         this DbContextOptionsBuilder optionsBuilder,
@@ -55,6 +56,16 @@ public static class ClusterSqlDbContextOptionsExtensions
         // Pomelo derives its type mappings (Guid format, tinyint(1) as bool) from the connection string's settings; a
         // cluster has one string per node, so it gets a string of those settings alone, the same for every node.
         optionsBuilder.UseMySql(SettingsOf(cluster), serverVersion, mySqlOptionsAction);
+        if (optionsBuilder.Options.FindExtension<MySqlOptionsExtension>()?.ExecutionStrategyFactory is { } factory
+            && factory.Method.DeclaringType?.Assembly == typeof(MySqlDbContextOptionsBuilder).Assembly)
+        {
+            // Pomelo's EnableRetryOnFailure (its only execution strategy) retries whatever failed, COMMIT included.
+            throw new ArgumentException(
+                "UseClusterSql does not take Pomelo's EnableRetryOnFailure: it re-runs a unit of work even when its COMMIT may have reached "
+                + "the server. Use EnableClusterRetry, which retries only what cannot have committed.",
+                nameof(mySqlOptionsAction));
+        }
+
         if (optionsBuilder.Options.FindExtension<MySqlOptionsExtension>() is { NoBackslashEscapes: true })
         {
             RequireNoBackslashEscapes(cluster);
@@ -62,7 +73,7 @@ public static class ClusterSqlDbContextOptionsExtensions
 
         ((IDbContextOptionsBuilderInfrastructure)optionsBuilder).AddOrUpdateExtension(new ClusterSqlOptionsExtension(cluster, source, role));
         optionsBuilder.ReplaceService<IMySqlRelationalConnection, ClusterRelationalConnection>();
-        optionsBuilder.AddInterceptors(UnitOfWorkTracker.Instance);
+        optionsBuilder.AddInterceptors(UnitOfWorkTracker.Instance, SaveInTransactionInterceptor.Instance);
         if (role == ClusterRole.Reader)
         {
             optionsBuilder.AddInterceptors(ReadersOnlyInterceptor.Instance);
@@ -92,6 +103,11 @@ public static class ClusterSqlDbContextOptionsExtensions
     /// Retries a unit of work on a Galera conflict or a node that is not ready, never after COMMIT may have reached
     /// the server (<see cref="ClusterExecutionStrategy"/>), with the retry API's settings and backoff.
     /// </summary>
+    /// <remarks>
+    /// With it, <c>SaveChanges</c> always runs in a transaction (as <c>AutoTransactionBehavior.Always</c>, unless the
+    /// context is set to <c>Never</c>): EF Core would save a single change without one, and a connection lost during
+    /// that autocommit statement leaves its outcome unknown; inside a transaction it is lost before COMMIT, and retried.
+    /// </remarks>
     /// <param name="builder">Pomelo's options.</param>
     /// <param name="retry">The retry settings, or <see langword="null"/> for the defaults (10 attempts, 5 ms doubling to 1 s).</param>
     /// <returns>The builder.</returns>
@@ -127,6 +143,7 @@ public static class ClusterSqlDbContextOptionsExtensions
     {
         string? settings = null;
         string? first = null;
+        string? database = null;
         foreach (var node in cluster.Nodes)
         {
             if (node.DataSource is not MySqlDataSource mySql)
@@ -140,6 +157,26 @@ public static class ClusterSqlDbContextOptionsExtensions
                 throw new ArgumentException(
                     $"Node '{node.Name}': Pomelo.EntityFrameworkCore.MySql needs 'AllowUserVariables=True;UseAffectedRows=False' in every node's connection string "
                     + "(its SQL uses user variables, and its concurrency checks count matched rows).",
+                    "dataSource");
+            }
+
+            // A closed cluster connection reports the first node's database (EF and Pomelo read it before opening, for
+            // the history table and existence checks): that is only right when every node names the same one.
+            if (string.IsNullOrEmpty(builder.Database))
+            {
+                throw new ArgumentException(
+                    $"Node '{node.Name}' names no database ('Database=...' in its connection string): a DbContext on a cluster needs every node to name the same database.",
+                    "dataSource");
+            }
+
+            if (database is null)
+            {
+                database = builder.Database;
+            }
+            else if (!string.Equals(database, builder.Database, StringComparison.Ordinal))
+            {
+                throw new ArgumentException(
+                    $"Nodes '{first}' and '{node.Name}' name different databases: a DbContext on a cluster needs every node to name the same database.",
                     "dataSource");
             }
 

@@ -25,6 +25,7 @@ internal sealed class ClusterConnection : DbConnection
     private readonly DbDataSource _opener;
     private readonly StateChangeEventHandler _innerStateChanged;
     private DbConnection? _inner;
+    private string? _configuredDatabase;
     private int _disposed;
 
     public ClusterConnection(ClusterDataSource dataSource, DbDataSource? opener = null)
@@ -64,6 +65,16 @@ internal sealed class ClusterConnection : DbConnection
     /// Framework Core's migrations build their SQL from it before they open.
     /// </summary>
     public override string Database => InnerConnection?.Database ?? ConfiguredDatabase();
+
+    /// <summary>
+    /// Refused with its reason: an ambient or distributed transaction (TransactionScope) would tie the unit of work to
+    /// the node a single acquire chose, across opens that may each land on another node.
+    /// </summary>
+    /// <exception cref="NotSupportedException">Always.</exception>
+    public override void EnlistTransaction(System.Transactions.Transaction? transaction) =>
+        throw new NotSupportedException(
+            "A ClusterSql connection does not take part in TransactionScope or other System.Transactions transactions: each open is an acquire "
+            + "that may choose another node. Begin the transaction on the connection (BeginTransaction), or use the retry API.");
 
     public override string DataSource => InnerConnection?.DataSource ?? _opener.ConnectionString;
 
@@ -124,7 +135,10 @@ internal sealed class ClusterConnection : DbConnection
         Dispose();
     }
 
-    private string ConfiguredDatabase()
+    // Cached: EF Core reads Database of its closed connection often, and each read would create a provider connection.
+    private string ConfiguredDatabase() => _configuredDatabase ??= ReadConfiguredDatabase();
+
+    private string ReadConfiguredDatabase()
     {
         var nodes = _dataSource.Nodes;
         if (nodes.Count == 0)

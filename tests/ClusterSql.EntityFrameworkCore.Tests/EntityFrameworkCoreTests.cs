@@ -31,6 +31,44 @@ public sealed class EntityFrameworkCoreTests : FaultFixture
     }
 
     [Test]
+    public async Task SingleChange_WithClusterRetry_IsSavedInATransaction()
+    {
+        // Without a transaction a connection lost during the autocommit INSERT leaves its outcome unknown; with one,
+        // it is lost before COMMIT and retried: EnableClusterRetry makes SaveChanges always use one.
+        await using var cluster = Ef.Cluster();
+        var commits = new CommitCounter();
+        foreach (var enableRetry in new[] { true, false })
+        {
+            commits.Count = 0;
+            await using var context = new ItemsContext(new DbContextOptionsBuilder<ItemsContext>()
+                .UseClusterSql(cluster, Ef.Server, mySql =>
+                {
+                    if (enableRetry)
+                    {
+                        mySql.EnableClusterRetry();
+                    }
+                })
+                .AddInterceptors(commits)
+                .Options);
+            context.Items.Add(new Item { Name = "single-" + enableRetry, Counter = 1 });
+            Assert.That(await context.SaveChangesAsync(), Is.EqualTo(1));
+            Assert.That(commits.Count, Is.EqualTo(enableRetry ? 1 : 0), $"enableRetry {enableRetry}");
+            Assert.That(context.Database.AutoTransactionBehavior, Is.EqualTo(AutoTransactionBehavior.WhenNeeded), "the context's own setting is restored");
+        }
+    }
+
+    private sealed class CommitCounter : Microsoft.EntityFrameworkCore.Diagnostics.DbTransactionInterceptor
+    {
+        public int Count { get; set; }
+
+        public override Task TransactionCommittedAsync(System.Data.Common.DbTransaction transaction, Microsoft.EntityFrameworkCore.Diagnostics.TransactionEndEventData eventData, System.Threading.CancellationToken cancellationToken = default)
+        {
+            Count++;
+            return Task.CompletedTask;
+        }
+    }
+
+    [Test]
     public async Task Crud_ThroughTheWriter_EveryOpenIsAnAcquireOnTheWriter()
     {
         await using var cluster = Ef.Cluster();
@@ -322,5 +360,30 @@ public sealed class EntityFrameworkCoreTests : FaultFixture
         var error = Assert.Throws<ArgumentException>(() => new DbContextOptionsBuilder<ItemsContext>().UseClusterSql(cluster, Ef.Server));
         Assert.That(error!.Message, Does.Contain("galera1").And.Contain("AllowUserVariables=True"));
         Assert.That(error.Message, Does.Not.Contain(TestCluster.Password));
+    }
+
+    [TestCase(";Database=other", "different databases")]
+    [TestCase(";Database=", "names no database")]
+    public void UseClusterSql_NodesNamingDifferentDatabases_FailsNamingTheNodeNotTheString(string secondNodeExtra, string expected)
+    {
+        // A closed cluster connection reports the first node's database; Pomelo and EF read it before opening.
+        var builder = new ClusterDataSourceBuilder();
+        ClusterSql.MySql.MySqlCluster.AddMySqlNode(builder, "galera1", TestCluster.ConnectionString(1, Ef.PomeloOptions));
+        ClusterSql.MySql.MySqlCluster.AddMySqlNode(builder, "galera2", TestCluster.ConnectionString(2, Ef.PomeloOptions + secondNodeExtra));
+        using var cluster = builder.Build();
+        var error = Assert.Throws<ArgumentException>(() => new DbContextOptionsBuilder<ItemsContext>().UseClusterSql(cluster, Ef.Server));
+        Assert.That(error!.Message, Does.Contain("galera2").And.Contain(expected));
+        Assert.That(error.Message, Does.Not.Contain(TestCluster.Password));
+    }
+
+    [Test]
+    public void UseClusterSql_WithPomelosEnableRetryOnFailure_IsRefused()
+    {
+        using var cluster = TestCluster.Build(galera: false, extra: Ef.PomeloOptions);
+        var error = Assert.Throws<ArgumentException>(() => new DbContextOptionsBuilder<ItemsContext>().UseClusterSql(cluster, Ef.Server, mySql => mySql.EnableRetryOnFailure()));
+        Assert.That(error!.Message, Does.Contain("EnableRetryOnFailure").And.Contain("EnableClusterRetry"));
+
+        // EnableClusterRetry is accepted.
+        Assert.That(() => new DbContextOptionsBuilder<ItemsContext>().UseClusterSql(cluster, Ef.Server, mySql => mySql.EnableClusterRetry()), Throws.Nothing);
     }
 }

@@ -154,6 +154,59 @@ public sealed class CliJsonAndConfigTests
         Assert.That(error!.Message, Does.Contain("not valid JSON").And.Not.Contain("hunter2"));
     }
 
+    [Test]
+    public void Config_InvalidJson_NamesTheLine()
+    {
+        var badJson = Write("line3.json", "{\n  \"ClusterSql\": {\n    \"Nodes\": { \"a\": \"Server=x;Password=hunter2-secret\" ,, }\n  }\n}\n");
+        var error = Assert.Throws<ArgumentException>(() => ClusterTarget.Open(null, badJson, galera: false));
+        Assert.That(error!.Message, Does.Contain("not valid JSON (line 3)").And.Not.Contain("hunter2"));
+    }
+
+    [TestCase("check", "--bogus")]
+    [TestCase("watch", "--duration", "abc")]
+    [TestCase("check", "--json", "--no-galera", "extra-argument")]
+    public void ParseErrors_ExitWithUsage64(params string[] args)
+    {
+        var (exitCode, _, error) = RunCli(args);
+        Assert.That(exitCode, Is.EqualTo(64), error);
+        Assert.That(error, Does.StartWith("clustersql: ").And.Not.Contain("   at "));
+    }
+
+    [Test]
+    public void UnexpectedError_MessageCarriesNoConnectionStringOrPassword()
+    {
+        const string connectionString = "Server=10.0.0.1;User ID=app;Password=hunter2-secret";
+        var error = new InvalidOperationException($"could not use '{connectionString}'\nnor pwd = other-secret; at all");
+        var message = CliErrors.Sanitize(error, connectionString);
+        Assert.That(message, Does.StartWith("unexpected error (InvalidOperationException): could not use '[connection string]'"));
+        Assert.That(message, Does.Not.Contain("hunter2").And.Not.Contain("other-secret").And.Not.Contain("\n"));
+
+        var json = CliJson.Serialize(new ErrorJson(CliJson.Version, "error", message, CliErrors.InternalError));
+        using var document = JsonDocument.Parse(json);
+        Assert.That(Names(document.RootElement), Is.EqualTo(new[] { "version", "type", "message", "exitCode" }));
+        Assert.That(document.RootElement.GetProperty("exitCode").GetInt32(), Is.EqualTo(70));
+    }
+
+    // Runs the tool's entry point in process, its output captured (the tests of this class do not run in parallel).
+    private static (int ExitCode, string Output, string Error) RunCli(params string[] args)
+    {
+        var (output, error) = (new StringWriter(), new StringWriter());
+        var (oldOut, oldError) = (Console.Out, Console.Error);
+        Console.SetOut(output);
+        Console.SetError(error);
+        try
+        {
+            var result = typeof(CliErrors).Assembly.EntryPoint!.Invoke(null, [args]);
+            var exitCode = result is System.Threading.Tasks.Task<int> task ? task.GetAwaiter().GetResult() : (int)result!;
+            return (exitCode, output.ToString(), error.ToString());
+        }
+        finally
+        {
+            Console.SetOut(oldOut);
+            Console.SetError(oldError);
+        }
+    }
+
     private string Write(string name, string json)
     {
         var path = Path.Combine(_directory, name);

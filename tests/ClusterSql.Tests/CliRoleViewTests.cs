@@ -92,6 +92,40 @@ public sealed class CliRoleViewTests
     public void Duration_ReadsAsAPersonWould(double seconds, string expected) =>
         Assert.That(Format.Duration(TimeSpan.FromSeconds(seconds)), Is.EqualTo(expected));
 
+    [Test]
+    public async Task CheckJson_NamesOnlyAReachableNodeAsWriter()
+    {
+        await using var cluster = await Cluster(("node1", Report(rank: 0)), ("node2", Report(rank: 1)));
+        var view = RoleView.Of(cluster);
+        Assert.That(view.WriterOrder[0], Is.EqualTo("node1"));
+        var replication = new CheckCommand.Replication(false, false, null, [], null, "replication: not checked");
+
+        // Nothing reachable: no writer, although the probe's last data still orders the nodes.
+        var none = CheckCommand.ToJson([new CheckCommand.NodeReport("node1"), new CheckCommand.NodeReport("node2")], view, replication, CheckCommand.Failed);
+        Assert.That(none.Roles!.Writers, Is.Empty);
+
+        // The first in order unreachable: the writer is the next one the check reached.
+        var second = CheckCommand.ToJson([new CheckCommand.NodeReport("node1"), new CheckCommand.NodeReport("node2") { Reachable = true }], view, replication, CheckCommand.Degraded);
+        Assert.That(second.Roles!.Writers, Is.EqualTo(new[] { "node2" }));
+    }
+
+    [Test]
+    public void WatchJson_NodeStateNames_ArePinned()
+    {
+        var expected = new Dictionary<ClusterNodeState, string>
+        {
+            [ClusterNodeState.Healthy] = "Healthy",
+            [ClusterNodeState.Ejected] = "Ejected",
+            [ClusterNodeState.HalfOpen] = "HalfOpen",
+            [ClusterNodeState.Down] = "Down",
+            [ClusterNodeState.Removed] = "Removed",
+            [ClusterNodeState.Disposed] = "Disposed",
+            [ClusterNodeState.Draining] = "Draining",
+        };
+        Assert.That(Enum.GetValues<ClusterNodeState>().ToDictionary(s => s, WatchCommand.StateName), Is.EqualTo(expected), "a new state needs its JSON name (README)");
+        Assert.That(WatchCommand.StateName((ClusterNodeState)99), Is.EqualTo("Unknown"));
+    }
+
     private static (ClusterNodeHealth Health, int Priority) Report(long rank, TimeSpan? uptime = null, long lag = 0, bool readOnly = false, int priority = 0) =>
         (ClusterNodeHealth.Healthy with { WriterRank = rank, Uptime = uptime ?? LongUp, ReplicationLag = lag, ReadOnly = readOnly }, priority);
 

@@ -51,6 +51,16 @@ public sealed class ClusterConnectionTests
     private static long Wins(ClusterDataSource cluster) => cluster.GetNode("primary")!.GetStatistics().Wins;
 
     [Test]
+    public void EnlistTransaction_IsRefusedWithItsReason()
+    {
+        using var cluster = BuildSqlite();
+        using var connection = cluster.CreateConnection();
+        using var scope = new System.Transactions.CommittableTransaction();
+        var error = Assert.Throws<NotSupportedException>(() => connection.EnlistTransaction(scope));
+        Assert.That(error!.Message, Does.Contain("TransactionScope").And.Contain("BeginTransaction"));
+    }
+
+    [Test]
     public void Open_AfterACloseConnectionReaderClosedTheProviderConnection_AcquiresAfresh()
     {
         using var cluster = BuildSqlite();

@@ -1,3 +1,4 @@
+using System;
 using System.Data.Common;
 using System.Runtime.CompilerServices;
 using System.Threading;
@@ -12,6 +13,7 @@ internal sealed class AttemptState
 {
     private int _commitSent;
     private int _committed;
+    private int _rawSent;
     private DbConnection? _commitConnection;
 
     /// <summary>A COMMIT, or a statement that may write outside a transaction (autocommit), was sent in this run.</summary>
@@ -20,6 +22,13 @@ internal sealed class AttemptState
     /// <summary>Something committed in this run: running it again could apply that twice.</summary>
     public bool Committed => Volatile.Read(ref _committed) != 0;
 
+    /// <summary>
+    /// Text EF Core did not write (ExecuteSql, FromSql that does not start with SELECT/WITH, migration DDL, a command of
+    /// unknown source) that may commit was sent: it may hold several statements, or commit implicitly, so even a
+    /// certification conflict (1213) does not prove that none of it committed.
+    /// </summary>
+    public bool RawSent => Volatile.Read(ref _rawSent) != 0;
+
     /// <summary>The connection the last COMMIT (or autocommit statement) went out on, to name its node.</summary>
     public DbConnection? CommitConnection => Volatile.Read(ref _commitConnection);
 
@@ -27,21 +36,33 @@ internal sealed class AttemptState
     {
         Volatile.Write(ref _commitSent, 0);
         Volatile.Write(ref _committed, 0);
+        Volatile.Write(ref _rawSent, 0);
         Volatile.Write(ref _commitConnection, null);
     }
 
+    /// <summary>A COMMIT or one statement EF Core generated (SaveChanges, ExecuteUpdate, ExecuteDelete) went out.</summary>
     public void MarkCommitSent(DbConnection? connection)
     {
         Volatile.Write(ref _commitConnection, connection);
         Volatile.Write(ref _commitSent, 1);
     }
 
+    /// <summary>Text EF Core did not write, which may commit, went out (see <see cref="RawSent"/>).</summary>
+    public void MarkRawSent(DbConnection? connection)
+    {
+        Volatile.Write(ref _rawSent, 1);
+        MarkCommitSent(connection);
+    }
+
     public void MarkCommitted() => Volatile.Write(ref _committed, 1);
 }
 
 /// <summary>
-/// Watches every COMMIT and every statement that may write outside a transaction, per context, so that the
-/// execution strategy can tell "nothing was sent that could have committed" from "COMMIT may have reached the server".
+/// Watches every COMMIT and every statement that may commit, so that the execution strategy can tell "nothing was sent
+/// that could have committed" from "COMMIT may have reached the server". While a <see cref="ClusterExecutionStrategy"/>
+/// runs a unit of work, what any context does in it (the context the strategy came from, or another one the unit of
+/// work creates, as in EF Core's documented <c>CreateExecutionStrategy().Execute(() => { using var ctx = new ...; })</c>)
+/// is recorded into the run's <see cref="AttemptState"/>, which flows with the run as an AsyncLocal.
 /// EF Core's own retrying strategies cannot tell them apart; this is what lets ClusterSql's strategy refuse to retry
 /// after a COMMIT, as the retry API does.
 /// </summary>
@@ -50,12 +71,21 @@ internal sealed class UnitOfWorkTracker : IDbTransactionInterceptor, IDbCommandI
     public static readonly UnitOfWorkTracker Instance = new();
 
     private static readonly ConditionalWeakTable<DbContext, AttemptState> s_states = new();
+    private static readonly AsyncLocal<AttemptState?> s_current = new();
 
     private UnitOfWorkTracker()
     {
     }
 
-    public static AttemptState For(DbContext context) => s_states.GetValue(context, static _ => new AttemptState());
+    /// <summary>The state of the strategy run in progress on this flow, if any.</summary>
+    public static AttemptState? Current
+    {
+        get => s_current.Value;
+        set => s_current.Value = value;
+    }
+
+    /// <summary>Where a command or COMMIT of <paramref name="context"/> is recorded: the run in progress, whatever the context, or the context's own state outside one.</summary>
+    public static AttemptState For(DbContext context) => s_current.Value ?? s_states.GetValue(context, static _ => new AttemptState());
 
     public InterceptionResult TransactionCommitting(DbTransaction transaction, TransactionEventData eventData, InterceptionResult result)
     {
@@ -150,25 +180,89 @@ internal sealed class UnitOfWorkTracker : IDbTransactionInterceptor, IDbCommandI
     }
 
     /// <summary>
-    /// A statement commits by itself when it runs outside a transaction (autocommit: EF Core saves a single change
-    /// without one, and ExecuteUpdate, ExecuteDelete and ExecuteSql run without one unless the caller began one), and
-    /// a migration's DDL commits implicitly on MySQL even inside one. Only LINQ and FromSql queries are taken to read.
+    /// What a command may commit. A LINQ query reads. SaveChanges, ExecuteUpdate and ExecuteDelete send statements EF
+    /// Core wrote, one per command, that commit by themselves only outside a transaction (autocommit: EF Core saves a
+    /// single change without one). Text EF Core did not write may commit even inside a transaction (ALTER TABLE,
+    /// TRUNCATE, LOCK TABLES, a literal COMMIT or START TRANSACTION commit implicitly on MySQL) and may hold several
+    /// statements: ExecuteSql and commands of unknown source always count, migrations too (DDL), and FromSql/SqlQuery
+    /// count unless the text starts, after whitespace and comments, with SELECT or WITH (so <c>CALL p()</c> counts).
     /// </summary>
-    private static bool MayCommit(DbCommand command, CommandEventData eventData) =>
-        eventData.CommandSource == CommandSource.Migrations
-        || (command.Transaction is null && eventData.CommandSource is not (CommandSource.LinqQuery or CommandSource.FromSqlQuery));
-
-    private static void Executing(DbCommand command, CommandEventData eventData)
+    internal static CommitKind MayCommit(DbCommand command, CommandEventData eventData) => eventData.CommandSource switch
     {
-        if (eventData.Context is { } context && MayCommit(command, eventData))
+        CommandSource.LinqQuery => CommitKind.None,
+        CommandSource.FromSqlQuery => IsQueryText(command.CommandText) ? CommitKind.None : CommitKind.Raw,
+        CommandSource.SaveChanges or CommandSource.ExecuteUpdate or CommandSource.ExecuteDelete or CommandSource.ValueGenerator =>
+            command.Transaction is null ? CommitKind.Statement : CommitKind.None,
+        _ => CommitKind.Raw,
+    };
+
+    /// <summary>Whether SQL text starts, after whitespace and comments, with SELECT or WITH (a read).</summary>
+    internal static bool IsQueryText(string? text)
+    {
+        var span = (text ?? string.Empty).AsSpan();
+        while (true)
         {
-            For(context).MarkCommitSent(NodeConnection(command.Connection));
+            span = span.TrimStart();
+            if (span.StartsWith("/*", StringComparison.Ordinal))
+            {
+                // MySQL runs an executable comment's text (/*! ... */, /*M! ... */): it is not a comment.
+                if (span.Length > 2 && (span[2] == '!' || span[2] == 'M'))
+                {
+                    return false;
+                }
+
+                var end = span.IndexOf("*/", StringComparison.Ordinal);
+                if (end < 0)
+                {
+                    return false;
+                }
+
+                span = span[(end + 2)..];
+            }
+            else if (span.StartsWith("-- ", StringComparison.Ordinal) || span.StartsWith("--\t", StringComparison.Ordinal)
+                || span is "--" || span.StartsWith("--\n", StringComparison.Ordinal) || span.StartsWith("--\r", StringComparison.Ordinal)
+                || span.StartsWith("#", StringComparison.Ordinal))
+            {
+                var end = span.IndexOfAny('\n', '\r');
+                if (end < 0)
+                {
+                    return false;
+                }
+
+                span = span[end..];
+            }
+            else
+            {
+                return StartsWithWord(span, "SELECT") || StartsWithWord(span, "WITH");
+            }
         }
     }
 
-    private static void Executed(DbCommand command, CommandEventData eventData)
+    private static bool StartsWithWord(ReadOnlySpan<char> text, string word) =>
+        text.StartsWith(word, StringComparison.OrdinalIgnoreCase)
+        && (text.Length == word.Length || !(char.IsLetterOrDigit(text[word.Length]) || text[word.Length] == '_'));
+
+    private static void Executing(DbCommand command, CommandEventData eventData)
     {
-        if (eventData.Context is { } context && MayCommit(command, eventData))
+        if (eventData.Context is not { } context)
+        {
+            return;
+        }
+
+        switch (MayCommit(command, eventData))
+        {
+            case CommitKind.Statement:
+                For(context).MarkCommitSent(NodeConnection(command.Connection));
+                break;
+            case CommitKind.Raw:
+                For(context).MarkRawSent(NodeConnection(command.Connection));
+                break;
+        }
+    }
+
+    private static void Executed(DbCommand command, CommandExecutedEventData eventData)
+    {
+        if (eventData.Context is { } context && MayCommit(command, eventData) != CommitKind.None)
         {
             For(context).MarkCommitted();
         }
@@ -193,6 +287,19 @@ internal sealed class UnitOfWorkTracker : IDbTransactionInterceptor, IDbCommandI
             For(context).MarkCommitted();
         }
     }
+}
+
+/// <summary>What a command may commit.</summary>
+internal enum CommitKind
+{
+    /// <summary>Nothing: a read, or a statement EF Core wrote inside a transaction (the COMMIT is seen on its own).</summary>
+    None,
+
+    /// <summary>One statement EF Core wrote, outside a transaction: a 1213 proves it did nothing.</summary>
+    Statement,
+
+    /// <summary>Text EF Core did not write: may be several statements, or commit implicitly.</summary>
+    Raw,
 }
 
 /// <summary>Refuses SaveChanges on a context whose connections come from the readers: writes belong to the writer.</summary>
