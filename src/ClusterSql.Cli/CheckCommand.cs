@@ -8,6 +8,7 @@ using System.Threading;
 using System.Threading.Tasks;
 using ClusterSql.MySql;
 using MySqlConnector;
+using Npgsql;
 
 namespace ClusterSql.Cli;
 
@@ -51,8 +52,14 @@ internal static class CheckCommand
             reports.Add(await CheckNodeAsync(node, cancellationToken));
         }
 
+        var postgres = reports.Count > 0 && cluster.Nodes.All(n => n.DataSource is NpgsqlDataSource);
+        if (postgres)
+        {
+            PostgresCheck.ComputeLag(reports);
+        }
+
         await output.WriteLineAsync(Table.Render(
-            ["node", "source", "reachable", "open p50", "open max", "galera", "state", "problem"],
+            ["node", "source", "reachable", "open p50", "open max", postgres ? "postgres" : "galera", "state", "problem"],
             reports.Select(r => new[]
             {
                 r.Name,
@@ -69,7 +76,7 @@ internal static class CheckCommand
 
         var serving = reports.Where(r => r.Serves).ToList();
         var replication = serving.Count > 0
-            ? await CheckReplicationAsync(cluster, serving, cancellationToken)
+            ? postgres ? await PostgresCheck.CheckReplicationAsync(cluster, serving, cancellationToken) : await CheckReplicationAsync(cluster, serving, cancellationToken)
             : new Replication(Checked: false, Ok: false, WrittenOn: null, ReadBackOn: [], Error: "no node can serve: replication not checked");
         await output.WriteLineAsync(replication.Describe());
 
@@ -80,7 +87,7 @@ internal static class CheckCommand
         {
             Healthy => "verdict: HEALTHY (every node serves; a write replicates to every node)",
             Degraded => $"verdict: DEGRADED ({reports.Count - serving.Count} of {reports.Count} nodes not serving; the rest replicate)",
-            _ => "verdict: FAILED",
+            _ => replication.Checked || serving.Count == 0 ? "verdict: FAILED" : "verdict: FAILED (no node takes writes)",
         });
         if (json)
         {
@@ -103,7 +110,8 @@ internal static class CheckCommand
             r.Reachable ? CliJson.Millis(r.OpenMedian) : null,
             r.Reachable ? CliJson.Millis(r.OpenMax) : null,
             r.IsGalera && r.GaleraState is not null ? new GaleraJson(r.GaleraState, r.GaleraClusterStatus, r.GaleraReady, r.GaleraClusterSize) : null,
-            r.Problem)).ToList(),
+            r.Problem,
+            r.Postgres is { } pg ? new PostgresJson(pg.Role, pg.Timeline, pg.ReceiverStatus, pg.LagBytes) : null)).ToList(),
         roles is null ? null : new RolesJson(
             // Only a node the check reached can take writes: with none reachable there is no writer to name.
             roles.WriterOrder.Where(name => reports.Any(r => r.Reachable && r.Name == name)).Take(roles.Options.MaxWriters).ToList(),
@@ -185,9 +193,22 @@ internal static class CheckCommand
     private static async Task<NodeReport> CheckNodeAsync(ClusterNode node, CancellationToken cancellationToken)
     {
         var report = new NodeReport(node.Name);
+        if (node.DataSource is NpgsqlDataSource npgsql)
+        {
+            try
+            {
+                return Measured(report, await PostgresCheck.OpenAndReadAsync(npgsql, report, OpensPerNode, cancellationToken));
+            }
+            catch (Exception ex) when (ex is NpgsqlException or TimeoutException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
+            {
+                report.Problem = $"{ex.GetType().Name}: {(ex is PostgresException pg ? $"{pg.SqlState}: {pg.MessageText}" : ex.Message.ReplaceLineEndings(" "))}";
+                return report;
+            }
+        }
+
         if (node.DataSource is not MySqlDataSource mySql)
         {
-            report.Problem = "not a MySqlConnector node";
+            report.Problem = "not a MySqlConnector or Npgsql node";
             return report;
         }
 
@@ -214,6 +235,11 @@ internal static class CheckCommand
             return report;
         }
 
+        return Measured(report, latencies);
+    }
+
+    private static NodeReport Measured(NodeReport report, List<TimeSpan> latencies)
+    {
         latencies.Sort();
         report.Reachable = true;
         report.OpenMedian = latencies[latencies.Count / 2];
@@ -333,6 +359,9 @@ internal static class CheckCommand
         public string? GaleraReady { get; set; }
 
         public long? GaleraClusterSize { get; set; }
+
+        /// <summary>A PostgreSQL node's state as read by the check; null for another server or one not reached.</summary>
+        public PostgresNodeState? Postgres { get; set; }
 
         public string? Problem { get; set; }
 

@@ -2,11 +2,21 @@ using System;
 using System.IO;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
+using System.Data.Common;
 using ClusterSql.MySql;
+using ClusterSql.Npgsql;
 using Microsoft.Extensions.Configuration;
 using MySqlConnector;
+using Npgsql;
 
 namespace ClusterSql.Cli;
+
+/// <summary>Which ADO.NET provider a cluster's nodes are: MySqlConnector (MariaDB, MySQL, Galera) or Npgsql (PostgreSQL).</summary>
+internal enum ClusterProvider
+{
+    MySql,
+    Postgres,
+}
 
 /// <summary>Which cluster a command works on: the local one (generated), a multi-host connection string, or a configuration file.</summary>
 internal static class ClusterTarget
@@ -14,17 +24,34 @@ internal static class ClusterTarget
     /// <summary>The section a service's <c>AddClusterSql(configuration.GetSection("ClusterSql"), ...)</c> usually binds.</summary>
     public const string DefaultSection = "ClusterSql";
 
-    /// <param name="connectionString">A MySqlConnector connection string, or null.</param>
+    /// <summary>The values <c>--provider</c> accepts.</summary>
+    public static readonly string[] ProviderNames = ["mysql", "postgres"];
+
+    /// <summary>The provider a <c>--provider</c> value names (System.CommandLine has already refused any other value).</summary>
+    public static ClusterProvider ParseProvider(string? name) => name switch
+    {
+        null or "mysql" => ClusterProvider.MySql,
+        "postgres" => ClusterProvider.Postgres,
+        _ => throw new ArgumentException($"--provider must be one of {string.Join(", ", ProviderNames)}."),
+    };
+
+    /// <param name="connectionString">A connection string of <paramref name="provider"/>, or null.</param>
     /// <param name="configFile">A JSON file, or null.</param>
-    /// <param name="galera">Whether to check Galera state.</param>
+    /// <param name="galera">Whether to run the provider's health probe (Galera's for MySQL, PostgreSQL's for PostgreSQL).</param>
     /// <param name="configure">Changes the options.</param>
     /// <param name="section">The section of <paramref name="configFile"/> to read, or null for the usual one.</param>
     /// <param name="discover">With Galera: the nodes are seeds, and the other members are learned from the cluster.</param>
-    public static ClusterDataSource Open(string? connectionString, string? configFile, bool galera, Action<ClusterOptions>? configure = null, string? section = null, bool discover = false)
+    /// <param name="provider">The nodes' provider.</param>
+    public static ClusterDataSource Open(string? connectionString, string? configFile, bool galera, Action<ClusterOptions>? configure = null, string? section = null, bool discover = false, ClusterProvider provider = ClusterProvider.MySql)
     {
+        if (discover && provider == ClusterProvider.Postgres)
+        {
+            throw new ArgumentException("--discover reads the Galera members: it cannot go with --provider postgres.");
+        }
+
         if (discover && !galera)
         {
-            throw new ArgumentException("--discover reads the Galera members: it cannot go with --no-galera.");
+            throw new ArgumentException("--discover reads the Galera members: it cannot go with --no-probe (--no-galera).");
         }
 
         if (connectionString is not null && configFile is not null)
@@ -38,6 +65,11 @@ internal static class ClusterTarget
         }
 
         connectionString ??= Environment.GetEnvironmentVariable("CLUSTERSQL_CONNECTION_STRING");
+        if (provider == ClusterProvider.Postgres)
+        {
+            return OpenPostgres(connectionString, configFile, section, galera, configure);
+        }
+
         if (configFile is not null)
         {
             return FromFile(configFile, section, galera, configure, discover);
@@ -68,7 +100,10 @@ internal static class ClusterTarget
     /// own reading and checks, so one appsettings.json serves the service and this tool): <paramref name="section"/>, or
     /// "ClusterSql" when the file has it, or else the whole file (<c>{ "Nodes": { "name": "connection string" } }</c>).
     /// </summary>
-    public static ClusterDataSourceBuilder ReadFile(string path, string? section)
+    public static ClusterDataSourceBuilder ReadFile(string path, string? section, ClusterProvider provider = ClusterProvider.MySql) =>
+        ReadFile(path, section, provider, out _);
+
+    private static ClusterDataSourceBuilder ReadFile(string path, string? section, ClusterProvider provider, out IConfiguration target)
     {
         if (!File.Exists(path))
         {
@@ -102,7 +137,6 @@ internal static class ClusterTarget
             throw new ArgumentException($"--config: '{path}' is not valid JSON{line}.");
         }
 
-        IConfiguration target;
         if (section is not null)
         {
             var named = root.GetSection(section);
@@ -122,7 +156,9 @@ internal static class ClusterTarget
 
         try
         {
-            return ClusterSqlServiceCollectionExtensions.CreateBuilder(target, MySqlConnectorFactory.Instance);
+            // Npgsql's factory makes the same NpgsqlDataSource as AddNpgsqlNode (NpgsqlDataSource.Create); the pool
+            // clearing AddNpgsqlNode adds matters only to a long-lived process, not to a check or a bounded watch.
+            return ClusterSqlServiceCollectionExtensions.CreateBuilder(target, provider == ClusterProvider.Postgres ? NpgsqlFactory.Instance : MySqlConnectorFactory.Instance);
         }
         catch (InvalidOperationException ex)
         {
@@ -145,5 +181,35 @@ internal static class ClusterTarget
 
         configure?.Invoke(builder.Options);
         return builder.Build();
+    }
+
+    private static ClusterDataSource OpenPostgres(string? connectionString, string? configFile, string? section, bool probe, Action<ClusterOptions>? configure)
+    {
+        if (configFile is not null)
+        {
+            var builder = ReadFile(configFile, section, ClusterProvider.Postgres, out var target);
+            if (probe)
+            {
+                builder.UsePostgresHealthProbe();
+
+                // The probe's lag is bytes of WAL: the default of 100 (Galera's write sets) would call every standby with
+                // a write in flight lagging. NpgsqlCluster.CreateDataSource's 1 MiB unless the file sets its own.
+                if (target["MaxReaderLag"] is null)
+                {
+                    builder.Options.MaxReaderLag = NpgsqlCluster.DefaultMaxReaderLagBytes;
+                }
+            }
+
+            configure?.Invoke(builder.Options);
+            return builder.Build();
+        }
+
+        if (string.IsNullOrWhiteSpace(connectionString))
+        {
+            // The generated local cluster is the Galera one: PostgreSQL nodes must be named.
+            throw new ArgumentException("--provider postgres needs --connection-string (Host=a:5432,b:5432,...), $CLUSTERSQL_CONNECTION_STRING or --config.");
+        }
+
+        return NpgsqlCluster.CreateDataSource(connectionString, healthProbe: probe, configure);
     }
 }

@@ -25,10 +25,17 @@ internal sealed record CheckNodeJson(
     double? OpenP50Ms,
     double? OpenMaxMs,
     GaleraJson? Galera,
-    string? Problem);
+    string? Problem,
+    PostgresJson? Postgres = null);
 
 /// <summary>A node's Galera status as read by the check; null for a server that is not Galera or was not reached.</summary>
 internal sealed record GaleraJson(string? State, string? ClusterStatus, string? Ready, long? ClusterSize);
+
+/// <summary>
+/// A PostgreSQL node's state as read by the check (added in version 1: additive): its role ("primary" or "standby"),
+/// timeline, WAL receiver status and replay lag in bytes behind the primary; null for another server or one not reached.
+/// </summary>
+internal sealed record PostgresJson(string Role, long? Timeline, string? ReceiverStatus, long? LagBytes);
 
 internal sealed record RolesJson(
     IReadOnlyList<string> Writers,

@@ -8,7 +8,7 @@ using ClusterSql.Cli;
 
 var connectionString = new Option<string?>("--connection-string", "-c")
 {
-    Description = "A MySqlConnector connection string; several hosts (Server=a,b,c) make several nodes. Default: $CLUSTERSQL_CONNECTION_STRING, else the local test cluster.",
+    Description = "A connection string of the --provider (MySqlConnector: Server=a,b,c; Npgsql: Host=a:5432,b:5432); each host is a node. Default: $CLUSTERSQL_CONNECTION_STRING, else (mysql only) the local test cluster.",
 };
 var config = new Option<string?>("--config")
 {
@@ -19,7 +19,18 @@ var section = new Option<string?>("--section")
     Description = "The section of the --config file to read (default: ClusterSql when the file has it, else the whole file); nested sections with ':', e.g. Databases:Orders.",
 };
 var json = new Option<bool>("--json") { Description = "Print JSON for programs: check prints one object; watch prints one object per line (see README, \"clustersql --json\")." };
-var noGalera = new Option<bool>("--no-galera") { Description = "Do not check Galera state (a cluster that is not Galera)." };
+var provider = new Option<string>("--provider")
+{
+    Description = "The nodes' ADO.NET provider: mysql (MySqlConnector: MariaDB, MySQL, Galera) or postgres (Npgsql: a PostgreSQL primary and its standbys).",
+    DefaultValueFactory = _ => "mysql",
+};
+provider.AcceptOnlyFromAmong(ClusterTarget.ProviderNames);
+
+// --no-galera is the name this option had before PostgreSQL: kept as an alias so that scripts keep working.
+var noGalera = new Option<bool>("--no-probe", "--no-galera")
+{
+    Description = "Run no health probe (mysql: no Galera state, for a server that is not Galera; postgres: no primary/standby check, so no roles by role).",
+};
 var discover = new Option<bool>("--discover")
 {
     Description = "Treat the given nodes as seeds and learn the other Galera members from the cluster itself (mysql.wsrep_cluster_members or wsrep_incoming_addresses).",
@@ -34,26 +45,26 @@ var untilNodeWins = new Option<string?>("--until-node-wins")
 };
 var query = new Option<string>("--query") { Description = "The statement each worker runs on every connection.", DefaultValueFactory = _ => "SELECT 1" };
 
-var check = new Command("check", "Check every node (reachable, open latency, Galera state), name the writer every client would choose and why, and check that a write replicates; exit 0 healthy, 1 degraded, 2 failed.")
+var check = new Command("check", "Check every node (reachable, open latency, Galera state or PostgreSQL role), name the writer every client would choose and why, and check that a write replicates; exit 0 healthy, 1 degraded, 2 failed.")
 {
-    connectionString, config, section, noGalera, discover, json,
+    provider, connectionString, config, section, noGalera, discover, json,
 };
 check.SetAction(async (parse, cancellationToken) =>
 {
     var galera = !parse.GetValue(noGalera);
-    await using var cluster = ClusterTarget.Open(parse.GetValue(connectionString), parse.GetValue(config), galera, section: parse.GetValue(section), discover: parse.GetValue(discover));
+    await using var cluster = ClusterTarget.Open(parse.GetValue(connectionString), parse.GetValue(config), galera, section: parse.GetValue(section), discover: parse.GetValue(discover), provider: ClusterTarget.ParseProvider(parse.GetValue(provider)));
     return await CheckCommand.RunAsync(cluster, probed: galera, showRoles: true, cancellationToken, json: parse.GetValue(json));
 });
 
 var watch = new Command("watch", "Run a bounded acquire load and show live per-node statistics; failover shows when a node is faulted.")
 {
-    connectionString, config, section, noGalera, discover, duration, workers, interval, query, json,
+    provider, connectionString, config, section, noGalera, discover, duration, workers, interval, query, json,
 };
 watch.SetAction(async (parse, cancellationToken) =>
 {
     var (seconds, count, every) = Validate(parse.GetValue(duration), parse.GetValue(workers), parse.GetValue(interval));
     var asJson = parse.GetValue(json);
-    await using var cluster = ClusterTarget.Open(parse.GetValue(connectionString), parse.GetValue(config), !parse.GetValue(noGalera), section: parse.GetValue(section), discover: parse.GetValue(discover));
+    await using var cluster = ClusterTarget.Open(parse.GetValue(connectionString), parse.GetValue(config), !parse.GetValue(noGalera), section: parse.GetValue(section), discover: parse.GetValue(discover), provider: ClusterTarget.ParseProvider(parse.GetValue(provider)));
     await CheckCommand.WaitForDiscoveryAsync(cluster, cancellationToken);
     var summary = await WatchCommand.RunAsync(cluster, count, seconds, every, parse.GetValue(query)!, stopWhen: null, cancellationToken, asJson);
     var exitCode = summary.AcquireFailures == 0 ? 0 : 1;

@@ -6,8 +6,7 @@ using System.Globalization;
 using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
-using ClusterSql.MySql;
-using MySqlConnector;
+using System.Data.Common;
 
 namespace ClusterSql.Cli;
 
@@ -51,10 +50,11 @@ internal static class WatchCommand
             while (!stop.IsCancellationRequested)
             {
                 var started = Stopwatch.GetTimestamp();
-                MySqlConnection connection;
+                // Any provider's connection (MySqlConnector or Npgsql): the load only runs the query.
+                DbConnection connection;
                 try
                 {
-                    connection = await cluster.OpenMySqlConnectionAsync(stop.Token);
+                    connection = await cluster.OpenConnectionAsync(stop.Token);
                 }
                 catch (OperationCanceledException) when (stop.IsCancellationRequested)
                 {
@@ -80,10 +80,12 @@ internal static class WatchCommand
                 {
                     try
                     {
-                        await using var command = new MySqlCommand(query, connection) { CommandTimeout = 5 };
+                        await using var command = connection.CreateCommand();
+                        command.CommandText = query;
+                        command.CommandTimeout = 5;
                         await command.ExecuteScalarAsync(CancellationToken.None);
                     }
-                    catch (MySqlException ex)
+                    catch (DbException ex)
                     {
                         // An error on a connection already handed out is the caller's to see: it is never re-run.
                         Interlocked.Increment(ref statementErrors);

@@ -49,7 +49,8 @@ public sealed class CliJsonAndConfigTests
         Assert.That(root.GetProperty("roles").ValueKind, Is.EqualTo(JsonValueKind.Null));
 
         var nodes = root.GetProperty("nodes").EnumerateArray().ToList();
-        Assert.That(Names(nodes[0]), Is.EqualTo(new[] { "name", "reachable", "serving", "openP50Ms", "openMaxMs", "galera", "problem" }));
+        Assert.That(Names(nodes[0]), Is.EqualTo(new[] { "name", "reachable", "serving", "openP50Ms", "openMaxMs", "galera", "problem", "postgres" }));
+        Assert.That(nodes[0].GetProperty("postgres").ValueKind, Is.EqualTo(JsonValueKind.Null));
         Assert.That(nodes[0].GetProperty("openP50Ms").GetDouble(), Is.EqualTo(1.25));
         Assert.That(nodes[0].GetProperty("serving").GetBoolean(), Is.True);
         Assert.That(Names(nodes[0].GetProperty("galera")), Is.EqualTo(new[] { "state", "clusterStatus", "ready", "clusterSize" }));
