@@ -201,45 +201,6 @@ public sealed class SlowPathTests
     }
 
     /// <summary>A connection that opens and closes without allocating, raising StateChange as providers do.</summary>
-    private sealed class ReusableConnection : DbConnection
-    {
-        private static readonly StateChangeEventArgs s_opened = new(ConnectionState.Closed, ConnectionState.Open);
-        private static readonly StateChangeEventArgs s_closed = new(ConnectionState.Open, ConnectionState.Closed);
-        private ConnectionState _state;
-
-        [System.Diagnostics.CodeAnalysis.AllowNull]
-        public override string ConnectionString { get => "deferred"; set => throw new NotSupportedException(); }
-
-        public override string Database => "test";
-
-        public override string DataSource => "deferred";
-
-        public override string ServerVersion => "fake";
-
-        public override ConnectionState State => _state;
-
-        public override void ChangeDatabase(string databaseName) => throw new NotSupportedException();
-
-        public override void Open()
-        {
-            _state = ConnectionState.Open;
-            OnStateChange(s_opened);
-        }
-
-        public override void Close()
-        {
-            if (_state == ConnectionState.Open)
-            {
-                _state = ConnectionState.Closed;
-                OnStateChange(s_closed);
-            }
-        }
-
-        protected override DbTransaction BeginDbTransaction(IsolationLevel isolationLevel) => throw new NotSupportedException();
-
-        protected override DbCommand CreateDbCommand() => throw new NotSupportedException();
-    }
-
     /// <summary>
     /// A provider whose opens, by a seeded script, succeed or fail synchronously, after a thread-pool hop, after a short
     /// cancellable delay, hang until cancelled, or ignore their token and return after the connect timeout.
