@@ -109,6 +109,9 @@ public sealed class ClusterNode
     /// Whether every connection the node's pool can lend is handed out or being opened: another open would wait for the
     /// application to return one, which says nothing about the node's health.
     /// </summary>
+    /// <summary>Whether this client holds no connection of the node and has no open in progress there.</summary>
+    internal bool IsIdle => Volatile.Read(ref _leased) == 0 && Volatile.Read(ref _pending) == 0;
+
     internal bool IsAtCapacity => MaxConnections is int max && Volatile.Read(ref _leased) + Volatile.Read(ref _pending) >= max;
 
     /// <summary>A node still warming up, idle and not failing: selection samples it before judging it.</summary>

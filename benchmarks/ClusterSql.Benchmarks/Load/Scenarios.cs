@@ -1,6 +1,9 @@
 using System;
 using System.Collections.Generic;
 using System.Data.Common;
+using System.Linq;
+using System.Threading;
+using System.Threading.Tasks;
 using ClusterSql.MySql;
 using MySqlConnector;
 
@@ -45,6 +48,7 @@ internal enum ClientKind
     Direct1,
     Direct2,
     Direct3,
+    DirectRotating,
 }
 
 /// <summary>A way of getting a connection to the cluster.</summary>
@@ -66,13 +70,19 @@ internal sealed record Client(string Name, ClientKind Kind)
 
     public static Client Direct(int node) => new("Direct " + TestCluster.NodeName(node), ClientKind.Direct1 + (node - 1));
 
+    /// <summary>
+    /// MySqlConnector to each node directly, one node after another: no cluster logic at all, but the load spread over
+    /// the three servers as ClusterSql spreads it. It separates ClusterSql's own cost from the cost of spreading.
+    /// </summary>
+    public static Client DirectRotating { get; } = new("Direct, rotating over the nodes", ClientKind.DirectRotating);
+
     /// <summary>The clients measured in a scenario: single nodes and the Go seed's race only where the cluster is healthy.</summary>
     public static IReadOnlyList<Client> For(Scenario scenario)
     {
         if (scenario.Interleaved)
         {
             // The median comparison: the same moments for everyone, so drift on a shared machine cancels out.
-            return [ClusterSql, Direct(1), Direct(2), Direct(3), Random];
+            return [ClusterSql, Direct(1), Direct(2), Direct(3), DirectRotating, Random];
         }
 
         var clients = new List<Client> { ClusterSql };
@@ -99,6 +109,8 @@ internal sealed record Client(string Name, ClientKind Kind)
         ClientKind.MultiHostRandom => new MySqlDataSource(TestCluster.MultiHostConnectionString("Random", pooled, connectTimeoutSeconds)),
         ClientKind.Direct1 or ClientKind.Direct2 or ClientKind.Direct3 =>
             new MySqlDataSource(TestCluster.NodeConnectionString(Kind - ClientKind.Direct1 + 1, pooled, connectTimeoutSeconds)),
+        ClientKind.DirectRotating => new RotatingDataSource(
+            [.. Enumerable.Range(1, TestCluster.NodeCount).Select(n => new MySqlDataSource(TestCluster.NodeConnectionString(n, pooled, connectTimeoutSeconds)))]),
         _ => throw new ArgumentOutOfRangeException(nameof(Kind), Kind, null),
     };
 
@@ -117,5 +129,41 @@ internal sealed record Client(string Name, ClientKind Kind)
         }
 
         return builder.Build();
+    }
+}
+
+/// <summary>Opens on its data sources in turn: the benchmark's spread-without-logic baseline.</summary>
+internal sealed class RotatingDataSource(DbDataSource[] sources) : DbDataSource
+{
+    private int _next = -1;
+
+    public override string ConnectionString => sources[0].ConnectionString;
+
+    private DbDataSource Next() => sources[(int)((uint)Interlocked.Increment(ref _next) % (uint)sources.Length)];
+
+    protected override DbConnection CreateDbConnection() => Next().CreateConnection();
+
+    protected override ValueTask<DbConnection> OpenDbConnectionAsync(CancellationToken cancellationToken = default) =>
+        Next().OpenConnectionAsync(cancellationToken);
+
+    protected override DbConnection OpenDbConnection() => Next().OpenConnection();
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            foreach (var source in sources)
+            {
+                source.Dispose();
+            }
+        }
+    }
+
+    protected override async ValueTask DisposeAsyncCore()
+    {
+        foreach (var source in sources)
+        {
+            await source.DisposeAsync();
+        }
     }
 }

@@ -139,6 +139,7 @@ internal sealed class Acquirer
             if (!first.IsRemoved)
             {
                 first.RecordWin();
+                _selector.NoteWin(first);
                 telemetry.Succeeded(_context, now, first, attempts: 1, hedges: 0);
                 return new ValueTask<DbConnection>(connection);
             }
@@ -306,6 +307,7 @@ internal sealed class Acquirer
                 if (!node.IsRemoved)
                 {
                     node.RecordWin();
+                    _selector.NoteWin(node);
                     telemetry.Succeeded(_context, started, node, attempts, hedges: 0);
                     return connection;
                 }
@@ -872,6 +874,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
                     if (!attempt.Node.IsRemoved)
                     {
                         attempt.Node.RecordWin();
+                        _acquirer.Selector.NoteWin(attempt.Node);
                         _telemetry.Succeeded(_context, _started, attempt.Node, _attemptCount, _hedges);
                         _result = attempt.TakeConnection();
                         _done = true;

@@ -1,0 +1,67 @@
+using System;
+using System.Linq;
+using System.Threading.Tasks;
+using ClusterSql.Tests.Fakes;
+using NUnit.Framework;
+
+namespace ClusterSql.Tests;
+
+/// <summary>
+/// A client that acquires one connection at a time goes back to the node that served it last (its server session and
+/// caches are warm), and leaves it as soon as another node looks clearly cheaper. A client with load to spread is covered
+/// by LatencyEstimatorTests.OpenConnectionAsync_ColdFirstOpen_NodeStillTakesItsShare.
+/// </summary>
+[TestFixture]
+public sealed class WarmNodeTests
+{
+    [Test]
+    public async Task OpenConnectionAsync_OneAtATimeOnEqualNodes_StaysOnTheWarmNode()
+    {
+        await using var cluster = FakeCluster.Create(3);
+        foreach (var node in cluster.Nodes)
+        {
+            node.Script = OpenScript.Takes(TimeSpan.FromMilliseconds(1));
+        }
+
+        await Sequential(cluster, 30);
+        var before = Wins(cluster);
+        await Sequential(cluster, 300);
+        var wins = Wins(cluster).Select((w, i) => w - before[i]).ToArray();
+
+        // Two random choices among equals would give each node about a third.
+        Assert.That(wins.Max(), Is.GreaterThanOrEqualTo(285), $"wins per node: {string.Join(", ", wins)}");
+    }
+
+    [Test]
+    public async Task OpenConnectionAsync_WarmNodeTurnsSlower_ClientLeavesIt()
+    {
+        await using var cluster = FakeCluster.Create(3);
+        foreach (var node in cluster.Nodes)
+        {
+            node.Script = OpenScript.Takes(TimeSpan.FromMilliseconds(1));
+        }
+
+        await Sequential(cluster, 60);
+        var warm = Array.IndexOf(Wins(cluster), Wins(cluster).Max());
+        var beforeSlow = Wins(cluster);
+        await Sequential(cluster, 20);
+        Assert.That(Wins(cluster)[warm] - beforeSlow[warm], Is.EqualTo(20), "the warm node serves a sequential client");
+
+        cluster.Nodes[warm].Script = OpenScript.Takes(TimeSpan.FromMilliseconds(3));
+        var before = Wins(cluster);
+        await Sequential(cluster, 100);
+        var onSlow = Wins(cluster)[warm] - before[warm];
+        Assert.That(onSlow, Is.LessThanOrEqualTo(3), $"a warm node 3x slower than the others keeps {onSlow} of 100 acquires");
+    }
+
+    private static async Task Sequential(FakeCluster cluster, int count)
+    {
+        for (var i = 0; i < count; i++)
+        {
+            await using var connection = await cluster.DataSource.OpenConnectionAsync();
+        }
+    }
+
+    private static long[] Wins(FakeCluster cluster) =>
+        [.. cluster.Nodes.Select(n => cluster.Node(n.Name).GetStatistics().Wins)];
+}
