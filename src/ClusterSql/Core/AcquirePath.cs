@@ -79,7 +79,7 @@ internal sealed class Acquirer
 
     /// <summary>
     /// The data source is disposed: the pooled operations' timers go with it. A timer left armed (see
-    /// AcquireOperation.LeaveArmedSeconds) would otherwise keep the operation, and through it the nodes and their
+    /// AcquireOperation.ArmTimer) would otherwise keep the operation, and through it the nodes and their
     /// providers, reachable until it fired, up to a connect timeout later. An operation still in use disposes its own
     /// when its last reference goes.
     /// </summary>
@@ -626,9 +626,6 @@ internal sealed class Attempt
 /// </remarks>
 internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThreadPoolWorkItem
 {
-    // A timer set this far ahead is left armed when nothing needs it any more: its one fire later costs less than
-    // disarming and re-arming it on every acquire (a connect timeout of seconds, acquires of microseconds).
-    private const double LeaveArmedSeconds = 1;
 
     private static readonly TimerCallback s_onTimer = static state => ((AcquireOperation)state!).OnTimer();
     private static readonly Action<object?> s_onCancel = static state => ((AcquireOperation)state!).OnTimerOrCancel();
@@ -637,7 +634,6 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
     private readonly ClusterContext _context;
     private readonly List<Attempt> _attempts = new(4);
     private readonly List<ClusterNodeError> _errors = new(4);
-    private readonly long _leaveArmedTicks;
     private ManualResetValueTaskSourceCore<DbConnection> _core;
     private ClusterNode[] _nodes = [];
     private long _started;
@@ -671,7 +667,6 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
     {
         _acquirer = acquirer;
         _context = acquirer.Context;
-        _leaveArmedTicks = (long)(LeaveArmedSeconds * _context.TimeProvider.TimestampFrequency);
 
         // The caller's continuation runs where the outcome is decided: on the thread where the provider completed the
         // winning open (as it would awaiting the provider directly), or on a thread-pool thread; never a timer's.
@@ -1226,12 +1221,10 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         var armed = _armedAt != long.MaxValue && _armedAt > now;
         if (next == long.MaxValue)
         {
-            if (armed && _armedAt - now < _leaveArmedTicks)
-            {
-                _timer!.Change(System.Threading.Timeout.InfiniteTimeSpan, System.Threading.Timeout.InfiniteTimeSpan);
-                _armedAt = long.MaxValue;
-            }
-
+            // Nothing needs it any more: left armed. Its one fire later finds the operation in the pool (and does nothing)
+            // or in another use (one more look at the state, on the thread pool); the next use that needs it no earlier
+            // keeps it as it is. Disarming and re-arming cost two timer-queue updates, under its lock, on every acquire
+            // that ends with its first attempt (the hedge was armed for it), against at most one fire per hedge delay.
             return;
         }
 
