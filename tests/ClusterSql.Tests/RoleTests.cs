@@ -185,6 +185,24 @@ public sealed class RoleTests
     }
 
     [Test]
+    public async Task Reader_SlowOpen_IsNotHedgedToTheWriter_ButAFailureMovesOn()
+    {
+        // node1 is the writer (reader tier 1), node2 the only reader: reads go to the writer only when node2 cannot serve.
+        await using var cluster = FakeCluster.Create(2, o => o.HedgeBudget = 1);
+        cluster["node2"].Enqueue(OpenScript.SucceedAfter(TimeSpan.FromMilliseconds(900)));
+        var read = cluster.DataSource.Readers.OpenConnectionAsync().AsTask();
+        var connection = await cluster.RunUntilDone(read, TimeSpan.FromMilliseconds(50));
+        Assert.That(((FakeConnection)connection).Node.Name, Is.EqualTo("node2"), "a slow reader is waited for");
+        Assert.That(cluster["node1"].OpensStarted, Is.Zero, "no read was hedged onto the writer");
+        await connection.DisposeAsync();
+
+        cluster["node2"].Enqueue(OpenScript.FailAfter(TimeSpan.FromMilliseconds(10)));
+        read = cluster.DataSource.Readers.OpenConnectionAsync().AsTask();
+        await using var failedOver = await cluster.RunUntilDone(read, TimeSpan.FromMilliseconds(50));
+        Assert.That(((FakeConnection)failedOver).Node.Name, Is.EqualTo("node1"), "a failed reader moves on to the writer");
+    }
+
+    [Test]
     public async Task Writers_FirstNodeHalfOpenWithItsTrialClaimed_StillCountsTowardsMaxWriters()
     {
         await using var cluster = FakeCluster.Create(3, o => o.MaxWriters = 2);

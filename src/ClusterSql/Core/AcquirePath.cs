@@ -898,7 +898,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         if (_acquirer.Selector.Policy == AcquirePolicy.Race && !_raceStarted)
         {
             _raceStarted = true;
-            while (TryStartNext(isHedge: false, now))
+            while (TryStartNext(hedgeFor: null, now))
             {
             }
         }
@@ -906,7 +906,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         // A failure is not slowness: the next node starts at once, and costs no hedge budget.
         for (var i = 0; i < failures; i++)
         {
-            TryStartNext(isHedge: false, now);
+            TryStartNext(hedgeFor: null, now);
         }
 
         if (_hedgeTarget is { } slow && now >= _hedgeDueAt)
@@ -915,7 +915,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
             Hedge(slow, now);
         }
 
-        if (!AnyInFlight() && !TryStartNext(isHedge: false, now))
+        if (!AnyInFlight() && !TryStartNext(hedgeFor: null, now))
         {
             var failure = Failure(_context, _nodes, [.. _errors]);
             ClusterLog.EveryNodeFailed(_context.Logger, _context.Options.Name, failure.Message);
@@ -936,7 +936,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         }
 
         var candidates = Candidates(now);
-        if (_nextCandidate >= candidates.Count || !_acquirer.Selector.MayHedgeTo(_nextCandidate, _firstExcluded))
+        if (_nextCandidate >= candidates.Count || !_acquirer.Selector.MayHedgeTo(candidates, _nextCandidate, _firstExcluded, slow.Node))
         {
             // Nothing left to start, or the next node is outside the role (a writer is never hedged onto a second node).
             return;
@@ -978,7 +978,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
             _rescued = true;
         }
 
-        if (TryStartNext(isHedge: true, now))
+        if (TryStartNext(hedgeFor: slow.Node, now))
         {
             slow.MarkStalled(now);
             _hedges++;
@@ -1093,12 +1093,14 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         return _candidates;
     }
 
-    private bool TryStartNext(bool isHedge, long now)
+    /// <summary>Starts the next candidate that can be claimed: a failover, or a hedge for the attempt on <paramref name="hedgeFor"/>.</summary>
+    private bool TryStartNext(ClusterNode? hedgeFor, long now)
     {
+        var isHedge = hedgeFor is not null;
         var candidates = Candidates(now);
         while (_nextCandidate < candidates.Count)
         {
-            if (isHedge && !_acquirer.Selector.MayHedgeTo(_nextCandidate, _firstExcluded))
+            if (isHedge && !_acquirer.Selector.MayHedgeTo(candidates, _nextCandidate, _firstExcluded, hedgeFor!))
             {
                 // A node that could not be claimed moved the hedge past the role's group (a writer is never hedged).
                 return false;
@@ -1136,7 +1138,8 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
     {
         _hedgeTarget = null;
         if (_hedgingStopped || _done || _acquirer.Selector.Policy == AcquirePolicy.Race ||
-            !_acquirer.Selector.MayHedgeTo(_nextCandidate, _firstExcluded) || FastestCandidateDelay(attempt.Start) is not TimeSpan fastest)
+            (_acquirer.Selector.IsRole && !_acquirer.Selector.MayHedgeTo(Candidates(attempt.Start), _nextCandidate, _firstExcluded, attempt.Node)) ||
+            FastestCandidateDelay(attempt.Node, attempt.Start) is not TimeSpan fastest)
         {
             return;
         }
@@ -1149,7 +1152,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
     }
 
     /// <summary>The least hedge delay among the nodes a hedge could start; null when there is none.</summary>
-    private TimeSpan? FastestCandidateDelay(long now)
+    private TimeSpan? FastestCandidateDelay(ClusterNode relieved, long now)
     {
         TimeSpan? fastest = null;
         if (_candidates is not null || _acquirer.Selector.IsRole)
@@ -1158,7 +1161,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
             // about how long this attempt should run. Ordering allocates the candidates' list, which a role's slow path
             // needs for any hedge anyway.
             var candidates = Candidates(now);
-            for (var i = _nextCandidate; i < candidates.Count && _acquirer.Selector.MayHedgeTo(i, _firstExcluded); i++)
+            for (var i = _nextCandidate; i < candidates.Count && _acquirer.Selector.MayHedgeTo(candidates, i, _firstExcluded, relieved); i++)
             {
                 var delay = candidates[i].HedgeDelay;
                 if (fastest is null || delay < fastest)

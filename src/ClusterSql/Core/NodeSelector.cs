@@ -280,6 +280,20 @@ internal sealed class NodeSelector
     public bool MayHedgeTo(int index, bool firstExcluded) =>
         _group != RoleGroup.Writers || index + (firstExcluded ? 1 : 0) < _maxWriters;
 
+    /// <summary>
+    /// Whether a slow attempt on <paramref name="relieved"/> may start a hedge on the candidate at <paramref name="index"/>
+    /// of <see cref="Order"/>'s list <paramref name="candidates"/>: the writer role as <see cref="MayHedgeTo(int, bool)"/>;
+    /// the reader role only to a node of the same or a better reader tier. Reads move to the writers (tier 1) or to
+    /// lagging nodes (tier 2) when no better node can serve, as ClusterOptions documents; a reader that is merely slow
+    /// must not put its reads on the writer. A failed attempt still moves on.
+    /// </summary>
+    public bool MayHedgeTo(List<ClusterNode> candidates, int index, bool firstExcluded, ClusterNode relieved) => _group switch
+    {
+        RoleGroup.Writers => MayHedgeTo(index, firstExcluded),
+        RoleGroup.Readers => index < candidates.Count && candidates[index].ReaderTier <= relieved.ReaderTier,
+        _ => true,
+    };
+
     /// <summary>Whether a usable node, the <paramref name="usableBefore"/>-th usable one in the role's order, is in its preferred group.</summary>
     private bool InGroup(ClusterNode node, int usableBefore) =>
         _group == RoleGroup.Writers ? usableBefore < _maxWriters : node.ReaderTier == 0;
