@@ -33,6 +33,24 @@ public sealed class WarmNodeTests
     }
 
     [Test]
+    public async Task Readers_OneAtATimeOnEqualReaders_StaysOnTheWarmReader()
+    {
+        // node1 is the writer; node2..node4 the readers.
+        await using var cluster = FakeCluster.Create(4);
+        foreach (var node in cluster.Nodes)
+        {
+            node.Script = OpenScript.Takes(TimeSpan.FromMilliseconds(1));
+        }
+
+        await Sequential(cluster.DataSource.Readers, 30);
+        var before = Wins(cluster);
+        await Sequential(cluster.DataSource.Readers, 300);
+        var wins = Wins(cluster).Select((w, i) => w - before[i]).ToArray();
+        Assert.That(Wins(cluster)[0], Is.Zero, "no read on the writer");
+        Assert.That(wins.Max(), Is.GreaterThanOrEqualTo(285), $"wins per node: {string.Join(", ", wins)}");
+    }
+
+    [Test]
     public async Task OpenConnectionAsync_WarmNodeTurnsSlower_ClientLeavesIt()
     {
         await using var cluster = FakeCluster.Create(3);
@@ -54,11 +72,13 @@ public sealed class WarmNodeTests
         Assert.That(onSlow, Is.LessThanOrEqualTo(3), $"a warm node 3x slower than the others keeps {onSlow} of 100 acquires");
     }
 
-    private static async Task Sequential(FakeCluster cluster, int count)
+    private static Task Sequential(FakeCluster cluster, int count) => Sequential(cluster.DataSource, count);
+
+    private static async Task Sequential(System.Data.Common.DbDataSource source, int count)
     {
         for (var i = 0; i < count; i++)
         {
-            await using var connection = await cluster.DataSource.OpenConnectionAsync();
+            await using var connection = await source.OpenConnectionAsync();
         }
     }
 

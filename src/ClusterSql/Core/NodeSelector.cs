@@ -184,25 +184,14 @@ internal sealed class NodeSelector
             return nodes[0].CanServe(now) ? nodes[0] : null;
         }
 
-        if (nodes.Length > 1 && Volatile.Read(ref _warm) is { IsIdle: true } warm && warm.CanServe(now) && !warm.IsAtCapacity)
+        if (nodes.Length > 1 && IdleWarm(now) is { } warm)
         {
             // The warm node against one other, at random (a removed warm node cannot serve, so it is in the snapshot).
             var w = Array.IndexOf(nodes, warm);
             if (w >= 0)
             {
                 var o = _random.Next(nodes.Length - 1);
-                var other = nodes[o >= w ? o + 1 : o];
-                if (!other.CanServe(now) || other.IsAtCapacity)
-                {
-                    return warm;
-                }
-
-                if (other.TryClaimExploration(now, _explorationTicks, nodes, ExplorationOpens) || other.WantsWarmUpSample)
-                {
-                    return other;
-                }
-
-                return other.Cost(now) * WarmAdvantage < warm.Cost(now) ? other : warm;
+                return ChooseWarmOrOther(nodes, warm, nodes[o >= w ? o + 1 : o], now);
             }
         }
 
@@ -246,6 +235,29 @@ internal sealed class NodeSelector
 
         return best;
     }
+
+    /// <summary>
+    /// The warm node (idle, usable, with room) against another: the other only when it is due an exploration, still warming
+    /// up, or clearly cheaper (<see cref="WarmAdvantage"/>).
+    /// </summary>
+    private ClusterNode ChooseWarmOrOther(ClusterNode[] nodes, ClusterNode warm, ClusterNode other, long now)
+    {
+        if (other == warm || !other.CanServe(now) || other.IsAtCapacity)
+        {
+            return warm;
+        }
+
+        if (other.TryClaimExploration(now, _explorationTicks, nodes, ExplorationOpens) || other.WantsWarmUpSample)
+        {
+            return other;
+        }
+
+        return other.Cost(now) * WarmAdvantage < warm.Cost(now) ? other : warm;
+    }
+
+    /// <summary>The warm node (<see cref="NoteWin"/>) when this client is idle on it and it can serve with room, else null.</summary>
+    private ClusterNode? IdleWarm(long now) =>
+        Volatile.Read(ref _warm) is { IsIdle: true } warm && warm.CanServe(now) && !warm.IsAtCapacity ? warm : null;
 
     /// <summary>The better of two usable nodes: an exploration due first, then a node warming up, then the cheaper.</summary>
     private ClusterNode ChooseOfPair(ClusterNode[] nodes, ClusterNode a, ClusterNode b, long now)
@@ -325,6 +337,14 @@ internal sealed class NodeSelector
         if (count <= 1)
         {
             return count == 0 ? firstOutside : NthInGroup(nodes, now, 0);
+        }
+
+        if (_group == RoleGroup.Readers && IdleWarm(now) is { ReaderTier: 0 } warm)
+        {
+            // A sequential reader stays on its warm reader, as PickTwoChoices does (the writers' group is usually one
+            // node, and its order is the agreed one). The other of the pair is any other node of the group.
+            var other = NthInGroup(nodes, now, _random.Next(count));
+            return ChooseWarmOrOther(nodes, warm, other == warm ? NthInGroup(nodes, now, _random.Next(count)) ?? warm : other ?? warm, now);
         }
 
         var i = _random.Next(count);
