@@ -54,7 +54,7 @@ public class FastPathPartsBenchmarks
     public void HedgeDeposit() => _hedgeBudget.Deposit();
 
     [Benchmark(Description = "Pick first (two choices)")]
-    public ClusterNode? PickFirst() => _selector.PickFirst(_nodes, Stopwatch.GetTimestamp());
+    public ClusterNode? PickFirst() => _selector.PickFirst(_nodes, Stopwatch.GetTimestamp(), out _);
 
     [Benchmark(Description = "Connect-timeout source rent + return")]
     public void TimeoutRentReturn()

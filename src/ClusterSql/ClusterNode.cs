@@ -536,7 +536,6 @@ public sealed class ClusterNode
         if (Interlocked.CompareExchange(ref _lastAttemptStamp, now, last) == last)
         {
             Volatile.Write(ref _opensAtExploration, opens);
-            Volatile.Write(ref _exploredStamp, now);
             return true;
         }
 
@@ -544,14 +543,6 @@ public sealed class ClusterNode
     }
 
     private long _opensAtExploration;
-
-    /// <summary>
-    /// Whether selection picked this node at <paramref name="now"/> (the acquire's clock reading) to explore it: the
-    /// acquire then starts the best other candidate at once rather than waiting on it (see <see cref="Acquirer.HedgeDelayFor"/>).
-    /// </summary>
-    internal bool IsExploringAt(long now) => Volatile.Read(ref _exploredStamp) == now;
-
-    private long _exploredStamp = long.MinValue;
 
     /// <summary>
     /// Records how an attempt ended and returns the error to report (a timeout made explicit), or null on success.

@@ -105,11 +105,11 @@ internal sealed class Acquirer
         _context.HedgeBudget.Deposit();
         var now = _context.TimeProvider.GetTimestamp();
         var telemetry = AcquireTelemetry.Start(_context);
-        var first = _selector.PickFirst(nodes, now);
+        var first = _selector.PickFirst(nodes, now, out var exploring);
         if (first is null || !first.TryClaim(now, panic: false))
         {
             telemetry.ReturnCallerActivity();
-            return AcquireOperation.Run(this, nodes, now, telemetry, first: null, pending: null, initialError: null, cancellationToken);
+            return AcquireOperation.Run(this, nodes, now, telemetry, first: null, firstExploring: false, pending: null, initialError: null, cancellationToken);
         }
 
         var poolWait = first.IsAtCapacity;
@@ -117,7 +117,7 @@ internal sealed class Acquirer
         if (!open.IsCompleted)
         {
             telemetry.ReturnCallerActivity();
-            return AcquireOperation.Run(this, nodes, now, telemetry, first, (open, start, timeout, poolWait), initialError: null, cancellationToken);
+            return AcquireOperation.Run(this, nodes, now, telemetry, first, exploring, (open, start, timeout, poolWait), initialError: null, cancellationToken);
         }
 
         // The fast path: the open finished synchronously (typically a pooled idle connection). Nothing is allocated.
@@ -149,7 +149,7 @@ internal sealed class Acquirer
 
         var initialError = new ClusterNodeError(first.Name, error!);
         telemetry.ReturnCallerActivity();
-        return AcquireOperation.Run(this, nodes, now, telemetry, first, pending: null, initialError, cancellationToken);
+        return AcquireOperation.Run(this, nodes, now, telemetry, first, exploring, pending: null, initialError, cancellationToken);
     }
 
     /// <summary>
@@ -244,7 +244,7 @@ internal sealed class Acquirer
         _context.HedgeBudget.Deposit();
         var started = _context.TimeProvider.GetTimestamp();
         var telemetry = AcquireTelemetry.Start(_context);
-        var first = _selector.PickFirst(nodes, started);
+        var first = _selector.PickFirst(nodes, started, out _);
         var candidates = _selector.Order(nodes, started, first, panic: false);
         var panic = false;
         if (first is not null)
@@ -641,6 +641,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
     private long _started;
     private AcquireTelemetry _telemetry;
     private ClusterNode? _first;
+    private bool _firstExploring;
     private CancellationToken _cancellationToken;
     private CancellationTokenRegistration _registration;
     private int _used;
@@ -682,6 +683,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
     /// <param name="started">When the acquire started.</param>
     /// <param name="telemetry">The acquire's telemetry, the caller's activity already given back.</param>
     /// <param name="first">The node already tried, or null.</param>
+    /// <param name="firstExploring">Whether selection claimed <paramref name="first"/>'s exploration for this acquire.</param>
     /// <param name="pending">Its open, when it is still running (with its start, source and pool-wait flag).</param>
     /// <param name="initialError">Its error, when it already failed.</param>
     /// <param name="cancellationToken">The caller's cancellation.</param>
@@ -691,6 +693,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         long started,
         AcquireTelemetry telemetry,
         ClusterNode? first,
+        bool firstExploring,
         (ValueTask<DbConnection> Open, long Start, CancellationTokenSource Timeout, bool PoolWait)? pending,
         ClusterNodeError? initialError,
         CancellationToken cancellationToken)
@@ -700,6 +703,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         operation._started = started;
         operation._telemetry = telemetry;
         operation._first = first;
+        operation._firstExploring = firstExploring;
         operation._cancellationToken = cancellationToken;
         operation._firstExcluded = first is not null;
         if (initialError is not null)
@@ -827,7 +831,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
     private void Process(ref bool decided)
     {
         var now = _context.TimeProvider.GetTimestamp();
-        if (!_done && (_cancellationToken.IsCancellationRequested ? DecideCancelled(now) : Advance(now)))
+        if (!_done && (_cancellationToken.IsCancellationRequested ? DecideCancelled(now) : Advance(ref now)))
         {
             decided = true;
         }
@@ -853,7 +857,8 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         ArmTimer(now);
     }
 
-    private bool Advance(long now)
+    /// <summary>Moves the acquire on; <paramref name="now"/> is read again after any open it started (see <see cref="TryStartNext"/>).</summary>
+    private bool Advance(ref long now)
     {
         var failures = 0;
         for (var i = 0; i < _used; i++)
@@ -900,7 +905,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         if (_acquirer.Selector.Policy == AcquirePolicy.Race && !_raceStarted)
         {
             _raceStarted = true;
-            while (TryStartNext(isHedge: false, now))
+            while (TryStartNext(isHedge: false, ref now))
             {
             }
         }
@@ -908,16 +913,16 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         // A failure is not slowness: the next node starts at once, and costs no hedge budget.
         for (var i = 0; i < failures; i++)
         {
-            TryStartNext(isHedge: false, now);
+            TryStartNext(isHedge: false, ref now);
         }
 
         if (_hedgeTarget is { } slow && now >= _hedgeDueAt)
         {
             _hedgeTarget = null;
-            Hedge(slow, now);
+            Hedge(slow, ref now);
         }
 
-        if (!AnyInFlight() && !TryStartNext(isHedge: false, now))
+        if (!AnyInFlight() && !TryStartNext(isHedge: false, ref now))
         {
             var failure = Failure(_context, _nodes, [.. _errors]);
             ClusterLog.EveryNodeFailed(_context.Logger, _context.Options.Name, failure.Message);
@@ -930,7 +935,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         return false;
     }
 
-    private void Hedge(Attempt slow, long now)
+    private void Hedge(Attempt slow, ref long now)
     {
         if (slow.Handled || slow.IsFinished || !slow.IsRunning)
         {
@@ -980,7 +985,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
             _rescued = true;
         }
 
-        if (TryStartNext(isHedge: true, now))
+        if (TryStartNext(isHedge: true, ref now))
         {
             slow.MarkStalled(now);
             _hedges++;
@@ -1095,7 +1100,14 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         return _candidates;
     }
 
-    private bool TryStartNext(bool isHedge, long now)
+    /// <summary>
+    /// Starts the next candidate that can be claimed. A provider may block inside its OpenAsync (one without a real
+    /// async open, until <see cref="ClusterNode"/> learns to run its opens on the thread pool): <paramref name="now"/>
+    /// is then read again once the provider has returned, so that what follows in this drain (the hedge's due time,
+    /// the timer set for it and for the connect timeouts) counts from the present, not from before the block; a timer
+    /// set from the stale reading would fire late by as long as the provider blocked.
+    /// </summary>
+    private bool TryStartNext(bool isHedge, ref long now)
     {
         var candidates = Candidates(now);
         while (_nextCandidate < candidates.Count)
@@ -1128,6 +1140,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
             var attempt = Track(node, start, timeout, open, poolWait);
             Interlocked.Increment(ref _refs);
             attempt.Watch();
+            now = _context.TimeProvider.GetTimestamp();
             return true;
         }
 
@@ -1145,7 +1158,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
 
         // The hedge follows the newest attempt: it waits for the delay of the node it would relieve, or the fastest
         // candidate's when that node is explored or far slower than the others.
-        var exploring = attempt.Node == _first && _first.IsExploringAt(_started);
+        var exploring = attempt.Node == _first && _firstExploring;
         _hedgeTarget = attempt;
         _hedgeDueAt = _context.AddToTimestamp(attempt.Start, Acquirer.HedgeDelayFor(attempt.Node, exploring, fastest));
     }
@@ -1313,6 +1326,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         _nodes = [];
         _telemetry = default;
         _first = null;
+        _firstExploring = false;
         _cancellationToken = default;
         _candidates = null;
         _nextCandidate = 0;

@@ -53,23 +53,34 @@ internal sealed class NodeSelector
         _explorationTicks = (long)(options.LatencyDecayTime.TotalSeconds / 10 * timeProvider.TimestampFrequency);
     }
 
-    /// <summary>
-    /// The node for the first attempt, without allocating; null when no node can serve, or for
-    /// <see cref="AcquirePolicy.Race"/>, which starts every node at once.
-    /// </summary>
     /// <summary>The policy this selector applies: a role's is always latency-aware within its group, whatever the cluster's.</summary>
     public AcquirePolicy Policy => _policy;
 
     /// <summary>Whether this selector serves a role (its snapshot in the role's order, a group it prefers).</summary>
     public bool IsRole => _group != RoleGroup.None;
 
-    public ClusterNode? PickFirst(ClusterNode[] nodes, long now) => _group != RoleGroup.None ? PickInGroup(nodes, now) : _policy switch
+    /// <summary>
+    /// The node for the first attempt, without allocating; null when no node can serve, or for
+    /// <see cref="AcquirePolicy.Race"/>, which starts every node at once.
+    /// </summary>
+    /// <param name="nodes">The node snapshot.</param>
+    /// <param name="now">The acquire's clock reading.</param>
+    /// <param name="exploring">
+    /// Whether this very call claimed the node's exploration (<see cref="ClusterNode.TryClaimExploration"/>): the acquire
+    /// then does not wait on it (<see cref="Acquirer.HedgeDelayFor"/>). Said by the claim itself, never inferred later
+    /// from the node's state: another acquire in the same clock tick that picks the node for its cost is no exploration.
+    /// </param>
+    public ClusterNode? PickFirst(ClusterNode[] nodes, long now, out bool exploring)
     {
-        AcquirePolicy.LatencyAware => PickTwoChoices(nodes, now),
-        AcquirePolicy.FailOver => PickFailOver(nodes, now),
-        AcquirePolicy.RoundRobin => PickRoundRobin(nodes, now),
-        _ => null,
-    };
+        exploring = false;
+        return _group != RoleGroup.None ? PickInGroup(nodes, now, ref exploring) : _policy switch
+        {
+            AcquirePolicy.LatencyAware => PickTwoChoices(nodes, now, ref exploring),
+            AcquirePolicy.FailOver => PickFailOver(nodes, now),
+            AcquirePolicy.RoundRobin => PickRoundRobin(nodes, now),
+            _ => null,
+        };
+    }
 
     /// <summary>
     /// Every node that may be tried, best first, except <paramref name="exclude"/>. In panic (nothing can serve) the
@@ -151,7 +162,7 @@ internal sealed class NodeSelector
         }
     }
 
-    private ClusterNode? PickTwoChoices(ClusterNode[] nodes, long now)
+    private ClusterNode? PickTwoChoices(ClusterNode[] nodes, long now, ref bool exploring)
     {
         if (nodes.Length == 1)
         {
@@ -170,7 +181,7 @@ internal sealed class NodeSelector
             ClusterNode a = nodes[i], b = nodes[j];
             if (a.CanServe(now) && b.CanServe(now) && a.IsAtCapacity == b.IsAtCapacity)
             {
-                return ChooseOfPair(nodes, a, b, now);
+                return ChooseOfPair(nodes, a, b, now, ref exploring);
             }
         }
 
@@ -200,15 +211,17 @@ internal sealed class NodeSelector
     }
 
     /// <summary>The better of two usable nodes: an exploration due first, then a node warming up, then the cheaper.</summary>
-    private ClusterNode ChooseOfPair(ClusterNode[] nodes, ClusterNode a, ClusterNode b, long now)
+    private ClusterNode ChooseOfPair(ClusterNode[] nodes, ClusterNode a, ClusterNode b, long now, ref bool exploring)
     {
         if (a.TryClaimExploration(now, _explorationTicks, nodes, ExplorationOpens))
         {
+            exploring = true;
             return a;
         }
 
         if (b.TryClaimExploration(now, _explorationTicks, nodes, ExplorationOpens))
         {
+            exploring = true;
             return b;
         }
 
@@ -240,7 +253,7 @@ internal sealed class NodeSelector
     /// A role's first attempt, without allocating: two choices within the preferred group (one writer: the first usable
     /// node of the agreed order), else the first usable node after it.
     /// </summary>
-    private ClusterNode? PickInGroup(ClusterNode[] nodes, long now)
+    private ClusterNode? PickInGroup(ClusterNode[] nodes, long now, ref bool exploring)
     {
         var count = 0;
         ClusterNode? firstOutside = null;
@@ -284,7 +297,7 @@ internal sealed class NodeSelector
             return a.IsAtCapacity ? b : a;
         }
 
-        return ChooseOfPair(nodes, a, b, now);
+        return ChooseOfPair(nodes, a, b, now, ref exploring);
     }
 
     private ClusterNode? NthInGroup(ClusterNode[] nodes, long now, int n)
