@@ -113,6 +113,10 @@ internal sealed class Acquirer
         }
 
         var poolWait = first.IsAtCapacity;
+
+        // The coarse clock around the open: when it did not move, a fast synchronous open needs no second precise reading
+        // (ClusterNode.MayHoldSyncDuration).
+        var coarseStart = _context.CoarseSyncTiming ? Environment.TickCount64 : 0;
         var open = Attempt.StartOpen(first, _context, isHedge: false, now, out var start, out var timeout);
         if (!open.IsCompleted)
         {
@@ -132,19 +136,23 @@ internal sealed class Acquirer
             error = ex;
         }
 
-        error = first.CompleteAttempt(start, ref connection, error, timeout, callerCancelled: false, poolWait, synchronous: true);
-        _context.Cancellations.Return(timeout);
         if (connection is not null)
         {
-            if (!first.IsRemoved)
+            // The source was never armed (StartOpen) and nobody else can cancel it: a synchronous success did not time out.
+            _context.Cancellations.Return(timeout);
+            if (first.CompleteFastWin(start, coarseStart, connection))
             {
-                first.RecordWin();
                 telemetry.Succeeded(_context, now, first, attempts: 1, hedges: 0);
                 return new ValueTask<DbConnection>(connection);
             }
 
             _ = Attempt.DisposeQuietlyAsync(connection);
             error = Attempt.RemovedWhileOpening();
+        }
+        else
+        {
+            error = first.CompleteAttempt(start, ref connection, error, timeout, callerCancelled: false, poolWait, synchronous: true);
+            _context.Cancellations.Return(timeout);
         }
 
         var initialError = new ClusterNodeError(first.Name, error!);

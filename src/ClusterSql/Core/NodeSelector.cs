@@ -171,13 +171,7 @@ internal sealed class NodeSelector
 
         if (nodes.Length > 1)
         {
-            var i = _random.Next(nodes.Length);
-            var j = _random.Next(nodes.Length - 1);
-            if (j >= i)
-            {
-                j++;
-            }
-
+            var (i, j) = RandomPair(nodes.Length);
             ClusterNode a = nodes[i], b = nodes[j];
             if (a.CanServe(now) && b.CanServe(now) && a.IsAtCapacity == b.IsAtCapacity)
             {
@@ -208,6 +202,17 @@ internal sealed class NodeSelector
         }
 
         return best;
+    }
+
+    /// <summary>
+    /// Two different indices below <paramref name="count"/> (at least 2), every ordered pair equally likely, from one
+    /// random draw: one of count × (count - 1) outcomes (a draw costs about as much as the division that splits it).
+    /// </summary>
+    private (int First, int Second) RandomPair(int count)
+    {
+        var others = count - 1;
+        var i = Math.DivRem(_random.Next(count * others), others, out var j);
+        return (i, j >= i ? j + 1 : j);
     }
 
     /// <summary>The better of two usable nodes: an exploration due first, then a node warming up, then the cheaper.</summary>
@@ -278,13 +283,7 @@ internal sealed class NodeSelector
             return count == 0 ? firstOutside : NthInGroup(nodes, now, 0);
         }
 
-        var i = _random.Next(count);
-        var j = _random.Next(count - 1);
-        if (j >= i)
-        {
-            j++;
-        }
-
+        var (i, j) = RandomPair(count);
         var a = NthInGroup(nodes, now, i);
         var b = NthInGroup(nodes, now, j);
         if (a is null || b is null)
