@@ -52,7 +52,7 @@ public class FastPathPartsBenchmarks
     [Benchmark(Description = "Hedge budget deposit")]
     public void HedgeDeposit() => _hedgeBudget.Deposit();
 
-    [Benchmark(Description = "Pick first (two choices)")]
+    [Benchmark(Description = "Pick first (two choices), its clock read included")]
     public ClusterNode? PickFirst() => _selector.PickFirst(_nodes, Stopwatch.GetTimestamp(), out _);
 
     [Benchmark(Description = "Connect-timeout source rent + return")]

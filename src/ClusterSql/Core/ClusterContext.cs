@@ -20,6 +20,7 @@ internal sealed class ClusterContext
         Cancellations = new CancellationPool(timeProvider);
         HedgeBudget = new HedgeBudget(options.HedgeBudget);
         _frequency = timeProvider.TimestampFrequency;
+        MaxHedgeDelaySeconds = options.MaxHedgeDelay.TotalSeconds;
         CoarseSyncTiming = timeProvider == TimeProvider.System && options.MaxHedgeDelay >= LongestCoarseTick;
     }
 
@@ -36,6 +37,7 @@ internal sealed class ClusterContext
         Cancellations = cluster.Cancellations;
         HedgeBudget = cluster.HedgeBudget;
         _frequency = cluster._frequency;
+        MaxHedgeDelaySeconds = cluster.MaxHedgeDelaySeconds;
         CoarseSyncTiming = cluster.CoarseSyncTiming;
     }
 
@@ -52,6 +54,9 @@ internal sealed class ClusterContext
     /// <see cref="LongestCoarseTick"/>).
     /// </summary>
     public bool CoarseSyncTiming { get; }
+
+    /// <summary><see cref="ClusterOptions.MaxHedgeDelay"/> in seconds, computed once (the fast path compares with it).</summary>
+    public double MaxHedgeDelaySeconds { get; }
 
     // TimestampFrequency is a virtual call; read once.
     private readonly double _frequency;
