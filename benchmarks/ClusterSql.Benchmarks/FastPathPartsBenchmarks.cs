@@ -1,7 +1,6 @@
 using System;
 using System.Data.Common;
 using System.Diagnostics;
-using System.Threading;
 using BenchmarkDotNet.Attributes;
 using ClusterSql.Benchmarks.Fakes;
 using ClusterSql.Core;
@@ -21,7 +20,6 @@ public class FastPathPartsBenchmarks
     private NodeSelector _selector = null!;
     private CancellationPool _cancellations = null!;
     private HedgeBudget _hedgeBudget = null!;
-    private CancellationTokenSource _notFired = null!;
 
     [GlobalSetup]
     public void Setup()
@@ -33,7 +31,6 @@ public class FastPathPartsBenchmarks
         _selector = new NodeSelector(options, TimeProvider.System, Random.Shared);
         _cancellations = new CancellationPool(TimeProvider.System);
         _hedgeBudget = new HedgeBudget(options.HedgeBudget);
-        _notFired = new CancellationTokenSource();
     }
 
     [GlobalCleanup]
@@ -41,20 +38,22 @@ public class FastPathPartsBenchmarks
     {
         _direct.Dispose();
         _cluster.Dispose();
-        _notFired.Dispose();
     }
 
     [Benchmark(Baseline = true, Description = "Direct backend open")]
     public DbConnection DirectOpen() => _direct.OpenConnectionAsync().Result;
 
-    [Benchmark(Description = "Timestamp (x2 per acquire)")]
+    [Benchmark(Description = "Timestamp (once per acquire)")]
     public long Timestamp() => Stopwatch.GetTimestamp();
+
+    [Benchmark(Description = "Coarse tick count (twice per acquire)")]
+    public long CoarseTickCount() => Environment.TickCount64;
 
     [Benchmark(Description = "Hedge budget deposit")]
     public void HedgeDeposit() => _hedgeBudget.Deposit();
 
-    [Benchmark(Description = "Pick first (two choices)")]
-    public ClusterNode? PickFirst() => _selector.PickFirst(_nodes, Stopwatch.GetTimestamp());
+    [Benchmark(Description = "Pick first (two choices), its clock read included")]
+    public ClusterNode? PickFirst() => _selector.PickFirst(_nodes, Stopwatch.GetTimestamp(), out _);
 
     [Benchmark(Description = "Connect-timeout source rent + return")]
     public void TimeoutRentReturn()
@@ -63,14 +62,13 @@ public class FastPathPartsBenchmarks
         _cancellations.Return(timeout);
     }
 
-    [Benchmark(Description = "Node begin + complete attempt")]
-    public DbConnection? BeginComplete()
+    [Benchmark(Description = "Node begin + complete attempt (fast win)")]
+    public bool BeginComplete()
     {
         var node = _nodes[0];
-        DbConnection? connection = _direct.OpenConnectionAsync().Result;
-        var start = node.BeginAttempt(isHedge: false);
-        node.CompleteAttempt(start, ref connection, error: null, _notFired, callerCancelled: false, poolWait: false, synchronous: true);
-        return connection;
+        var start = node.BeginAttempt(isHedge: false, Stopwatch.GetTimestamp());
+        var coarseStart = Environment.TickCount64;
+        return node.CompleteFastWin(start, coarseStart, _direct.OpenConnectionAsync().Result);
     }
 
     [Benchmark(Description = "Whole acquire + release (latency-aware)")]

@@ -655,6 +655,115 @@ public sealed class AcquireTests
         Assert.That(allocated, Is.Zero, "the synchronous fast path allocates no channel, timer, closure or task");
     }
 
+    [Test]
+    public async Task LatencyAware_NodePickedForItsCostInTheTickOfItsExploration_IsNotTreatedAsExplored()
+    {
+        // node2 lends one connection at most, so that once the exploring acquire's hedge holds it, the next acquire picks
+        // node1 because it has room: in the same clock tick as node1's exploration, but no exploration itself.
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        var node1 = new FakeNode("node1", time, OpenScript.Takes(200 * Ms));
+        var node2 = new FakeNode("node2", time, OpenScript.Takes(Ms));
+        var builder = new ClusterDataSourceBuilder().UseTimeProvider(time);
+        builder.Random = new Random(1);
+        builder.AddNode("node1", node1);
+        builder.AddNode("node2", node2, new ClusterNodeOptions { MaxConnections = 1 });
+
+        // Hedges never wait for the budget here: whether the second acquire hedges at once is decided by its delay alone.
+        builder.Options.HedgeBudget = 1;
+        await using var cluster = builder.Build();
+        for (var i = 0; i < 300; i++)
+        {
+            await using var connection = await cluster.OpenConnectionAsync();
+        }
+
+        Assert.That(cluster.GetNode("node1")!.GetStatistics().HedgeDelay, Is.EqualTo(new ClusterOptions().MaxHedgeDelay));
+        node1.Script = OpenScript.SucceedAfter(200 * Ms);
+        node2.Script = OpenScript.Succeed;
+        DbConnection? held = null;
+        for (var i = 0; i < 5000 && held is null; i++)
+        {
+            time.Advance(10 * Ms);
+            var before = node1.OpensStarted;
+            var connection = await cluster.OpenConnectionAsync();
+            if (node1.OpensStarted == before)
+            {
+                await connection.DisposeAsync();
+                continue;
+            }
+
+            // node1 explored: node2 started with it at once, answered in the same tick, and its connection is kept, so
+            // that node2's pool is lent out in full.
+            Assert.That(((FakeConnection)connection).Node.Name, Is.EqualTo("node2"));
+            held = connection;
+        }
+
+        Assert.That(held, Is.Not.Null, "node1 was explored within 50 s of fake time");
+        var explored = node1.OpensStarted;
+        var second = cluster.OpenConnectionAsync().AsTask();
+        Assert.That(node1.OpensStarted, Is.EqualTo(explored + 1), "the second acquire picked node1, the node with room");
+        Assert.That(second.IsCompleted, Is.False, "not hedged at once: node1 was picked for its room, not explored");
+
+        // Hedged after node2's delay, as a node far slower than the fastest candidate is.
+        for (var i = 0; i < 10 && !await FakeCluster.Settle(second); i++)
+        {
+            time.Advance(Ms);
+        }
+
+        var hedged = await second;
+        Assert.That(((FakeConnection)hedged).Node.Name, Is.EqualTo("node2"));
+        await hedged.DisposeAsync();
+        await held!.DisposeAsync();
+        time.Advance(200 * Ms);
+        await FakeCluster.WaitFor(() => node1.Alive == 0, "node1's late connections disposed");
+    }
+
+    [Test]
+    public async Task SlowPath_ProviderBlocksInsideOpenAsyncThenWaits_ConnectTimeoutCountsFromTheAttemptsStart()
+    {
+        // node1 refuses at once; node2's provider blocks for 300 ms inside OpenAsync (a DNS lookup, say) and then waits
+        // for an answer that never comes. Its connect timeout (1 s) runs from its start, not from after the block.
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        var node1 = new FakeNode("node1", time, OpenScript.Fail);
+        var node2 = new BlocksThenHangs(time, 300 * Ms);
+        var builder = new ClusterDataSourceBuilder().UseTimeProvider(time);
+        builder.AddNode("node1", node1);
+        builder.AddNode("node2", node2);
+        builder.Options.Policy = AcquirePolicy.FailOver;
+        builder.Options.ConnectTimeout = TimeSpan.FromSeconds(1);
+        await using var cluster = builder.Build();
+
+        var started = time.GetTimestamp();
+        var acquire = cluster.OpenConnectionAsync().AsTask();
+        Assert.That(time.GetElapsedTime(started), Is.EqualTo(300 * Ms), "node2's provider blocked inside the acquire");
+        Assert.That(acquire.IsCompleted, Is.False);
+
+        // At node2's deadline: 1 s after its start, 700 ms after its provider returned.
+        time.Advance(700 * Ms);
+        Assert.That(await FakeCluster.Settle(acquire), Is.True, "the acquire gave node2 up at its connect timeout, not 300 ms later");
+        var error = Assert.ThrowsAsync<ClusterException>(async () => await acquire);
+        Assert.That(error!.Message, Does.Contain("node2").And.Contain("timed out"));
+    }
+
+    /// <summary>A provider that blocks inside OpenAsync (moving the fake clock) and then waits forever for its token.</summary>
+    private sealed class BlocksThenHangs(Microsoft.Extensions.Time.Testing.FakeTimeProvider time, TimeSpan block) : DbDataSource
+    {
+        public override string ConnectionString => "blocks-then-hangs";
+
+        protected override DbConnection CreateDbConnection() => throw new NotSupportedException();
+
+        protected override ValueTask<DbConnection> OpenDbConnectionAsync(CancellationToken cancellationToken = default)
+        {
+            time.Advance(block);
+            return new(HangAsync(cancellationToken));
+        }
+
+        private async Task<DbConnection> HangAsync(CancellationToken cancellationToken)
+        {
+            await Task.Delay(Timeout.InfiniteTimeSpan, time, cancellationToken);
+            throw new InvalidOperationException("unreachable");
+        }
+    }
+
     /// <summary>A provider whose open completes synchronously with the same connection and allocates nothing.</summary>
     private sealed class ReusingNode(ReusableConnection connection) : DbDataSource
     {

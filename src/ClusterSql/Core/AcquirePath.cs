@@ -105,19 +105,23 @@ internal sealed class Acquirer
         _context.HedgeBudget.Deposit();
         var now = _context.TimeProvider.GetTimestamp();
         var telemetry = AcquireTelemetry.Start(_context);
-        var first = _selector.PickFirst(nodes, now);
+        var first = _selector.PickFirst(nodes, now, out var exploring);
         if (first is null || !first.TryClaim(now, panic: false))
         {
             telemetry.ReturnCallerActivity();
-            return AcquireOperation.Run(this, nodes, now, telemetry, first: null, pending: null, initialError: null, cancellationToken);
+            return AcquireOperation.Run(this, nodes, now, telemetry, first: null, firstExploring: false, pending: null, initialError: null, cancellationToken);
         }
 
         var poolWait = first.IsAtCapacity;
+
+        // The coarse clock around the open: when it did not move, a fast synchronous open needs no second precise reading
+        // (ClusterNode.MayHoldSyncDuration).
+        var coarseStart = _context.CoarseSyncTiming ? Environment.TickCount64 : 0;
         var open = Attempt.StartOpen(first, _context, isHedge: false, now, out var start, out var timeout);
         if (!open.IsCompleted)
         {
             telemetry.ReturnCallerActivity();
-            return AcquireOperation.Run(this, nodes, now, telemetry, first, (open, start, timeout, poolWait), initialError: null, cancellationToken);
+            return AcquireOperation.Run(this, nodes, now, telemetry, first, exploring, (open, start, timeout, poolWait), initialError: null, cancellationToken);
         }
 
         // The fast path: the open finished synchronously (typically a pooled idle connection). Nothing is allocated.
@@ -132,14 +136,18 @@ internal sealed class Acquirer
             error = ex;
         }
 
-        error = first.CompleteAttempt(start, ref connection, error, timeout, callerCancelled: false, poolWait, synchronous: true);
-        _context.Cancellations.Return(timeout);
         if (connection is not null)
         {
-            if (!first.IsRemoved)
+            // The source was never armed (StartOpen) and nobody else can cancel it: a synchronous success did not time out.
+            _context.Cancellations.Return(timeout);
+            if (first.CompleteFastWin(start, coarseStart, connection))
             {
-                first.RecordWin();
-                _selector.NoteWin(first);
+                if (!exploring)
+                {
+                    // An exploration's win is a sample, not a reason to move the client there (NodeSelector.NoteWin).
+                    _selector.NoteWin(first);
+                }
+
                 telemetry.Succeeded(_context, now, first, attempts: 1, hedges: 0);
                 return new ValueTask<DbConnection>(connection);
             }
@@ -147,10 +155,15 @@ internal sealed class Acquirer
             _ = Attempt.DisposeQuietlyAsync(connection);
             error = Attempt.RemovedWhileOpening();
         }
+        else
+        {
+            error = first.CompleteAttempt(start, ref connection, error, timeout, callerCancelled: false, poolWait, synchronous: true);
+            _context.Cancellations.Return(timeout);
+        }
 
         var initialError = new ClusterNodeError(first.Name, error!);
         telemetry.ReturnCallerActivity();
-        return AcquireOperation.Run(this, nodes, now, telemetry, first, pending: null, initialError, cancellationToken);
+        return AcquireOperation.Run(this, nodes, now, telemetry, first, exploring, pending: null, initialError, cancellationToken);
     }
 
     /// <summary>
@@ -245,7 +258,7 @@ internal sealed class Acquirer
         _context.HedgeBudget.Deposit();
         var started = _context.TimeProvider.GetTimestamp();
         var telemetry = AcquireTelemetry.Start(_context);
-        var first = _selector.PickFirst(nodes, started);
+        var first = _selector.PickFirst(nodes, started, out var exploring);
         var candidates = _selector.Order(nodes, started, first, panic: false);
         var panic = false;
         if (first is not null)
@@ -307,7 +320,10 @@ internal sealed class Acquirer
                 if (!node.IsRemoved)
                 {
                     node.RecordWin();
-                    _selector.NoteWin(node);
+                    if (!(node == first && exploring))
+                    {
+                        _selector.NoteWin(node);
+                    }
                     telemetry.Succeeded(_context, started, node, attempts, hedges: 0);
                     return connection;
                 }
@@ -639,6 +655,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
     private long _started;
     private AcquireTelemetry _telemetry;
     private ClusterNode? _first;
+    private bool _firstExploring;
     private CancellationToken _cancellationToken;
     private CancellationTokenRegistration _registration;
     private int _used;
@@ -679,6 +696,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
     /// <param name="started">When the acquire started.</param>
     /// <param name="telemetry">The acquire's telemetry, the caller's activity already given back.</param>
     /// <param name="first">The node already tried, or null.</param>
+    /// <param name="firstExploring">Whether selection claimed <paramref name="first"/>'s exploration for this acquire.</param>
     /// <param name="pending">Its open, when it is still running (with its start, source and pool-wait flag).</param>
     /// <param name="initialError">Its error, when it already failed.</param>
     /// <param name="cancellationToken">The caller's cancellation.</param>
@@ -688,6 +706,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         long started,
         AcquireTelemetry telemetry,
         ClusterNode? first,
+        bool firstExploring,
         (ValueTask<DbConnection> Open, long Start, CancellationTokenSource Timeout, bool PoolWait)? pending,
         ClusterNodeError? initialError,
         CancellationToken cancellationToken)
@@ -697,6 +716,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         operation._started = started;
         operation._telemetry = telemetry;
         operation._first = first;
+        operation._firstExploring = firstExploring;
         operation._cancellationToken = cancellationToken;
         operation._firstExcluded = first is not null;
         if (initialError is not null)
@@ -824,7 +844,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
     private void Process(ref bool decided)
     {
         var now = _context.TimeProvider.GetTimestamp();
-        if (!_done && (_cancellationToken.IsCancellationRequested ? DecideCancelled(now) : Advance(now)))
+        if (!_done && (_cancellationToken.IsCancellationRequested ? DecideCancelled(now) : Advance(ref now)))
         {
             decided = true;
         }
@@ -850,7 +870,8 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         ArmTimer(now);
     }
 
-    private bool Advance(long now)
+    /// <summary>Moves the acquire on; <paramref name="now"/> is read again after any open it started (see <see cref="TryStartNext"/>).</summary>
+    private bool Advance(ref long now)
     {
         var failures = 0;
         for (var i = 0; i < _used; i++)
@@ -869,7 +890,10 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
                     if (!attempt.Node.IsRemoved)
                     {
                         attempt.Node.RecordWin();
-                        _acquirer.Selector.NoteWin(attempt.Node);
+                        if (!(attempt.Node == _first && _firstExploring))
+                        {
+                            _acquirer.Selector.NoteWin(attempt.Node);
+                        }
                         _telemetry.Succeeded(_context, _started, attempt.Node, _attemptCount, _hedges);
                         _result = attempt.TakeConnection();
                         _done = true;
@@ -898,7 +922,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         if (_acquirer.Selector.Policy == AcquirePolicy.Race && !_raceStarted)
         {
             _raceStarted = true;
-            while (TryStartNext(hedgeFor: null, now))
+            while (TryStartNext(hedgeFor: null, ref now))
             {
             }
         }
@@ -906,16 +930,16 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         // A failure is not slowness: the next node starts at once, and costs no hedge budget.
         for (var i = 0; i < failures; i++)
         {
-            TryStartNext(hedgeFor: null, now);
+            TryStartNext(hedgeFor: null, ref now);
         }
 
         if (_hedgeTarget is { } slow && now >= _hedgeDueAt)
         {
             _hedgeTarget = null;
-            Hedge(slow, now);
+            Hedge(slow, ref now);
         }
 
-        if (!AnyInFlight() && !TryStartNext(hedgeFor: null, now))
+        if (!AnyInFlight() && !TryStartNext(hedgeFor: null, ref now))
         {
             var failure = Failure(_context, _nodes, [.. _errors]);
             ClusterLog.EveryNodeFailed(_context.Logger, _context.Options.Name, failure.Message);
@@ -928,7 +952,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         return false;
     }
 
-    private void Hedge(Attempt slow, long now)
+    private void Hedge(Attempt slow, ref long now)
     {
         if (slow.Handled || slow.IsFinished || !slow.IsRunning)
         {
@@ -978,7 +1002,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
             _rescued = true;
         }
 
-        if (TryStartNext(hedgeFor: slow.Node, now))
+        if (TryStartNext(hedgeFor: slow.Node, ref now))
         {
             slow.MarkStalled(now);
             _hedges++;
@@ -1093,8 +1117,15 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         return _candidates;
     }
 
-    /// <summary>Starts the next candidate that can be claimed: a failover, or a hedge for the attempt on <paramref name="hedgeFor"/>.</summary>
-    private bool TryStartNext(ClusterNode? hedgeFor, long now)
+    /// <summary>
+    /// Starts the next candidate that can be claimed: a failover, or a hedge for the attempt on <paramref name="hedgeFor"/>.
+    /// A provider may block inside its OpenAsync (one without a real async open, until <see cref="ClusterNode"/> learns
+    /// to run its opens on the thread pool): <paramref name="now"/> is then read again once the provider has returned, so
+    /// that what follows in this drain (the hedge's due time, the timer set for it and for the connect timeouts) counts
+    /// from the present, not from before the block; a timer set from the stale reading would fire late by as long as the
+    /// provider blocked.
+    /// </summary>
+    private bool TryStartNext(ClusterNode? hedgeFor, ref long now)
     {
         var isHedge = hedgeFor is not null;
         var candidates = Candidates(now);
@@ -1128,6 +1159,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
             var attempt = Track(node, start, timeout, open, poolWait);
             Interlocked.Increment(ref _refs);
             attempt.Watch();
+            now = _context.TimeProvider.GetTimestamp();
             return true;
         }
 
@@ -1146,7 +1178,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
 
         // The hedge follows the newest attempt: it waits for the delay of the node it would relieve, or the fastest
         // candidate's when that node is explored or far slower than the others.
-        var exploring = attempt.Node == _first && _first.IsExploringAt(_started);
+        var exploring = attempt.Node == _first && _firstExploring;
         _hedgeTarget = attempt;
         _hedgeDueAt = _context.AddToTimestamp(attempt.Start, Acquirer.HedgeDelayFor(attempt.Node, exploring, fastest));
     }
@@ -1312,6 +1344,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         _nodes = [];
         _telemetry = default;
         _first = null;
+        _firstExploring = false;
         _cancellationToken = default;
         _candidates = null;
         _nextCandidate = 0;

@@ -19,6 +19,9 @@ internal sealed class ClusterContext
         Random = random;
         Cancellations = new CancellationPool(timeProvider);
         HedgeBudget = new HedgeBudget(options.HedgeBudget);
+        _frequency = timeProvider.TimestampFrequency;
+        MaxHedgeDelaySeconds = options.MaxHedgeDelay.TotalSeconds;
+        CoarseSyncTiming = timeProvider == TimeProvider.System && options.MaxHedgeDelay >= LongestCoarseTick;
     }
 
     /// <summary>A context for one role's acquires: everything shared with <paramref name="cluster"/> but the role's tag.</summary>
@@ -33,7 +36,30 @@ internal sealed class ClusterContext
         Random = cluster.Random;
         Cancellations = cluster.Cancellations;
         HedgeBudget = cluster.HedgeBudget;
+        _frequency = cluster._frequency;
+        MaxHedgeDelaySeconds = cluster.MaxHedgeDelaySeconds;
+        CoarseSyncTiming = cluster.CoarseSyncTiming;
     }
+
+    /// <summary>
+    /// More than the longest step of <see cref="Environment.TickCount64"/> anywhere .NET runs: Windows' default timer
+    /// resolution is 15.6 ms, Linux's coarse monotonic clock moves every jiffy (1 to 10 ms).
+    /// </summary>
+    internal static readonly TimeSpan LongestCoarseTick = TimeSpan.FromMilliseconds(32);
+
+    /// <summary>
+    /// Whether a synchronous open may be timed by <see cref="Environment.TickCount64"/> first, and by the precise clock
+    /// only when that moved (ClusterNode.MayHoldSyncDuration): on the system's clock alone (a fake clock in tests is
+    /// always read), and when an open shorter than one coarse tick can never count as blocking (MaxHedgeDelay above
+    /// <see cref="LongestCoarseTick"/>).
+    /// </summary>
+    public bool CoarseSyncTiming { get; }
+
+    /// <summary><see cref="ClusterOptions.MaxHedgeDelay"/> in seconds, computed once (the fast path compares with it).</summary>
+    public double MaxHedgeDelaySeconds { get; }
+
+    // TimestampFrequency is a virtual call; read once.
+    private readonly double _frequency;
 
     private readonly ClusterContext? _cluster;
 
@@ -96,8 +122,8 @@ internal sealed class ClusterContext
     private int _rolesVersion;
 
     public double ToSeconds(long fromTimestamp, long toTimestamp) =>
-        (toTimestamp - fromTimestamp) / (double)TimeProvider.TimestampFrequency;
+        (toTimestamp - fromTimestamp) / _frequency;
 
     public long AddToTimestamp(long timestamp, TimeSpan duration) =>
-        timestamp + (long)(duration.TotalSeconds * TimeProvider.TimestampFrequency);
+        timestamp + (long)(duration.TotalSeconds * _frequency);
 }

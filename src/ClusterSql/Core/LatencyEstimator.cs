@@ -46,7 +46,8 @@ internal sealed class LatencyEstimator
     // The least share of the distance to a lower sample that the peak moves on every sample.
     private const double MinPeakGain = 1.0 / 4;
 
-    private readonly double _decayTicks;
+    // 1 / (the decay time in clock ticks): a multiplication per decay rather than a division.
+    private readonly double _perDecayTick;
     private double _peak;
     private long _peakStamp;
     private double _smoothed;
@@ -55,7 +56,7 @@ internal sealed class LatencyEstimator
 
     public LatencyEstimator(TimeSpan decayTime, TimeProvider timeProvider)
     {
-        _decayTicks = decayTime.TotalSeconds * timeProvider.TimestampFrequency;
+        _perDecayTick = 1 / (decayTime.TotalSeconds * timeProvider.TimestampFrequency);
     }
 
     public bool HasSamples => Volatile.Read(ref _samples) > 0;
@@ -69,7 +70,11 @@ internal sealed class LatencyEstimator
     /// <summary>Records a completed open.</summary>
     public void Observe(double seconds, long timestamp)
     {
-        var samples = Interlocked.Increment(ref _samples);
+        // Counted only while warming up, which is all the count is for: a warm node's samples cost no interlocked
+        // operation (the count stays at WarmUpSamples, or a little above when samples raced at its end).
+        var samples = Volatile.Read(ref _samples);
+        samples = samples < WarmUpSamples ? Interlocked.Increment(ref _samples) : WarmUpSamples + 1;
+
         if (samples <= WarmUpSamples)
         {
             // The fastest open so far stands for the node until it is warm; slower cold samples are set aside.
@@ -179,5 +184,5 @@ internal sealed class LatencyEstimator
     // The next term, x^5/120, is below 1e-12 for x < 0.01.
     private static double Series(double x) => 1 - (x * (1 - (x * (0.5 - (x * ((1.0 / 6) - (x / 24)))))));
 
-    private double Decay(long timestamp) => DecayFactor((timestamp - Volatile.Read(ref _peakStamp)) / _decayTicks);
+    private double Decay(long timestamp) => DecayFactor((timestamp - Volatile.Read(ref _peakStamp)) * _perDecayTick);
 }

@@ -61,23 +61,34 @@ internal sealed class NodeSelector
         _explorationTicks = (long)(options.LatencyDecayTime.TotalSeconds / 10 * timeProvider.TimestampFrequency);
     }
 
-    /// <summary>
-    /// The node for the first attempt, without allocating; null when no node can serve, or for
-    /// <see cref="AcquirePolicy.Race"/>, which starts every node at once.
-    /// </summary>
     /// <summary>The policy this selector applies: a role's is always latency-aware within its group, whatever the cluster's.</summary>
     public AcquirePolicy Policy => _policy;
 
     /// <summary>Whether this selector serves a role (its snapshot in the role's order, a group it prefers).</summary>
     public bool IsRole => _group != RoleGroup.None;
 
-    public ClusterNode? PickFirst(ClusterNode[] nodes, long now) => _group != RoleGroup.None ? PickInGroup(nodes, now) : _policy switch
+    /// <summary>
+    /// The node for the first attempt, without allocating; null when no node can serve, or for
+    /// <see cref="AcquirePolicy.Race"/>, which starts every node at once.
+    /// </summary>
+    /// <param name="nodes">The node snapshot.</param>
+    /// <param name="now">The acquire's clock reading.</param>
+    /// <param name="exploring">
+    /// Whether this very call claimed the node's exploration (<see cref="ClusterNode.TryClaimExploration"/>): the acquire
+    /// then does not wait on it (<see cref="Acquirer.HedgeDelayFor"/>). Said by the claim itself, never inferred later
+    /// from the node's state: another acquire in the same clock tick that picks the node for its cost is no exploration.
+    /// </param>
+    public ClusterNode? PickFirst(ClusterNode[] nodes, long now, out bool exploring)
     {
-        AcquirePolicy.LatencyAware => PickTwoChoices(nodes, now),
-        AcquirePolicy.FailOver => PickFailOver(nodes, now),
-        AcquirePolicy.RoundRobin => PickRoundRobin(nodes, now),
-        _ => null,
-    };
+        exploring = false;
+        return _group != RoleGroup.None ? PickInGroup(nodes, now, ref exploring) : _policy switch
+        {
+            AcquirePolicy.LatencyAware => PickTwoChoices(nodes, now, ref exploring),
+            AcquirePolicy.FailOver => PickFailOver(nodes, now),
+            AcquirePolicy.RoundRobin => PickRoundRobin(nodes, now),
+            _ => null,
+        };
+    }
 
     /// <summary>
     /// Every node that may be tried, best first, except <paramref name="exclude"/>. In panic (nothing can serve) the
@@ -170,14 +181,14 @@ internal sealed class NodeSelector
     /// </summary>
     public void NoteWin(ClusterNode node)
     {
-        if (!ReferenceEquals(Volatile.Read(ref _warm), node))
+        if (_policy == AcquirePolicy.LatencyAware && !ReferenceEquals(Volatile.Read(ref _warm), node))
         {
             // Written only on a change: many threads winning on the same node do not share a written cache line.
             Volatile.Write(ref _warm, node);
         }
     }
 
-    private ClusterNode? PickTwoChoices(ClusterNode[] nodes, long now)
+    private ClusterNode? PickTwoChoices(ClusterNode[] nodes, long now, ref bool exploring)
     {
         if (nodes.Length == 1)
         {
@@ -186,28 +197,22 @@ internal sealed class NodeSelector
 
         if (nodes.Length > 1 && IdleWarm(now) is { } warm)
         {
-            // The warm node against one other, at random (a removed warm node cannot serve, so it is in the snapshot).
+            // The warm node against one other, at random; a warm node no longer in this snapshot is not looked at.
             var w = Array.IndexOf(nodes, warm);
             if (w >= 0)
             {
                 var o = _random.Next(nodes.Length - 1);
-                return ChooseWarmOrOther(nodes, warm, nodes[o >= w ? o + 1 : o], now);
+                return ChooseWarmOrOther(nodes, warm, nodes[o >= w ? o + 1 : o], now, ref exploring);
             }
         }
 
         if (nodes.Length > 1)
         {
-            var i = _random.Next(nodes.Length);
-            var j = _random.Next(nodes.Length - 1);
-            if (j >= i)
-            {
-                j++;
-            }
-
+            var (i, j) = RandomPair(nodes.Length);
             ClusterNode a = nodes[i], b = nodes[j];
             if (a.CanServe(now) && b.CanServe(now) && a.IsAtCapacity == b.IsAtCapacity)
             {
-                return ChooseOfPair(nodes, a, b, now);
+                return ChooseOfPair(nodes, a, b, now, ref exploring);
             }
         }
 
@@ -240,14 +245,20 @@ internal sealed class NodeSelector
     /// The warm node (idle, usable, with room) against another: the other only when it is due an exploration, still warming
     /// up, or clearly cheaper (<see cref="WarmAdvantage"/>).
     /// </summary>
-    private ClusterNode ChooseWarmOrOther(ClusterNode[] nodes, ClusterNode warm, ClusterNode other, long now)
+    private ClusterNode ChooseWarmOrOther(ClusterNode[] nodes, ClusterNode warm, ClusterNode other, long now, ref bool exploring)
     {
         if (other == warm || !other.CanServe(now) || other.IsAtCapacity)
         {
             return warm;
         }
 
-        if (other.TryClaimExploration(now, _explorationTicks, nodes, ExplorationOpens) || other.WantsWarmUpSample)
+        if (other.TryClaimExploration(now, _explorationTicks, nodes, ExplorationOpens))
+        {
+            exploring = true;
+            return other;
+        }
+
+        if (other.WantsWarmUpSample)
         {
             return other;
         }
@@ -259,16 +270,29 @@ internal sealed class NodeSelector
     private ClusterNode? IdleWarm(long now) =>
         Volatile.Read(ref _warm) is { IsIdle: true } warm && warm.CanServe(now) && !warm.IsAtCapacity ? warm : null;
 
+    /// <summary>
+    /// Two different indices below <paramref name="count"/> (at least 2), every ordered pair equally likely, from one
+    /// random draw: one of count × (count - 1) outcomes (a draw costs about as much as the division that splits it).
+    /// </summary>
+    private (int First, int Second) RandomPair(int count)
+    {
+        var others = count - 1;
+        var i = Math.DivRem(_random.Next(count * others), others, out var j);
+        return (i, j >= i ? j + 1 : j);
+    }
+
     /// <summary>The better of two usable nodes: an exploration due first, then a node warming up, then the cheaper.</summary>
-    private ClusterNode ChooseOfPair(ClusterNode[] nodes, ClusterNode a, ClusterNode b, long now)
+    private ClusterNode ChooseOfPair(ClusterNode[] nodes, ClusterNode a, ClusterNode b, long now, ref bool exploring)
     {
         if (a.TryClaimExploration(now, _explorationTicks, nodes, ExplorationOpens))
         {
+            exploring = true;
             return a;
         }
 
         if (b.TryClaimExploration(now, _explorationTicks, nodes, ExplorationOpens))
         {
+            exploring = true;
             return b;
         }
 
@@ -314,7 +338,7 @@ internal sealed class NodeSelector
     /// A role's first attempt, without allocating: two choices within the preferred group (one writer: the first usable
     /// node of the agreed order), else the first usable node after it.
     /// </summary>
-    private ClusterNode? PickInGroup(ClusterNode[] nodes, long now)
+    private ClusterNode? PickInGroup(ClusterNode[] nodes, long now, ref bool exploring)
     {
         var count = 0;
         ClusterNode? firstOutside = null;
@@ -344,16 +368,10 @@ internal sealed class NodeSelector
             // A sequential reader stays on its warm reader, as PickTwoChoices does (the writers' group is usually one
             // node, and its order is the agreed one). The other of the pair is any other node of the group.
             var other = NthInGroup(nodes, now, _random.Next(count));
-            return ChooseWarmOrOther(nodes, warm, other == warm ? NthInGroup(nodes, now, _random.Next(count)) ?? warm : other ?? warm, now);
+            return ChooseWarmOrOther(nodes, warm, other == warm ? NthInGroup(nodes, now, _random.Next(count)) ?? warm : other ?? warm, now, ref exploring);
         }
 
-        var i = _random.Next(count);
-        var j = _random.Next(count - 1);
-        if (j >= i)
-        {
-            j++;
-        }
-
+        var (i, j) = RandomPair(count);
         var a = NthInGroup(nodes, now, i);
         var b = NthInGroup(nodes, now, j);
         if (a is null || b is null)
@@ -366,7 +384,7 @@ internal sealed class NodeSelector
             return a.IsAtCapacity ? b : a;
         }
 
-        return ChooseOfPair(nodes, a, b, now);
+        return ChooseOfPair(nodes, a, b, now, ref exploring);
     }
 
     private ClusterNode? NthInGroup(ClusterNode[] nodes, long now, int n)
