@@ -72,6 +72,75 @@ public sealed class WarmNodeTests
         Assert.That(onSlow, Is.LessThanOrEqualTo(3), $"a warm node 3x slower than the others keeps {onSlow} of 100 acquires");
     }
 
+    [Test]
+    public async Task OpenConnectionAsync_OneAtATimeWithAsynchronousOpens_StaysOnTheWarmNode()
+    {
+        // Opens that complete later take the slow path, whose win notes the warm node too.
+        await using var cluster = FakeCluster.Create(3);
+        foreach (var node in cluster.Nodes)
+        {
+            node.Script = OpenScript.SucceedAfter(TimeSpan.FromMilliseconds(1));
+        }
+
+        var before = Wins(cluster);
+        for (var i = 0; i < 60; i++)
+        {
+            var open = cluster.DataSource.OpenConnectionAsync().AsTask();
+            await using var connection = await cluster.RunUntilDone(open, TimeSpan.FromMilliseconds(1));
+            if (i == 19)
+            {
+                before = Wins(cluster);
+            }
+        }
+
+        var wins = Wins(cluster).Select((w, i) => w - before[i]).ToArray();
+        Assert.That(wins.Max(), Is.GreaterThanOrEqualTo(36), $"wins per node: {string.Join(", ", wins)}");
+    }
+
+    [Test]
+    public async Task OpenConnectionAsync_OneAtATimeWithASomewhatSlowerNode_ExplorationsDoNotMoveTheClientThere()
+    {
+        // node1 is 1.3x slower: within WarmAdvantage, so only its explorations (one a second) reach it. An exploration
+        // that won must not make it the warm node, or the client would stay there until the next exploration elsewhere.
+        await using var cluster = FakeCluster.Create(3);
+        foreach (var node in cluster.Nodes)
+        {
+            node.Script = OpenScript.Takes(TimeSpan.FromMilliseconds(1));
+        }
+
+        cluster["node1"].Script = OpenScript.Takes(TimeSpan.FromMilliseconds(1.3));
+        await Sequential(cluster, 30);
+        var before = Wins(cluster);
+        var end = cluster.Time.GetUtcNow() + TimeSpan.FromSeconds(6);
+        var count = 0;
+        while (cluster.Time.GetUtcNow() < end)
+        {
+            await Sequential(cluster, 1);
+            count++;
+        }
+
+        var onSlow = Wins(cluster)[0] - before[0];
+        Assert.That(onSlow, Is.LessThan(count / 20), $"node1 won {onSlow} of {count} acquires");
+    }
+
+    [Test]
+    public async Task OpenConnectionAsync_WarmNodeDrained_NextAcquireGoesElsewhere()
+    {
+        await using var cluster = FakeCluster.Create(3);
+        await Sequential(cluster, 30);
+        var wins = Wins(cluster);
+        var warm = cluster.Nodes[Array.IndexOf(wins, wins.Max())].Name;
+        var before = Wins(cluster);
+        await Sequential(cluster, 5);
+        Assert.That(Wins(cluster).Sum() - before.Sum(), Is.EqualTo(5));
+
+        cluster.Node(warm).Drain();
+        before = Wins(cluster);
+        await Sequential(cluster, 20);
+        var index = Array.FindIndex(cluster.Nodes, n => n.Name == warm);
+        Assert.That(Wins(cluster)[index] - before[index], Is.Zero, "a drained warm node takes nothing");
+    }
+
     private static Task Sequential(FakeCluster cluster, int count) => Sequential(cluster.DataSource, count);
 
     private static async Task Sequential(System.Data.Common.DbDataSource source, int count)

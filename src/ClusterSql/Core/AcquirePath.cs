@@ -757,7 +757,10 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
     {
         // Whatever it was set for, it is not set any more: the drain must not count on a fire that has happened (a timer
         // may fire before the moment our clock says, and a fire of an earlier setting may come in after a new one).
-        Volatile.Write(ref _timerFired, 1);
+        // A full fence, not a plain write: the store must be visible before TryAddRef reads the reference count. Were
+        // it reordered after that read, a fire that found the operation in the pool could still be unrecorded when the
+        // next use's ArmTimer looks, which would then keep a timer that has already fired and wait for it in vain.
+        Interlocked.Exchange(ref _timerFired, 1);
         OnTimerOrCancel();
     }
 
