@@ -965,6 +965,9 @@ public sealed class ClusterNode
 
     internal void RecordFailure(Exception error, long start, long now)
     {
+        // The next synchronous success is measured, not taken as the last one before the trouble (MayHoldSyncDuration):
+        // a recovered node's first samples reset its estimate.
+        Volatile.Write(ref _heldSyncSeconds, double.MaxValue);
         Interlocked.Increment(ref _failures);
         Volatile.Write(ref _lastError, new ErrorInfo(error.GetType().Name, error.Message));
         Volatile.Write(ref _lastErrorStamp, now);

@@ -323,6 +323,69 @@ public sealed class CoreUnderLoadTests
         release.Set();
     }
 
+    /// <summary>
+    /// The same detection on the system clock, where a fast synchronous open's duration is taken from the coarse clock
+    /// (ClusterNode.MayHoldSyncDuration): after many fast opens, three that block 300 ms in real time still move the
+    /// node's opens to the thread pool.
+    /// </summary>
+    [Test]
+    public async Task OpenConnectionAsync_SystemClock_FastOpensThenBlockingOnes_OpensMoveToTheThreadPool()
+    {
+        var blocking = new SleepingNode();
+        await using var dataSource = new ClusterDataSourceBuilder().UsePolicy(AcquirePolicy.FailOver)
+            .AddNode("blocking", blocking).AddNode("healthy", new FakeNode("healthy", new Microsoft.Extensions.Time.Testing.FakeTimeProvider(), OpenScript.Succeed)).Build();
+        for (var i = 0; i < 200; i++)
+        {
+            await using var fast = await dataSource.OpenConnectionAsync();
+        }
+
+        blocking.Sleep = TimeSpan.FromMilliseconds(300);
+        for (var i = 0; i < 3; i++)
+        {
+            await using var blocked = await dataSource.OpenConnectionAsync();
+            Assert.That(((FakeConnection)blocked).Node.Name, Is.EqualTo("blocking"));
+        }
+
+        using var release = new ManualResetEventSlim();
+        blocking.Block = release;
+        var acquire = dataSource.OpenConnectionAsync().AsTask();
+        Assert.That(acquire.IsCompleted, Is.False, "the open runs on a thread-pool thread, not the caller's");
+        await FakeCluster.WaitFor(() => blocking.Blocked, "the provider blocks on a thread-pool thread");
+        release.Set();
+        await using var connection = await acquire;
+    }
+
+    /// <summary>A provider without an async open, on the real clock: it sleeps, or blocks until released, inside OpenAsync.</summary>
+    private sealed class SleepingNode : DbDataSource
+    {
+        private readonly FakeNode _made = new("blocking", new Microsoft.Extensions.Time.Testing.FakeTimeProvider());
+
+        public TimeSpan Sleep { get; set; }
+
+        public ManualResetEventSlim? Block { get; set; }
+
+        public volatile bool Blocked;
+
+        public override string ConnectionString => "blocking";
+
+        protected override DbConnection CreateDbConnection() => throw new NotSupportedException();
+
+        protected override ValueTask<DbConnection> OpenDbConnectionAsync(CancellationToken cancellationToken = default)
+        {
+            if (Block is { } block)
+            {
+                Blocked = true;
+                block.Wait(TimeSpan.FromSeconds(5));
+            }
+            else if (Sleep > TimeSpan.Zero)
+            {
+                Thread.Sleep(Sleep);
+            }
+
+            return new ValueTask<DbConnection>(new FakeConnection(_made, open: true));
+        }
+    }
+
     /// <summary>Moves the fake clock on in 100 ms steps, letting continuations run between them, until the condition holds.</summary>
     private static async Task AdvanceUntil(FakeCluster cluster, Func<bool> condition, string what)
     {

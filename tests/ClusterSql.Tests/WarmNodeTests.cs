@@ -1,6 +1,7 @@
 using System;
 using System.Linq;
 using System.Threading.Tasks;
+using ClusterSql.Core;
 using ClusterSql.Tests.Fakes;
 using NUnit.Framework;
 
@@ -124,21 +125,18 @@ public sealed class WarmNodeTests
     }
 
     [Test]
-    public async Task OpenConnectionAsync_WarmNodeDrained_NextAcquireGoesElsewhere()
+    public async Task PickFirst_WarmNodeDrained_IsNotPicked()
     {
         await using var cluster = FakeCluster.Create(3);
         await Sequential(cluster, 30);
-        var wins = Wins(cluster);
-        var warm = cluster.Nodes[Array.IndexOf(wins, wins.Max())].Name;
-        var before = Wins(cluster);
-        await Sequential(cluster, 5);
-        Assert.That(Wins(cluster).Sum() - before.Sum(), Is.EqualTo(5));
+        var nodes = cluster.DataSource.Nodes.ToArray();
+        var selector = new NodeSelector(cluster.DataSource.Options, cluster.Time, new Random(7));
+        selector.NoteWin(nodes[0]);
+        var now = cluster.Time.GetTimestamp();
+        Assert.That(Enumerable.Range(0, 20).Select(i => selector.PickFirst(nodes, now, out _)), Is.All.SameAs(nodes[0]), "idle and warm: picked");
 
-        cluster.Node(warm).Drain();
-        before = Wins(cluster);
-        await Sequential(cluster, 20);
-        var index = Array.FindIndex(cluster.Nodes, n => n.Name == warm);
-        Assert.That(Wins(cluster)[index] - before[index], Is.Zero, "a drained warm node takes nothing");
+        nodes[0].Drain();
+        Assert.That(Enumerable.Range(0, 20).Select(i => selector.PickFirst(nodes, now, out _)), Has.None.SameAs(nodes[0]), "drained: never picked");
     }
 
     private static Task Sequential(FakeCluster cluster, int count) => Sequential(cluster.DataSource, count);
