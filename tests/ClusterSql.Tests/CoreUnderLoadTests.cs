@@ -331,7 +331,7 @@ public sealed class CoreUnderLoadTests
     [Test]
     public async Task OpenConnectionAsync_SystemClock_FastOpensThenBlockingOnes_OpensMoveToTheThreadPool()
     {
-        var blocking = new SleepingNode();
+        var blocking = new BlockingNode(time: null);
         await using var dataSource = new ClusterDataSourceBuilder().UsePolicy(AcquirePolicy.FailOver)
             .AddNode("blocking", blocking).AddNode("healthy", new FakeNode("healthy", new Microsoft.Extensions.Time.Testing.FakeTimeProvider(), OpenScript.Succeed)).Build();
         for (var i = 0; i < 200; i++)
@@ -339,7 +339,7 @@ public sealed class CoreUnderLoadTests
             await using var fast = await dataSource.OpenConnectionAsync();
         }
 
-        blocking.Sleep = TimeSpan.FromMilliseconds(300);
+        blocking.AdvanceInsideOpen = TimeSpan.FromMilliseconds(300);
         for (var i = 0; i < 3; i++)
         {
             await using var blocked = await dataSource.OpenConnectionAsync();
@@ -355,37 +355,6 @@ public sealed class CoreUnderLoadTests
         await using var connection = await acquire;
     }
 
-    /// <summary>A provider without an async open, on the real clock: it sleeps, or blocks until released, inside OpenAsync.</summary>
-    private sealed class SleepingNode : DbDataSource
-    {
-        private readonly FakeNode _made = new("blocking", new Microsoft.Extensions.Time.Testing.FakeTimeProvider());
-
-        public TimeSpan Sleep { get; set; }
-
-        public ManualResetEventSlim? Block { get; set; }
-
-        public volatile bool Blocked;
-
-        public override string ConnectionString => "blocking";
-
-        protected override DbConnection CreateDbConnection() => throw new NotSupportedException();
-
-        protected override ValueTask<DbConnection> OpenDbConnectionAsync(CancellationToken cancellationToken = default)
-        {
-            if (Block is { } block)
-            {
-                Blocked = true;
-                block.Wait(TimeSpan.FromSeconds(5));
-            }
-            else if (Sleep > TimeSpan.Zero)
-            {
-                Thread.Sleep(Sleep);
-            }
-
-            return new ValueTask<DbConnection>(new FakeConnection(_made, open: true));
-        }
-    }
-
     /// <summary>Moves the fake clock on in 100 ms steps, letting continuations run between them, until the condition holds.</summary>
     private static async Task AdvanceUntil(FakeCluster cluster, Func<bool> condition, string what)
     {
@@ -398,9 +367,14 @@ public sealed class CoreUnderLoadTests
         await FakeCluster.WaitFor(condition, what);
     }
 
-    private sealed class BlockingNode(Microsoft.Extensions.Time.Testing.FakeTimeProvider time) : DbDataSource
+    /// <summary>
+    /// A provider without an async open (like DbConnection's base OpenAsync, the whole open runs before the call returns):
+    /// each open takes <see cref="AdvanceInsideOpen"/>, moving the fake clock, or on the system clock (no fake one)
+    /// sleeping; or it blocks until released.
+    /// </summary>
+    private sealed class BlockingNode(Microsoft.Extensions.Time.Testing.FakeTimeProvider? time) : DbDataSource
     {
-        private readonly FakeNode _made = new("blocking", time);
+        private readonly FakeNode _made = new("blocking", time ?? new Microsoft.Extensions.Time.Testing.FakeTimeProvider());
 
         public TimeSpan AdvanceInsideOpen { get; set; }
 
@@ -420,9 +394,13 @@ public sealed class CoreUnderLoadTests
                 Blocked = true;
                 block.Wait(TimeSpan.FromSeconds(30));
             }
-            else
+            else if (time is not null)
             {
                 time.Advance(AdvanceInsideOpen);
+            }
+            else if (AdvanceInsideOpen > TimeSpan.Zero)
+            {
+                Thread.Sleep(AdvanceInsideOpen);
             }
 
             return new ValueTask<DbConnection>(new FakeConnection(_made, open: true));

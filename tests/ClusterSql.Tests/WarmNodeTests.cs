@@ -19,10 +19,7 @@ public sealed class WarmNodeTests
     public async Task OpenConnectionAsync_OneAtATimeOnEqualNodes_StaysOnTheWarmNode()
     {
         await using var cluster = FakeCluster.Create(3);
-        foreach (var node in cluster.Nodes)
-        {
-            node.Script = OpenScript.Takes(TimeSpan.FromMilliseconds(1));
-        }
+        EveryNodeTakes(cluster, OpenScript.Takes(TimeSpan.FromMilliseconds(1)));
 
         await Sequential(cluster, 30);
         var before = Wins(cluster);
@@ -38,10 +35,7 @@ public sealed class WarmNodeTests
     {
         // node1 is the writer; node2..node4 the readers.
         await using var cluster = FakeCluster.Create(4);
-        foreach (var node in cluster.Nodes)
-        {
-            node.Script = OpenScript.Takes(TimeSpan.FromMilliseconds(1));
-        }
+        EveryNodeTakes(cluster, OpenScript.Takes(TimeSpan.FromMilliseconds(1)));
 
         await Sequential(cluster.DataSource.Readers, 30);
         var before = Wins(cluster);
@@ -55,10 +49,7 @@ public sealed class WarmNodeTests
     public async Task OpenConnectionAsync_WarmNodeTurnsSlower_ClientLeavesIt()
     {
         await using var cluster = FakeCluster.Create(3);
-        foreach (var node in cluster.Nodes)
-        {
-            node.Script = OpenScript.Takes(TimeSpan.FromMilliseconds(1));
-        }
+        EveryNodeTakes(cluster, OpenScript.Takes(TimeSpan.FromMilliseconds(1)));
 
         await Sequential(cluster, 60);
         var warm = Array.IndexOf(Wins(cluster), Wins(cluster).Max());
@@ -78,10 +69,7 @@ public sealed class WarmNodeTests
     {
         // Opens that complete later take the slow path, whose win notes the warm node too.
         await using var cluster = FakeCluster.Create(3);
-        foreach (var node in cluster.Nodes)
-        {
-            node.Script = OpenScript.SucceedAfter(TimeSpan.FromMilliseconds(1));
-        }
+        EveryNodeTakes(cluster, OpenScript.SucceedAfter(TimeSpan.FromMilliseconds(1)));
 
         var before = Wins(cluster);
         for (var i = 0; i < 60; i++)
@@ -104,10 +92,7 @@ public sealed class WarmNodeTests
         // node1 is 1.3x slower: within WarmAdvantage, so only its explorations (one a second) reach it. An exploration
         // that won must not make it the warm node, or the client would stay there until the next exploration elsewhere.
         await using var cluster = FakeCluster.Create(3);
-        foreach (var node in cluster.Nodes)
-        {
-            node.Script = OpenScript.Takes(TimeSpan.FromMilliseconds(1));
-        }
+        EveryNodeTakes(cluster, OpenScript.Takes(TimeSpan.FromMilliseconds(1)));
 
         cluster["node1"].Script = OpenScript.Takes(TimeSpan.FromMilliseconds(1.3));
         await Sequential(cluster, 30);
@@ -137,6 +122,14 @@ public sealed class WarmNodeTests
 
         nodes[0].Drain();
         Assert.That(Enumerable.Range(0, 20).Select(i => selector.PickFirst(nodes, now, out _)), Has.None.SameAs(nodes[0]), "drained: never picked");
+    }
+
+    private static void EveryNodeTakes(FakeCluster cluster, OpenScript script)
+    {
+        foreach (var node in cluster.Nodes)
+        {
+            node.Script = script;
+        }
     }
 
     private static Task Sequential(FakeCluster cluster, int count) => Sequential(cluster.DataSource, count);
