@@ -295,16 +295,8 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IClusterAttache
 
             return rows;
         }
-        catch (MySqlException ex) when (ex.Number == NotPrepared)
+        catch (MySqlException ex) when (MemberTableRefused(node, ex))
         {
-            // This node is not ready for clients (it left the primary component since its last check): its status rows,
-            // already read, give the precise verdict; the table stays readable for the others.
-            _memberTableReady[node] = false;
-            return null;
-        }
-        catch (MySqlException ex) when (ex.ErrorCode is MySqlErrorCode.TableAccessDenied or MySqlErrorCode.NoSuchTable or MySqlErrorCode.DatabaseAccessDenied or MySqlErrorCode.AccessDenied)
-        {
-            _memberTableUnreadable = true;
             return null;
         }
 
@@ -312,23 +304,40 @@ public sealed class GaleraHealthProbe : IClusterNodeHealthProbe, IClusterAttache
             reader.IsDBNull(ordinal) ? string.Empty : Convert.ToString(reader.GetValue(ordinal), CultureInfo.InvariantCulture) ?? string.Empty;
     }
 
-    /// <summary>Runs the member table query alone; null when the table cannot be read (the same errors as <see cref="ReadMembersAsync"/>).</summary>
+    /// <summary>Runs the member table query alone; null when the table cannot be read (<see cref="MemberTableRefused"/>).</summary>
     private async Task<MySqlDataReader?> ExecuteMembersAsync(ClusterNode node, MySqlCommand command)
     {
         try
         {
             return await command.ExecuteReaderAsync(CancellationToken.None).ConfigureAwait(false);
         }
-        catch (MySqlException ex) when (ex.Number == NotPrepared)
+        catch (MySqlException ex) when (MemberTableRefused(node, ex))
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// Whether reading the member table failed for a reason that only means "not from here": then it records that reason
+    /// and the check goes on with the status rows. Not prepared (1047): this node left the primary component since its
+    /// last check; its status rows, already read, give the precise verdict, and the table stays readable on the others.
+    /// Access or table missing: the user may not read it anywhere, so it is not asked for again.
+    /// </summary>
+    private bool MemberTableRefused(ClusterNode node, MySqlException ex)
+    {
+        if (ex.Number == NotPrepared)
         {
             _memberTableReady[node] = false;
-            return null;
+            return true;
         }
-        catch (MySqlException ex) when (ex.ErrorCode is MySqlErrorCode.TableAccessDenied or MySqlErrorCode.NoSuchTable or MySqlErrorCode.DatabaseAccessDenied or MySqlErrorCode.AccessDenied)
+
+        if (ex.ErrorCode is MySqlErrorCode.TableAccessDenied or MySqlErrorCode.NoSuchTable or MySqlErrorCode.DatabaseAccessDenied or MySqlErrorCode.AccessDenied)
         {
             _memberTableUnreadable = true;
-            return null;
+            return true;
         }
+
+        return false;
     }
 
     /// <summary>Closes the probe's connections.</summary>

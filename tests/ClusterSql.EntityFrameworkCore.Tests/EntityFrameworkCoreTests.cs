@@ -222,17 +222,10 @@ public sealed class EntityFrameworkCoreTests : FaultFixture
     public async Task Conflict_AtCommit_TheUnitOfWorkRunsAgainAndApplies()
     {
         await using var cluster = Ef.Cluster();
-        await using (var seed = Ef.Items(cluster))
-        {
-            seed.Items.Add(new Item { Name = "hot", Counter = 0 });
-            await seed.SaveChangesAsync();
-        }
 
         // Another client writes the same row through another node while the unit of work's transaction is open on the
         // writer: Galera certifies that write first and aborts the unit of work (1213 deadlock) on COMMIT or sooner.
-        await Ef.Settled(cluster);
-        var writer = cluster.Writer.Nodes[0].Name;
-        var other = Enumerable.Range(1, TestCluster.NodeCount).First(n => TestCluster.NodeName(n) != writer);
+        var other = await SeedHotRowAsync(cluster);
         await using var context = Ef.Items(cluster);
         var strategy = context.Database.CreateExecutionStrategy();
         var runs = 0;
@@ -246,10 +239,7 @@ public sealed class EntityFrameworkCoreTests : FaultFixture
             await context.SaveChangesAsync();
             if (runs == 1)
             {
-                await using var interloper = new MySqlConnection(TestCluster.ConnectionString(other, "Pooling=false"));
-                await interloper.OpenAsync();
-                await using var update = new MySqlCommand($"UPDATE {ItemsContext.Table} SET Counter = 100 WHERE Name = 'hot'", interloper);
-                Assert.That(await update.ExecuteNonQueryAsync(), Is.EqualTo(1));
+                await InterloperWritesHotRowAsync(other);
             }
 
             await transaction.CommitAsync();
@@ -264,26 +254,13 @@ public sealed class EntityFrameworkCoreTests : FaultFixture
     public async Task Conflict_WithoutRetryEnabled_ReachesTheCaller()
     {
         await using var cluster = Ef.Cluster();
-        await using (var seed = Ef.Items(cluster))
-        {
-            seed.Items.Add(new Item { Name = "hot", Counter = 0 });
-            await seed.SaveChangesAsync();
-        }
-
-        await Ef.Settled(cluster);
-        var writer = cluster.Writer.Nodes[0].Name;
-        var other = Enumerable.Range(1, TestCluster.NodeCount).First(n => TestCluster.NodeName(n) != writer);
+        var other = await SeedHotRowAsync(cluster);
         await using var context = Ef.Items(cluster, enableRetry: false);
         await using var transaction = await context.Database.BeginTransactionAsync();
         var item = await context.Items.SingleAsync(i => i.Name == "hot");
         item.Counter += 1;
         await context.SaveChangesAsync();
-        await using (var interloper = new MySqlConnection(TestCluster.ConnectionString(other, "Pooling=false")))
-        {
-            await interloper.OpenAsync();
-            await using var update = new MySqlCommand($"UPDATE {ItemsContext.Table} SET Counter = 100 WHERE Name = 'hot'", interloper);
-            await update.ExecuteNonQueryAsync();
-        }
+        await InterloperWritesHotRowAsync(other);
 
         // Without the strategy nobody runs it again: the certification conflict reaches the caller as it is.
         var error = Assert.CatchAsync(() => transaction.CommitAsync());
@@ -385,5 +362,28 @@ public sealed class EntityFrameworkCoreTests : FaultFixture
 
         // EnableClusterRetry is accepted.
         Assert.That(() => new DbContextOptionsBuilder<ItemsContext>().UseClusterSql(cluster, Ef.Server, mySql => mySql.EnableClusterRetry()), Throws.Nothing);
+    }
+
+    /// <summary>Seeds the row 'hot' (Counter 0); once the roles have settled, returns a node that is not the writer.</summary>
+    private static async Task<int> SeedHotRowAsync(ClusterDataSource cluster)
+    {
+        await using (var seed = Ef.Items(cluster))
+        {
+            seed.Items.Add(new Item { Name = "hot", Counter = 0 });
+            await seed.SaveChangesAsync();
+        }
+
+        await Ef.Settled(cluster);
+        var writer = cluster.Writer.Nodes[0].Name;
+        return Enumerable.Range(1, TestCluster.NodeCount).First(n => TestCluster.NodeName(n) != writer);
+    }
+
+    /// <summary>Another client sets the row 'hot' to 100 through <paramref name="node"/>, outside any unit of work.</summary>
+    private static async Task InterloperWritesHotRowAsync(int node)
+    {
+        await using var interloper = new MySqlConnection(TestCluster.ConnectionString(node, "Pooling=false"));
+        await interloper.OpenAsync();
+        await using var update = new MySqlCommand($"UPDATE {ItemsContext.Table} SET Counter = 100 WHERE Name = 'hot'", interloper);
+        Assert.That(await update.ExecuteNonQueryAsync(), Is.EqualTo(1));
     }
 }

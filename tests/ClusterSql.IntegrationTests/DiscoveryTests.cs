@@ -210,25 +210,16 @@ public sealed class DiscoveryTests : FaultFixture
     [Test]
     public async Task Discovery_MemberTableReadable_UsesUuidsAndNodeNames()
     {
-        const string user = "clustersql_members";
-        var password = TestCluster.Password;
-        await TestCluster.Harness("sql", "galera1",
-            $"CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{password}'; GRANT ALL ON test.* TO '{user}'@'%'; GRANT SELECT ON mysql.wsrep_cluster_members TO '{user}'@'%';");
-        try
-        {
-            var options = new GaleraDiscoveryOptions { GracePeriod = s_grace };
-            options.Names["galera2"] = "second";
-            options.Exclude.Add("galera3");
-            await using var cluster = BuildSeeded(options, user, password);
-            await WaitUntil(cluster, () => cluster.Nodes.Count == 2 && cluster.Nodes.All(n => n.State == ClusterNodeState.Healthy), TimeSpan.FromSeconds(20), "two healthy nodes");
-            await Task.Delay(TimeSpan.FromSeconds(2));
-            TestContext.Progress.WriteLine($"member table: {Describe(cluster)}");
-            Assert.That(cluster.Nodes.Select(n => n.Name), Is.EqualTo(new[] { "galera1", "second" }), "renamed by wsrep_node_name; galera3 excluded by its wsrep_node_name");
-        }
-        finally
-        {
-            await TestCluster.Harness("sql", "galera1", $"DROP USER IF EXISTS '{user}'@'%';");
-        }
+        await using var members = await MemberTableUser.CreateAsync();
+        var (user, password) = (MemberTableUser.Name, TestCluster.Password);
+        var options = new GaleraDiscoveryOptions { GracePeriod = s_grace };
+        options.Names["galera2"] = "second";
+        options.Exclude.Add("galera3");
+        await using var cluster = BuildSeeded(options, user, password);
+        await WaitUntil(cluster, () => cluster.Nodes.Count == 2 && cluster.Nodes.All(n => n.State == ClusterNodeState.Healthy), TimeSpan.FromSeconds(20), "two healthy nodes");
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        TestContext.Progress.WriteLine($"member table: {Describe(cluster)}");
+        Assert.That(cluster.Nodes.Select(n => n.Name), Is.EqualTo(new[] { "galera1", "second" }), "renamed by wsrep_node_name; galera3 excluded by its wsrep_node_name");
     }
 
     [Test]
@@ -268,32 +259,23 @@ public sealed class DiscoveryTests : FaultFixture
     [Test]
     public async Task Discovery_MemberTable_StopRemovesAfterGrace_StartBringsBack()
     {
-        const string user = "clustersql_members";
-        var password = TestCluster.Password;
-        await TestCluster.Harness("sql", "galera1",
-            $"CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{password}'; GRANT ALL ON test.* TO '{user}'@'%'; GRANT SELECT ON mysql.wsrep_cluster_members TO '{user}'@'%';");
-        try
-        {
-            var options = new GaleraDiscoveryOptions { GracePeriod = s_grace };
-            options.Names["galera3"] = "third";
-            await using var cluster = BuildSeeded(options, user, password);
-            await WaitUntil(cluster, () => cluster.Nodes.Count == 3 && cluster.Nodes.All(n => n.State == ClusterNodeState.Healthy), TimeSpan.FromSeconds(20), "three healthy nodes");
-            var third = cluster.GetNode("third");
-            Assert.That(third, Is.Not.Null, "renamed by wsrep_node_name, which only the member table has");
+        await using var members = await MemberTableUser.CreateAsync();
+        var (user, password) = (MemberTableUser.Name, TestCluster.Password);
+        var options = new GaleraDiscoveryOptions { GracePeriod = s_grace };
+        options.Names["galera3"] = "third";
+        await using var cluster = BuildSeeded(options, user, password);
+        await WaitUntil(cluster, () => cluster.Nodes.Count == 3 && cluster.Nodes.All(n => n.State == ClusterNodeState.Healthy), TimeSpan.FromSeconds(20), "three healthy nodes");
+        var third = cluster.GetNode("third");
+        Assert.That(third, Is.Not.Null, "renamed by wsrep_node_name, which only the member table has");
 
-            var clock = Stopwatch.StartNew();
-            await TestCluster.Harness("stop", "galera3");
-            await WaitUntil(cluster, () => cluster.GetNode("third") is null, s_grace + TimeSpan.FromSeconds(20), "galera3 is removed");
-            TestContext.Progress.WriteLine($"member table: galera3 removed {clock.Elapsed.TotalSeconds:0.0}s after the stop began; {Describe(cluster)}");
-            Assert.That(clock.Elapsed, Is.GreaterThanOrEqualTo(s_grace));
+        var clock = Stopwatch.StartNew();
+        await TestCluster.Harness("stop", "galera3");
+        await WaitUntil(cluster, () => cluster.GetNode("third") is null, s_grace + TimeSpan.FromSeconds(20), "galera3 is removed");
+        TestContext.Progress.WriteLine($"member table: galera3 removed {clock.Elapsed.TotalSeconds:0.0}s after the stop began; {Describe(cluster)}");
+        Assert.That(clock.Elapsed, Is.GreaterThanOrEqualTo(s_grace));
 
-            await TestCluster.Harness("start", "galera3");
-            await WaitUntil(cluster, () => cluster.GetNode("third") is { State: ClusterNodeState.Healthy }, TimeSpan.FromSeconds(20), "galera3 is back");
-        }
-        finally
-        {
-            await TestCluster.Harness("sql", "galera1", $"DROP USER IF EXISTS '{user}'@'%';");
-        }
+        await TestCluster.Harness("start", "galera3");
+        await WaitUntil(cluster, () => cluster.GetNode("third") is { State: ClusterNodeState.Healthy }, TimeSpan.FromSeconds(20), "galera3 is back");
     }
 
     [Test]
@@ -303,44 +285,35 @@ public sealed class DiscoveryTests : FaultFixture
         // rejecting node does): its check must still give the status rows' verdict, and the table must stay readable for
         // the others. (On the test cluster's MariaDB a partitioned node happened to answer without 1047: this test passed
         // with the 1047 handling removed too; it guards the outcome, not that path.)
-        const string user = "clustersql_members";
-        var password = TestCluster.Password;
-        await TestCluster.Harness("sql", "galera1",
-            $"CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{password}'; GRANT ALL ON test.* TO '{user}'@'%'; GRANT SELECT ON mysql.wsrep_cluster_members TO '{user}'@'%';");
+        await using var members = await MemberTableUser.CreateAsync();
+        var (user, password) = (MemberTableUser.Name, TestCluster.Password);
+        var probe = new GaleraHealthProbe(allowDonor: false, new GaleraDiscovery(new GaleraDiscoveryOptions { GracePeriod = TimeSpan.FromSeconds(30) }));
+        var builder = new ClusterDataSourceBuilder()
+            .AddMySqlNode("galera1", $"Server={TestCluster.Host(1)};Port=3306;User ID={user};Password={password};Database=test;Connection Timeout=5")
+            .UseHealthProbe(probe);
+        builder.Options.HealthCheckInterval = TimeSpan.FromMilliseconds(500);
+        builder.Options.HealthCheckTimeout = TimeSpan.FromSeconds(1);
+        await using var cluster = builder.Build();
+        await WaitUntil(cluster, () => cluster.Nodes.Count == 3 && cluster.Nodes.All(n => n.State == ClusterNodeState.Healthy), TimeSpan.FromSeconds(20), "three healthy nodes");
+        var third = cluster.Nodes.Single(n => n.DataSource is MySqlDataSource m && m.ConnectionString.Contains(TestCluster.Host(3), StringComparison.Ordinal));
+        await TestCluster.Harness("partition", "galera3");
         try
         {
-            var probe = new GaleraHealthProbe(allowDonor: false, new GaleraDiscovery(new GaleraDiscoveryOptions { GracePeriod = TimeSpan.FromSeconds(30) }));
-            var builder = new ClusterDataSourceBuilder()
-                .AddMySqlNode("galera1", $"Server={TestCluster.Host(1)};Port=3306;User ID={user};Password={password};Database=test;Connection Timeout=5")
-                .UseHealthProbe(probe);
-            builder.Options.HealthCheckInterval = TimeSpan.FromMilliseconds(500);
-            builder.Options.HealthCheckTimeout = TimeSpan.FromSeconds(1);
-            await using var cluster = builder.Build();
-            await WaitUntil(cluster, () => cluster.Nodes.Count == 3 && cluster.Nodes.All(n => n.State == ClusterNodeState.Healthy), TimeSpan.FromSeconds(20), "three healthy nodes");
-            var third = cluster.Nodes.Single(n => n.DataSource is MySqlDataSource m && m.ConnectionString.Contains(TestCluster.Host(3), StringComparison.Ordinal));
-            await TestCluster.Harness("partition", "galera3");
-            try
+            await WaitUntil(cluster, () => third.State == ClusterNodeState.Down, TimeSpan.FromSeconds(20), "the partitioned node is down");
+            var reason = third.GetStatistics().DownReason;
+            TestContext.Progress.WriteLine($"partitioned galera3: {reason}");
+            Assert.Multiple(() =>
             {
-                await WaitUntil(cluster, () => third.State == ClusterNodeState.Down, TimeSpan.FromSeconds(20), "the partitioned node is down");
-                var reason = third.GetStatistics().DownReason;
-                TestContext.Progress.WriteLine($"partitioned galera3: {reason}");
-                Assert.Multiple(() =>
-                {
-                    Assert.That(reason, Does.Contain("wsrep_").And.Not.Contain("1047"), "the status rows' verdict");
-                    Assert.That(probe.MemberTableUnreadable, Is.False, "one node's 1047 does not make the table unreadable");
-                });
-            }
-            finally
-            {
-                await TestCluster.Harness("heal", "galera3");
-            }
-
-            await WaitUntil(cluster, () => cluster.Nodes.Count == 3 && cluster.Nodes.All(n => n.State == ClusterNodeState.Healthy), TimeSpan.FromSeconds(30), "all three healthy again");
+                Assert.That(reason, Does.Contain("wsrep_").And.Not.Contain("1047"), "the status rows' verdict");
+                Assert.That(probe.MemberTableUnreadable, Is.False, "one node's 1047 does not make the table unreadable");
+            });
         }
         finally
         {
-            await TestCluster.Harness("sql", "galera1", $"DROP USER IF EXISTS '{user}'@'%';");
+            await TestCluster.Harness("heal", "galera3");
         }
+
+        await WaitUntil(cluster, () => cluster.Nodes.Count == 3 && cluster.Nodes.All(n => n.State == ClusterNodeState.Healthy), TimeSpan.FromSeconds(30), "all three healthy again");
     }
 
     [Test]
@@ -362,3 +335,22 @@ public sealed class DiscoveryTests : FaultFixture
 [Cluster(typeof(MySqlConnectorFactory), ConnectionType = typeof(MySqlConnection), ConnectTimeoutMilliseconds = 2000)]
 [ClusterNode("galera1", ConnectionStringConfigurationKey = "ConnectionStrings:Seed")]
 internal sealed partial class SeedOnly;
+
+/// <summary>A user who may read mysql.wsrep_cluster_members (the harness's own may not), dropped when disposed.</summary>
+internal sealed class MemberTableUser : IAsyncDisposable
+{
+    public const string Name = "clustersql_members";
+
+    private MemberTableUser()
+    {
+    }
+
+    public static async Task<MemberTableUser> CreateAsync()
+    {
+        await TestCluster.Harness("sql", "galera1",
+            $"CREATE USER IF NOT EXISTS '{Name}'@'%' IDENTIFIED BY '{TestCluster.Password}'; GRANT ALL ON test.* TO '{Name}'@'%'; GRANT SELECT ON mysql.wsrep_cluster_members TO '{Name}'@'%';");
+        return new MemberTableUser();
+    }
+
+    public async ValueTask DisposeAsync() => await TestCluster.Harness("sql", "galera1", $"DROP USER IF EXISTS '{Name}'@'%';");
+}

@@ -276,8 +276,7 @@ public sealed class GaleraDiscoveryTests
         var (cluster, discovery, time) = Build();
         await using var _c = cluster;
         var seed = cluster.GetNode("db1")!;
-        discovery.Report(seed, View(true, 7, 0, "10.0.0.1:3306", "10.0.0.2:3306"));
-        var node = cluster.GetNode("10.0.0.2")!;
+        var node = DiscoverSecond(cluster, discovery, seed);
         node.MarkUp();
         discovery.Report(seed, View(true, 8, 0, "10.0.0.1:3306"));
         Assert.That(node.State, Is.EqualTo(ClusterNodeState.Draining));
@@ -312,8 +311,7 @@ public sealed class GaleraDiscoveryTests
         var (cluster, discovery, _) = Build();
         await using var _c = cluster;
         var seed = cluster.GetNode("db1")!;
-        discovery.Report(seed, View(true, 7, 0, "10.0.0.1:3306", "10.0.0.2:3306"));
-        var node = cluster.GetNode("10.0.0.2")!;
+        var node = DiscoverSecond(cluster, discovery, seed);
         node.MarkUp();
         node.Drain("upgrade");
         discovery.Report(seed, View(true, 8, 0, "10.0.0.1:3306"));
@@ -328,8 +326,7 @@ public sealed class GaleraDiscoveryTests
         var (cluster, discovery, _) = Build();
         await using var _c = cluster;
         var seed = cluster.GetNode("db1")!;
-        discovery.Report(seed, View(true, 7, 0, "10.0.0.1:3306", "10.0.0.2:3306"));
-        var node = cluster.GetNode("10.0.0.2")!;
+        var node = DiscoverSecond(cluster, discovery, seed);
         node.Drain("upgrade");
         Assert.That(node.State, Is.EqualTo(ClusterNodeState.Down), "not checked yet, and drained");
         discovery.Report(seed, View(true, 8, 0, "10.0.0.1:3306"));
@@ -344,8 +341,7 @@ public sealed class GaleraDiscoveryTests
         var (cluster, discovery, _) = Build();
         await using var _c = cluster;
         var seed = cluster.GetNode("db1")!;
-        discovery.Report(seed, View(true, 7, 0, "10.0.0.1:3306", "10.0.0.2:3306"));
-        var node = cluster.GetNode("10.0.0.2")!;
+        var node = DiscoverSecond(cluster, discovery, seed);
         node.MarkUp();
         discovery.Report(seed, View(true, 8, 0, "10.0.0.1:3306"));
         Assert.That(node.GetStatistics().DrainReason, Does.Contain("left the cluster"));
@@ -361,8 +357,7 @@ public sealed class GaleraDiscoveryTests
         var (cluster, discovery, time) = Build();
         await using var _c = cluster;
         var seed = cluster.GetNode("db1")!;
-        discovery.Report(seed, View(true, 7, 0, "10.0.0.1:3306", "10.0.0.2:3306"));
-        var discovered = cluster.GetNode("10.0.0.2")!;
+        var discovered = DiscoverSecond(cluster, discovery, seed);
 
         // The application replaces the discovered node with its own, under the same name and for the same member.
         Assert.That(cluster.RemoveNode("10.0.0.2"), Is.True);
@@ -753,6 +748,13 @@ public sealed class GaleraDiscoveryTests
             ["wsrep_gcomm_uuid"] = reporterUuid ?? $"uuid-of-entry-{reporterIndex}",
         };
         return values;
+    }
+
+    /// <summary>The seed reports a view (conf_id 7) of itself and 10.0.0.2: the second member, as discovery added it.</summary>
+    private static ClusterNode DiscoverSecond(ClusterDataSource cluster, GaleraDiscovery discovery, ClusterNode seed)
+    {
+        discovery.Report(seed, View(true, 7, 0, "10.0.0.1:3306", "10.0.0.2:3306"));
+        return cluster.GetNode("10.0.0.2")!;
     }
 
     private static GaleraView View(bool healthy, long confId, int reporterIndex, params string[] addresses) =>
