@@ -218,8 +218,24 @@ start_node() {
   local n=$1
   [[ $(proc_state "${n}") == down ]] || return 0
   check_port_free "${n}"
-  as_pg "${BIN}/pg_ctl" -D "$(data_of "${n}")" -l "$(log_of "${n}")" -w -t "${WAIT_TIMEOUT}" -s start >/dev/null \
-    || { tail -n 20 "$(log_of "${n}")" >&2 || true; die "$(name "${n}") did not start"; }
+  local attempt
+  for attempt in 1 2; do
+    as_pg "${BIN}/pg_ctl" -D "$(data_of "${n}")" -l "$(log_of "${n}")" -w -t "${WAIT_TIMEOUT}" -s start >/dev/null && return 0
+    # pg_ctl gave up: the log says why. A start right after a crash can fail once (a process of the killed server
+    # still exiting); a second start is a fresh crash recovery, so it is safe to try once more.
+    sleep 1
+    tail -n 30 "$(log_of "${n}")" >&2 || true
+    [[ $(proc_state "${n}") == down ]] || return 0
+    log "$(name "${n}") did not start (attempt ${attempt})"
+  done
+  die "$(name "${n}") did not start"
+}
+
+# SIGSTOP node N's postmaster (it forks nothing while stopped); returns 1 when it is not running
+freeze_postmaster() {
+  local pid
+  pid="$(node_pid "$1")" || return 1
+  kill -STOP "${pid}" 2>/dev/null || return 1
 }
 
 stop_node() {
@@ -433,8 +449,11 @@ cmd_status() {
 cmd_crash() {
   local n pids p
   n="$(node_num "${1:-}")"
+  freeze_postmaster "${n}" || die "$(name "${n}") is not running"
+  # The postmaster and every child: a postmaster killed alone leaves its backends serving open sessions. The children
+  # are listed only once the postmaster is stopped, so that none forked meanwhile is left behind holding the old
+  # shared memory (which can make the next start fail).
   pids="$(node_pids "${n}")" || die "$(name "${n}") is not running"
-  # The postmaster and every child at once: a postmaster killed alone leaves its backends serving open sessions.
   for p in ${pids}; do kill -KILL "${p}" 2>/dev/null || true; done
   log "$(name "${n}") crashed (SIGKILL postmaster and children)"
 }
@@ -451,8 +470,9 @@ cmd_restart() {
 cmd_hang() {
   local n pids p
   n="$(node_num "${1:-}")"
+  # The postmaster first, so that it forks no new backend between listing its children and stopping them.
+  freeze_postmaster "${n}" || die "$(name "${n}") is not running"
   pids="$(node_pids "${n}")" || die "$(name "${n}") is not running"
-  # The postmaster first, so that it forks no new backend between the two steps.
   for p in ${pids}; do kill -STOP "${p}" 2>/dev/null || true; done
   log "$(name "${n}") hung (SIGSTOP postmaster and children): TCP connects complete, nothing answers"
 }
