@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Concurrent;
 using System.Data.Common;
 using System.Globalization;
 using System.Threading;
@@ -11,20 +12,28 @@ namespace ClusterSql.MySql;
 /// Read-your-writes on Galera. After a commit the writer session reads its write's GTID (<c>@@last_gtid</c>,
 /// <c>WSREP_LAST_WRITTEN_GTID()</c>) and its node's <c>wsrep_last_committed</c>; the position is
 /// <c>domain-server-seqno@committed</c>. Before a read, the reader's node waits with
-/// <c>WSREP_SYNC_WAIT_UPTO_GTID(gtid, timeout)</c>, then until its own <c>wsrep_last_committed</c> reaches the writer's.
+/// <c>WSREP_SYNC_WAIT_UPTO_GTID(gtid, timeout)</c> and until its own <c>wsrep_last_committed</c> reaches the writer's;
+/// a causal barrier (<c>wsrep_sync_wait</c>) runs on a session of ClusterSql's own on that node, beside that wait
+/// (asynchronous opens) or after it (synchronous ones).
 /// </summary>
 /// <remarks>
 /// <para>
-/// Not <c>wsrep_sync_wait</c>: MariaDB 10.11 skips it on a session that MySqlConnector's pool reset with
-/// COM_RESET_CONNECTION, also when the session sets it again after the reset (measured here: 318 stale reads in 10,000
-/// with <c>SET SESSION wsrep_sync_wait=1</c> before each read on default pooled sessions).
+/// Why three steps. The barrier is what makes the read safe: Galera's causal read waits until the node has applied,
+/// and committed, everything the cluster had ordered when it ran, so the write (ordered before its COMMIT returned,
+/// before its position was recorded) is visible to any later statement on that node. But MariaDB 10.11 skips
+/// <c>wsrep_sync_wait</c> on a session that MySqlConnector's pool reset with COM_RESET_CONNECTION (the reset's session
+/// cleanup clears the flag that marks it a client of the cluster; measured: 318 stale reads in 10,000 with it set
+/// before each read on default pooled sessions). So the barrier runs on a separate pool of sessions to the same server
+/// that are never reset, and the caller's session is left as it was.
 /// </para>
 /// <para>
-/// Not the GTID wait alone: measured here, 1-4 reads in 10,000 that ran right after it returned, with the GTID already in
-/// the reader's <c>@@gtid_binlog_pos</c>, still missed the write (the applier had binlogged it, its commit was not yet
-/// visible). <c>wsrep_last_committed</c> is the cluster-wide seqno up to which a node has committed, in the one order the
-/// whole cluster shares, and moves only once a commit is done; the writer's, read after its COMMIT returned, covers the
-/// write. With both: 0 stale reads in 10,000 (the integration tests). GTIDs agree across nodes only with
+/// The GTID wait bounds the wait by <see cref="ClusterOptions.CausalReadTimeout"/> with a clear error (the barrier's
+/// own bound is the provider's <c>repl.causal_read_timeout</c>, 30 s by default), and leaves the barrier little to do.
+/// Alone it is not enough: it returns at once when the node has merely been assigned the GTID, before the commit is
+/// visible (measured: 1-4 stale reads in 10,000). The writer's <c>wsrep_last_committed</c> is not enough either: it is
+/// the point below which every write set has finished, and a write set committed just before ours may not have
+/// finished when it is read (measured: 1 stale read in 30,000-60,000 with four writers and both checks, none with the
+/// barrier). The writer's value is kept as an early filter and to order positions. GTIDs agree across nodes only with
 /// <c>wsrep_gtid_mode=ON</c> and one <c>wsrep_gtid_domain_id</c>; the binary log gives <c>@@last_gtid</c>.
 /// </para>
 /// </remarks>
@@ -78,6 +87,46 @@ internal sealed class GaleraConsistency : IClusterConsistency
     {
         var target = Parse(position, nameof(position));
         var deadline = DateTime.UtcNow + timeout;
+
+        // The barrier runs beside the GTID wait, on its own session to the same node: the read waits for the longer of
+        // the two, not their sum. Started after the acquire, it covers every write recorded before it, whichever ends
+        // first.
+        using var stopBarrier = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var barrier = RunBarrierAsync(connection, timeout, stopBarrier.Token);
+        try
+        {
+            await WaitForPositionAsync(connection, target, deadline, position, timeout, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            // The barrier is not wanted any more (a lagging node's could run on for the provider's 30 s): stop it here, on
+            // this thread (MySqlConnector kills the query from the cancelling thread), and let its session go back to its
+            // pool before the caller sees the wait's error, which is the one that matters.
+            await stopBarrier.CancelAsync().ConfigureAwait(false);
+            try
+            {
+                await barrier.ConfigureAwait(false);
+            }
+            catch (Exception)
+            {
+                // Stopped, or failed on its own: either way the wait's own error follows.
+            }
+
+            throw;
+        }
+
+        try
+        {
+            await barrier.ConfigureAwait(false);
+        }
+        catch (MySqlException ex) when (ex.ErrorCode == MySqlErrorCode.LockWaitTimeout)
+        {
+            throw NotApplied(connection, position, timeout, ex);
+        }
+    }
+
+    private static async ValueTask WaitForPositionAsync(DbConnection connection, (long Domain, long Server, long Seqno, long? Committed) target, DateTime deadline, string position, TimeSpan timeout, CancellationToken cancellationToken)
+    {
         var command = CreateWait(connection, target, timeout);
         await using (command.ConfigureAwait(false))
         {
@@ -114,6 +163,24 @@ internal sealed class GaleraConsistency : IClusterConsistency
         }
     }
 
+    private static async Task RunBarrierAsync(DbConnection connection, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        if (CreateBarrier(connection) is not { } barrier)
+        {
+            return;
+        }
+
+        await using (barrier.ConfigureAwait(false))
+        {
+            await barrier.OpenAsync(cancellationToken).ConfigureAwait(false);
+            var command = CreateBarrierCommand(barrier, timeout);
+            await using (command.ConfigureAwait(false))
+            {
+                await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+
     public void WaitFor(DbConnection connection, string position, TimeSpan timeout)
     {
         var target = Parse(position, nameof(position));
@@ -131,7 +198,7 @@ internal sealed class GaleraConsistency : IClusterConsistency
 
                 if (IsCommitted(target, committed, deadline, connection, position, timeout))
                 {
-                    return;
+                    break;
                 }
 
                 if (poll == 0)
@@ -141,6 +208,16 @@ internal sealed class GaleraConsistency : IClusterConsistency
                 else if (poll >= ImmediatePolls)
                 {
                     Thread.Sleep(1);
+                }
+            }
+
+            if (CreateBarrier(connection) is { } barrier)
+            {
+                using (barrier)
+                {
+                    barrier.Open();
+                    using var sync = CreateBarrierCommand(barrier, timeout);
+                    sync.ExecuteNonQuery();
                 }
             }
         }
@@ -170,12 +247,9 @@ internal sealed class GaleraConsistency : IClusterConsistency
     }
 
     /// <summary>
-    /// Whether the node has committed the write: its GTID wait returned, and its wsrep_last_committed has reached the
-    /// writer's. The GTID wait alone was measured not to be enough: on MariaDB 10.11, 1-4 reads in 10,000 that ran right
-    /// after WSREP_SYNC_WAIT_UPTO_GTID returned (with the GTID already in the node's @@gtid_binlog_pos) still missed the
-    /// write: the applier had binlogged it but its commit was not yet visible. wsrep_last_committed moves only once the
-    /// commit is done, in the one order the whole cluster shares; the GTID wait does the long part of the waiting, and
-    /// this check rarely costs a second round trip.
+    /// Whether the node is past the writer's position as far as its own session can tell: its GTID wait returned, and
+    /// its wsrep_last_committed has reached the writer's. Neither proves the write visible (see the class remarks); they
+    /// do the long part of the waiting, within the caller's timeout, and the barrier after them the rest.
     /// </summary>
     private static bool IsCommitted((long Domain, long Server, long Seqno, long? Committed) target, long? committed, DateTime deadline, DbConnection connection, string position, TimeSpan timeout)
     {
@@ -190,6 +264,60 @@ internal sealed class GaleraConsistency : IClusterConsistency
         }
 
         return false;
+    }
+
+    /// <summary>Galera's causal read: returns once the node has committed everything the cluster had ordered.</summary>
+    private const string BarrierQuery = "SET STATEMENT wsrep_sync_wait=1 FOR SELECT 1";
+
+    // The barrier sessions' connection string per caller connection string (as the open connection reports it: without
+    // the password, which CloneWith carries over). Bounded: one entry per node in practice.
+    private static readonly ConcurrentDictionary<string, string> s_barrierConnectionStrings = new(StringComparer.Ordinal);
+    private const int MaxBarrierConnectionStrings = 1024;
+
+    /// <summary>
+    /// An unopened connection to the same server as <paramref name="connection"/>, with its credentials, from a pool
+    /// of sessions that are never reset (so that MariaDB runs <c>wsrep_sync_wait</c> on them). Only the barrier runs on
+    /// them, so nothing of a caller's session state can carry over. <see langword="null"/> for a provider other than
+    /// MySqlConnector, which has no such sessions to offer.
+    /// </summary>
+    private static MySqlConnection? CreateBarrier(DbConnection connection)
+    {
+        if (connection is not MySqlConnection mySql)
+        {
+            return null;
+        }
+
+        var key = mySql.ConnectionString;
+        if (!s_barrierConnectionStrings.TryGetValue(key, out var barrier))
+        {
+            barrier = new MySqlConnectionStringBuilder(key)
+            {
+                // Pooled whatever the caller's choice: a barrier is one short statement, and a physical open per read
+                // would cost more than the read. Never reset: the reset is what makes MariaDB skip the causal wait.
+                Pooling = true,
+                ConnectionReset = false,
+                MinimumPoolSize = 0,
+            }.ConnectionString;
+            if (s_barrierConnectionStrings.Count >= MaxBarrierConnectionStrings)
+            {
+                s_barrierConnectionStrings.Clear();
+            }
+
+            s_barrierConnectionStrings[key] = barrier;
+        }
+
+        return mySql.CloneWith(barrier);
+    }
+
+    private static MySqlCommand CreateBarrierCommand(MySqlConnection barrier, TimeSpan timeout)
+    {
+        var command = barrier.CreateCommand();
+        command.CommandText = BarrierQuery;
+
+        // A safety net only: after the GTID wait the node has little left to apply, and the server bounds the causal
+        // wait itself (repl.causal_read_timeout, answered with error 1205).
+        command.CommandTimeout = (int)Math.Clamp(Math.Ceiling(timeout.TotalSeconds), 1, 3600) + 5;
+        return command;
     }
 
     private static async ValueTask<long?> ReadCommittedAsync(DbDataReader reader, CancellationToken cancellationToken)

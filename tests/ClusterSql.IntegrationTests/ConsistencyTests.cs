@@ -93,6 +93,8 @@ public sealed class ConsistencyTests
                     });
                 }
 
+                // What a causal read will wait for (diagnostics only: the acquire reads it again).
+                var waitedFor = cluster.LastWrite;
                 var started = Stopwatch.GetTimestamp();
                 await using var reader = token is null ? await cluster.Readers.OpenMySqlConnectionAsync() : (MySqlConnection)await cluster.Readers.OpenConnectionAsync(token);
                 acquireTimes.Add(Stopwatch.GetElapsedTime(started).TotalMicroseconds);
@@ -103,10 +105,10 @@ public sealed class ConsistencyTests
                 {
                     if (Interlocked.Increment(ref stale) <= 5 && (causal || useToken))
                     {
-                        await using var seen = new MySqlCommand("SELECT WSREP_LAST_SEEN_GTID(), @@gtid_binlog_pos", reader);
+                        await using var seen = new MySqlCommand("SELECT WSREP_LAST_SEEN_GTID(), @@gtid_binlog_pos, (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_LAST_COMMITTED'), (SELECT v FROM " + table + " WHERE id = " + worker + ")", reader);
                         await using var r = await seen.ExecuteReaderAsync();
                         await r.ReadAsync();
-                        TestContext.Progress.WriteLine($"stale: token {token} expected {i} read {read} on {reader.DataSource} (written on {writtenOn}); last write {cluster.LastWrite}; reader seen {r.GetValue(0) switch { byte[] b => System.Text.Encoding.ASCII.GetString(b), var o => o }} binlog {r.GetValue(1)}");
+                        TestContext.Progress.WriteLine($"stale: token {token} expected {i} read {read} on {reader.DataSource} (written on {writtenOn}); waited for {waitedFor}, last write now {cluster.LastWrite}; reader seen {r.GetValue(0) switch { byte[] b => System.Text.Encoding.ASCII.GetString(b), var o => o }} binlog {r.GetValue(1)} committed {r.GetValue(2)}, reads {r.GetValue(3)} now");
                     }
                 }
 
@@ -125,6 +127,79 @@ public sealed class ConsistencyTests
 
         var sorted = acquireTimes.OrderBy(t => t).ToArray();
         return (stale, otherNode, TimeSpan.FromMicroseconds(sorted[sorted.Length / 2]), TimeSpan.FromMicroseconds(sorted[(int)(sorted.Length * 0.99)]));
+    }
+
+    [Test]
+    public async Task CausalRead_EndsWithGaleraCausalWait_OnTheReadersNode_AsyncAndSync()
+    {
+        // The guarantee is Galera's causal read (wsrep_sync_wait), which MariaDB skips on a session MySqlConnector's pool
+        // has reset: each causal acquire must have run one on the node it returned, which the node's wsrep_causal_reads
+        // counter shows. (The pool is warm: the sessions handed out below have all been reset at least once.)
+        const int Reads = 40;
+        await using var cluster = TestCluster.Build(o => o.CausalReads = true, configureBuilder: b => b.UseGaleraConsistency());
+        await cluster.Writer.ExecuteTransactionAsync(async (connection, transaction, cancellation) =>
+        {
+            await using var create = new MySqlCommand("CREATE TABLE IF NOT EXISTS causal_barrier (id INT NOT NULL PRIMARY KEY)", connection, transaction);
+            await create.ExecuteNonQueryAsync(cancellation);
+        });
+        Assert.That(cluster.LastWrite, Is.Not.Null, "the retry API recorded the write");
+
+        var before = new long[4];
+        for (var node = 1; node <= 3; node++)
+        {
+            before[node] = await TestCluster.Status(node, "wsrep_causal_reads");
+        }
+
+        var readsOn = new int[4];
+        for (var i = 0; i < Reads; i++)
+        {
+            // Half through the synchronous open, which has its own wait.
+            await using var reader = i % 2 == 0 ? await cluster.Readers.OpenMySqlConnectionAsync() : (MySqlConnection)cluster.Readers.OpenConnection();
+            await using var select = new MySqlCommand("SELECT 1", reader);
+            Assert.That(await select.ExecuteScalarAsync(), Is.EqualTo(1), "the caller's session works after the wait");
+            readsOn[TestCluster.NodeOfHost(reader.DataSource)]++;
+        }
+
+        for (var node = 1; node <= 3; node++)
+        {
+            var ran = await TestCluster.Status(node, "wsrep_causal_reads") - before[node];
+            TestContext.Progress.WriteLine($"galera{node}: {readsOn[node]} causal acquires, {ran} causal waits run");
+            Assert.That(ran, Is.GreaterThanOrEqualTo(readsOn[node]), $"every causal acquire on galera{node} ran Galera's causal wait there");
+        }
+    }
+
+    [Test]
+    public async Task CausalRead_PositionNoNodeHasApplied_FailsWithTheTimeoutError_AsyncAndSync_AndReadsGoOnAfterIt()
+    {
+        // A position the cluster has not reached: the GTID wait times out on the server after CausalReadTimeout, while the
+        // barrier beside it has already returned (the node is up to date with the cluster): the caller gets the wait's
+        // clear error, and every session involved goes back to its pool.
+        const string Future = "1-1-999999999999@999999999999";
+        await using var cluster = TestCluster.Build(o => { o.CausalReads = true; o.CausalReadTimeout = TimeSpan.FromSeconds(1); }, configureBuilder: b => b.UseGaleraConsistency());
+        for (var i = 0; i < 3; i++)
+        {
+            var error = Assert.ThrowsAsync<TimeoutException>(async () => await cluster.Readers.OpenConnectionAsync(Future));
+            Assert.That(error!.Message, Does.Contain("did not apply write").And.Contain("within 1 s"));
+        }
+
+        cluster.RecordWrite(Future);
+        Assert.That(cluster.LastWrite, Is.EqualTo(Future));
+        Assert.Throws<TimeoutException>(() => cluster.Readers.OpenConnection().Dispose(), "the synchronous open waits the same way");
+        Assert.ThrowsAsync<TimeoutException>(async () => await (await cluster.Readers.OpenConnectionAsync()).DisposeAsync(), "CausalReads waits for the recorded position");
+
+        // Without the future position, reads work on the same pools.
+        await using var plain = TestCluster.Build(o => o.CausalReads = true, configureBuilder: b => b.UseGaleraConsistency());
+        await plain.Writer.ExecuteTransactionAsync(async (connection, transaction, cancellation) =>
+        {
+            await using var create = new MySqlCommand("CREATE TABLE IF NOT EXISTS causal_barrier (id INT NOT NULL PRIMARY KEY)", connection, transaction);
+            await create.ExecuteNonQueryAsync(cancellation);
+        });
+        for (var i = 0; i < 20; i++)
+        {
+            await using var reader = await plain.Readers.OpenMySqlConnectionAsync();
+            await using var select = new MySqlCommand("SELECT 1", reader);
+            Assert.That(await select.ExecuteScalarAsync(), Is.EqualTo(1));
+        }
     }
 
     [Test]
