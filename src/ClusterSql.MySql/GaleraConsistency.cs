@@ -13,8 +13,8 @@ namespace ClusterSql.MySql;
 /// <c>WSREP_LAST_WRITTEN_GTID()</c>) and its node's <c>wsrep_last_committed</c>; the position is
 /// <c>domain-server-seqno@committed</c>. Before a read, the reader's node waits with
 /// <c>WSREP_SYNC_WAIT_UPTO_GTID(gtid, timeout)</c> and until its own <c>wsrep_last_committed</c> reaches the writer's;
-/// a causal barrier (<c>wsrep_sync_wait</c>) runs on a session of ClusterSql's own on that node, beside that wait
-/// (asynchronous opens) or after it (synchronous ones).
+/// then a causal barrier (<c>wsrep_sync_wait</c>) runs on a session of ClusterSql's own on that node, which must name
+/// the same node as the reader's session.
 /// </summary>
 /// <remarks>
 /// <para>
@@ -27,8 +27,10 @@ namespace ClusterSql.MySql;
 /// that are never reset, and the caller's session is left as it was.
 /// </para>
 /// <para>
-/// The GTID wait bounds the wait by <see cref="ClusterOptions.CausalReadTimeout"/> with a clear error (the barrier's
-/// own bound is the provider's <c>repl.causal_read_timeout</c>, 30 s by default), and leaves the barrier little to do.
+/// The GTID wait bounds the wait by <see cref="ClusterOptions.CausalReadTimeout"/> with a clear error and leaves the
+/// barrier little to do; the barrier gets what is left of that time (Galera's causal wait heeds no KILL, and its own
+/// bound, <c>repl.causal_read_timeout</c>, is 30 s). It runs after the GTID wait, not beside it: beside it, on a node
+/// that lags, every read that timed out would leave a barrier waiting on the server.
 /// Alone it is not enough: it returns at once when the node has merely been assigned the GTID, before the commit is
 /// visible (measured: 1-4 stale reads in 10,000). The writer's <c>wsrep_last_committed</c> is not enough either: it is
 /// the point below which every write set has finished, and a write set committed just before ours may not have
@@ -87,45 +89,73 @@ internal sealed class GaleraConsistency : IClusterConsistency
     {
         var target = Parse(position, nameof(position));
         var deadline = DateTime.UtcNow + timeout;
-
-        // The barrier runs beside the GTID wait, on its own session to the same node: the read waits for the longer of
-        // the two, not their sum. Started after the acquire, it covers every write recorded before it, whichever ends
-        // first.
-        using var stopBarrier = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var barrier = RunBarrierAsync(connection, timeout, stopBarrier.Token);
-        try
+        var node = await WaitForPositionAsync(connection, target, deadline, position, timeout, cancellationToken).ConfigureAwait(false);
+        for (var attempt = 0; ; attempt++)
         {
-            await WaitForPositionAsync(connection, target, deadline, position, timeout, cancellationToken).ConfigureAwait(false);
-        }
-        catch
-        {
-            // The barrier is not wanted any more (a lagging node's could run on for the provider's 30 s): stop it here, on
-            // this thread (MySqlConnector kills the query from the cancelling thread), and let its session go back to its
-            // pool before the caller sees the wait's error, which is the one that matters.
-            await stopBarrier.CancelAsync().ConfigureAwait(false);
+            var barrier = CreateBarrier(connection);
             try
             {
-                await barrier.ConfigureAwait(false);
+                await using (barrier.ConfigureAwait(false))
+                {
+                    await barrier.OpenAsync(cancellationToken).ConfigureAwait(false);
+                    var command = CreateBarrierCommand(barrier, deadline);
+                    await using (command.ConfigureAwait(false))
+                    {
+                        CheckSameNode(connection, node, await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false));
+                        return;
+                    }
+                }
             }
-            catch (Exception)
+            catch (MySqlException ex) when (IsBarrierTimeout(ex))
             {
-                // Stopped, or failed on its own: either way the wait's own error follows.
+                throw NotApplied(connection, position, timeout, ex);
             }
-
-            throw;
-        }
-
-        try
-        {
-            await barrier.ConfigureAwait(false);
-        }
-        catch (MySqlException ex) when (ex.ErrorCode == MySqlErrorCode.LockWaitTimeout)
-        {
-            throw NotApplied(connection, position, timeout, ex);
+            catch (MySqlException ex) when (attempt == 0 && IsDeadSession(ex))
+            {
+                var pool = CreateBarrier(connection);
+                await using (pool.ConfigureAwait(false))
+                {
+                    await MySqlConnection.ClearPoolAsync(pool).ConfigureAwait(false);
+                }
+            }
         }
     }
 
-    private static async ValueTask WaitForPositionAsync(DbConnection connection, (long Domain, long Server, long Seqno, long? Committed) target, DateTime deadline, string position, TimeSpan timeout, CancellationToken cancellationToken)
+    public void WaitFor(DbConnection connection, string position, TimeSpan timeout)
+    {
+        var target = Parse(position, nameof(position));
+        var deadline = DateTime.UtcNow + timeout;
+        var node = WaitForPosition(connection, target, deadline, position, timeout);
+        for (var attempt = 0; ; attempt++)
+        {
+            var barrier = CreateBarrier(connection);
+            try
+            {
+                using (barrier)
+                {
+                    barrier.Open();
+                    using var command = CreateBarrierCommand(barrier, deadline);
+                    CheckSameNode(connection, node, command.ExecuteScalar());
+                    return;
+                }
+            }
+            catch (MySqlException ex) when (IsBarrierTimeout(ex))
+            {
+                throw NotApplied(connection, position, timeout, ex);
+            }
+            catch (MySqlException ex) when (attempt == 0 && IsDeadSession(ex))
+            {
+                using var pool = CreateBarrier(connection);
+                MySqlConnection.ClearPool(pool);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The GTID wait and the committed check on the caller's session, within the caller's timeout; returns the node's
+    /// <c>wsrep_node_name</c>, which the barrier must report too.
+    /// </summary>
+    private static async ValueTask<string?> WaitForPositionAsync(DbConnection connection, (long Domain, long Server, long Seqno, long? Committed) target, DateTime deadline, string position, TimeSpan timeout, CancellationToken cancellationToken)
     {
         var command = CreateWait(connection, target, timeout);
         await using (command.ConfigureAwait(false))
@@ -135,15 +165,19 @@ internal sealed class GaleraConsistency : IClusterConsistency
                 for (var poll = 0; ; poll++)
                 {
                     var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-                    long? committed;
+                    (long? Committed, string? Node) state;
                     await using (reader.ConfigureAwait(false))
                     {
-                        committed = await ReadCommittedAsync(reader, cancellationToken).ConfigureAwait(false);
+                        await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                        var node = Normalize(reader.GetValue(1));
+                        state = (await reader.NextResultAsync(cancellationToken).ConfigureAwait(false) && await reader.ReadAsync(cancellationToken).ConfigureAwait(false)
+                            ? ParseSeqno(reader.GetValue(1))
+                            : null, node);
                     }
 
-                    if (IsCommitted(target, committed, deadline, connection, position, timeout))
+                    if (IsCommitted(target, state.Committed, deadline, connection, position, timeout))
                     {
-                        return;
+                        return state.Node;
                     }
 
                     if (poll == 0)
@@ -163,42 +197,25 @@ internal sealed class GaleraConsistency : IClusterConsistency
         }
     }
 
-    private static async Task RunBarrierAsync(DbConnection connection, TimeSpan timeout, CancellationToken cancellationToken)
+    private static string? WaitForPosition(DbConnection connection, (long Domain, long Server, long Seqno, long? Committed) target, DateTime deadline, string position, TimeSpan timeout)
     {
-        if (CreateBarrier(connection) is not { } barrier)
-        {
-            return;
-        }
-
-        await using (barrier.ConfigureAwait(false))
-        {
-            await barrier.OpenAsync(cancellationToken).ConfigureAwait(false);
-            var command = CreateBarrierCommand(barrier, timeout);
-            await using (command.ConfigureAwait(false))
-            {
-                await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-            }
-        }
-    }
-
-    public void WaitFor(DbConnection connection, string position, TimeSpan timeout)
-    {
-        var target = Parse(position, nameof(position));
-        var deadline = DateTime.UtcNow + timeout;
         using var command = CreateWait(connection, target, timeout);
         try
         {
             for (var poll = 0; ; poll++)
             {
                 long? committed;
+                string? node;
                 using (var reader = command.ExecuteReader())
                 {
-                    committed = ReadCommitted(reader);
+                    reader.Read();
+                    node = Normalize(reader.GetValue(1));
+                    committed = reader.NextResult() && reader.Read() ? ParseSeqno(reader.GetValue(1)) : null;
                 }
 
                 if (IsCommitted(target, committed, deadline, connection, position, timeout))
                 {
-                    break;
+                    return node;
                 }
 
                 if (poll == 0)
@@ -208,16 +225,6 @@ internal sealed class GaleraConsistency : IClusterConsistency
                 else if (poll >= ImmediatePolls)
                 {
                     Thread.Sleep(1);
-                }
-            }
-
-            if (CreateBarrier(connection) is { } barrier)
-            {
-                using (barrier)
-                {
-                    barrier.Open();
-                    using var sync = CreateBarrierCommand(barrier, timeout);
-                    sync.ExecuteNonQuery();
                 }
             }
         }
@@ -233,17 +240,11 @@ internal sealed class GaleraConsistency : IClusterConsistency
 
     private const string CommittedQuery = "SHOW GLOBAL STATUS LIKE 'wsrep_last_committed'";
 
-    /// <summary>Later polls only read wsrep_last_committed: the GTID wait has returned already.</summary>
+    /// <summary>Later polls only read wsrep_last_committed (and the node's name, in the same shape): the GTID wait has returned already.</summary>
     private static void UsePoll(DbCommand command)
     {
         command.Parameters.Clear();
-        command.CommandText = "SELECT 0; " + CommittedQuery;
-    }
-
-    private static long? ReadCommitted(DbDataReader reader)
-    {
-        reader.Read();
-        return reader.NextResult() && reader.Read() ? ParseSeqno(reader.GetValue(1)) : null;
+        command.CommandText = "SELECT 0, @@wsrep_node_name; " + CommittedQuery;
     }
 
     /// <summary>
@@ -266,25 +267,26 @@ internal sealed class GaleraConsistency : IClusterConsistency
         return false;
     }
 
-    /// <summary>Galera's causal read: returns once the node has committed everything the cluster had ordered.</summary>
-    private const string BarrierQuery = "SET STATEMENT wsrep_sync_wait=1 FOR SELECT 1";
+    /// <summary>Galera's causal read: returns once the node has committed everything the cluster had ordered, then names the node.</summary>
+    private const string BarrierQuery = "SET STATEMENT wsrep_sync_wait=1 FOR SELECT @@wsrep_node_name";
 
     // The barrier sessions' connection string per caller connection string (as the open connection reports it: without
-    // the password, which CloneWith carries over). Bounded: one entry per node in practice.
+    // the password unless the caller persists it, which CloneWith carries over). Bounded: one entry per node in practice.
     private static readonly ConcurrentDictionary<string, string> s_barrierConnectionStrings = new(StringComparer.Ordinal);
     private const int MaxBarrierConnectionStrings = 1024;
 
     /// <summary>
     /// An unopened connection to the same server as <paramref name="connection"/>, with its credentials, from a pool
     /// of sessions that are never reset (so that MariaDB runs <c>wsrep_sync_wait</c> on them). Only the barrier runs on
-    /// them, so nothing of a caller's session state can carry over. <see langword="null"/> for a provider other than
-    /// MySqlConnector, which has no such sessions to offer.
+    /// them, so nothing of a caller's session state can carry over.
     /// </summary>
-    private static MySqlConnection? CreateBarrier(DbConnection connection)
+    /// <exception cref="InvalidOperationException">The connection is not MySqlConnector's: without the barrier a read could be stale.</exception>
+    private static MySqlConnection CreateBarrier(DbConnection connection)
     {
         if (connection is not MySqlConnection mySql)
         {
-            return null;
+            throw new InvalidOperationException(
+                $"Galera causal reads need MySqlConnector connections (the node gave a {connection.GetType().Name}): the final wait runs on a session of ClusterSql's own, opened with the node's connection settings.");
         }
 
         var key = mySql.ConnectionString;
@@ -297,6 +299,10 @@ internal sealed class GaleraConsistency : IClusterConsistency
                 Pooling = true,
                 ConnectionReset = false,
                 MinimumPoolSize = 0,
+
+                // A command timeout closes the socket rather than send KILL QUERY from MySqlConnector's timer thread
+                // (Galera's causal wait does not heed KILL anyway).
+                CancellationTimeout = -1,
             }.ConnectionString;
             if (s_barrierConnectionStrings.Count >= MaxBarrierConnectionStrings)
             {
@@ -309,35 +315,49 @@ internal sealed class GaleraConsistency : IClusterConsistency
         return mySql.CloneWith(barrier);
     }
 
-    private static MySqlCommand CreateBarrierCommand(MySqlConnection barrier, TimeSpan timeout)
+    /// <summary>The barrier, bounded by what is left of the caller's timeout (at least a second: the command's unit).</summary>
+    private static MySqlCommand CreateBarrierCommand(MySqlConnection barrier, DateTime deadline)
     {
         var command = barrier.CreateCommand();
         command.CommandText = BarrierQuery;
-
-        // A safety net only: after the GTID wait the node has little left to apply, and the server bounds the causal
-        // wait itself (repl.causal_read_timeout, answered with error 1205).
-        command.CommandTimeout = (int)Math.Clamp(Math.Ceiling(timeout.TotalSeconds), 1, 3600) + 5;
+        command.CommandTimeout = WholeSeconds(deadline - DateTime.UtcNow);
         return command;
     }
 
-    private static async ValueTask<long?> ReadCommittedAsync(DbDataReader reader, CancellationToken cancellationToken)
+    private static int WholeSeconds(TimeSpan timeout) => (int)Math.Clamp(Math.Ceiling(timeout.TotalSeconds), 1, 3600);
+
+    /// <summary>The barrier ran out of the caller's time (its socket closed), or the provider's causal-read timeout fired.</summary>
+    private static bool IsBarrierTimeout(MySqlException error) =>
+        error.ErrorCode is MySqlErrorCode.CommandTimeoutExpired or MySqlErrorCode.LockWaitTimeout;
+
+    /// <summary>
+    /// A pooled barrier session that died while idle (its node restarted): sessions that are never reset are handed out
+    /// without a check, so the first use finds out. The pool is cleared and the barrier tried once more.
+    /// </summary>
+    private static bool IsDeadSession(MySqlException error) =>
+        error.ErrorCode is not (MySqlErrorCode.CommandTimeoutExpired or MySqlErrorCode.QueryInterrupted) &&
+        (error.Number == 0 || error.ErrorCode == MySqlErrorCode.UnableToConnectToHost || error.InnerException is System.IO.IOException or System.Net.Sockets.SocketException);
+
+    /// <summary>The barrier must have run on the reader's node; another node's causal read proves nothing about this one.</summary>
+    private static void CheckSameNode(DbConnection connection, string? readerNode, object? barrierNode)
     {
-        await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-        return await reader.NextResultAsync(cancellationToken).ConfigureAwait(false) && await reader.ReadAsync(cancellationToken).ConfigureAwait(false)
-            ? ParseSeqno(reader.GetValue(1))
-            : null;
+        if (readerNode is not null && Normalize(barrierNode) is { } other && !string.Equals(readerNode, other, StringComparison.Ordinal))
+        {
+            throw new InvalidOperationException(
+                $"The causal read's barrier for the node at {connection.DataSource} reached Galera node '{other}', not '{readerNode}': a node's connection string must name one server (not a list, a proxy or a name with several addresses).");
+        }
     }
 
     private static DbCommand CreateWait(DbConnection connection, (long Domain, long Server, long Seqno, long? Committed) target, TimeSpan timeout)
     {
         ArgumentNullException.ThrowIfNull(connection);
         var command = connection.CreateCommand();
-        command.CommandText = "SELECT WSREP_SYNC_WAIT_UPTO_GTID(@gtid, @timeout); " + CommittedQuery;
+        command.CommandText = "SELECT WSREP_SYNC_WAIT_UPTO_GTID(@gtid, @timeout), @@wsrep_node_name; " + CommittedQuery;
         AddParameter(command, "@gtid", $"{target.Domain}-{target.Server}-{target.Seqno}".ToString(CultureInfo.InvariantCulture));
 
         // The server's timeout is in whole seconds; the command's own timeout is a little longer, so the server's clear
         // error (1205) is what the caller sees.
-        var seconds = (int)Math.Clamp(Math.Ceiling(timeout.TotalSeconds), 1, 3600);
+        var seconds = WholeSeconds(timeout);
         AddParameter(command, "@timeout", seconds);
         command.CommandTimeout = seconds + 5;
         return command;

@@ -87,7 +87,7 @@ public sealed class ClusterRoleDataSource : DbDataSource
     /// after the acquire, the node is made to wait until it has applied that position, at most
     /// <see cref="ClusterOptions.CausalReadTimeout"/>. The position is a token from
     /// <see cref="ClusterDataSource.RecordWriteAsync"/> or <see cref="ClusterDataSource.LastWrite"/>, possibly of another
-    /// process: read-your-writes across services. Costs one round trip.
+    /// process: read-your-writes across services. Costs a round trip or two (Galera: the GTID wait, then a causal read).
     /// </summary>
     /// <param name="afterWrite">The write position to wait for.</param>
     /// <param name="cancellationToken">Cancels the acquire and the wait.</param>

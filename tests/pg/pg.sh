@@ -225,7 +225,8 @@ start_node() {
     # still exiting); a second start is a fresh crash recovery, so it is safe to try once more.
     sleep 1
     tail -n 30 "$(log_of "${n}")" >&2 || true
-    [[ $(proc_state "${n}") == down ]] || return 0
+    # Retried only when nothing runs: a server that is up but not ready in time is a failure, not a success.
+    [[ $(proc_state "${n}") == down ]] || die "$(name "${n}") is running but did not become ready in ${WAIT_TIMEOUT} s"
     log "$(name "${n}") did not start (attempt ${attempt})"
   done
   die "$(name "${n}") did not start"
@@ -236,6 +237,13 @@ freeze_postmaster() {
   local pid
   pid="$(node_pid "$1")" || return 1
   kill -STOP "${pid}" 2>/dev/null || return 1
+  # SIGSTOP lands asynchronously: wait (bounded) until the process is stopped, so no fork is still under way.
+  local i st
+  for i in $(seq 1 200); do
+    st="$(awk '{ print $3 }' "/proc/${pid}/stat" 2>/dev/null || echo X)"
+    [[ ${st} == [TtZX] ]] && return 0
+    sleep 0.01
+  done
 }
 
 stop_node() {
