@@ -136,7 +136,7 @@ internal static class FleetCommand
         // Two windows of the same scenario: the fleet's first seconds, when 1,000 clients that all start at once know
         // nothing about the nodes, and its steady state, once each has taken its samples (the 3 s window alone read as
         // the steady state before, and was mostly the start).
-        var capacityPhases = new List<(string Name, int Seconds, int WarmUp)> { ("start: 1-3 s", quick ? 2 : 3, 1) };
+        var capacityPhases = new List<(string Name, int Seconds, int WarmUp)> { (quick ? "start: 1-2 s" : "start: 1-3 s", quick ? 2 : 3, 1) };
         if (!quick)
         {
             capacityPhases.Add(("steady: 10-20 s", 20, 10));
