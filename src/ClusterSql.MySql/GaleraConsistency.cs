@@ -31,8 +31,8 @@ namespace ClusterSql.MySql;
 /// barrier little to do; the barrier gets what is left of that time (Galera's causal wait heeds no KILL, and its own
 /// bound, <c>repl.causal_read_timeout</c>, is 30 s). It runs after the GTID wait, not beside it: beside it, on a node
 /// that lags, every read that timed out would leave a barrier waiting on the server.
-/// Alone it is not enough: it returns at once when the node has merely been assigned the GTID, before the commit is
-/// visible (measured: 1-4 stale reads in 10,000). The writer's <c>wsrep_last_committed</c> is not enough either: it is
+/// The GTID wait alone is not enough: it returns at once when the node has merely been assigned the GTID, before the
+/// commit is visible (measured: 1-4 stale reads in 10,000). The writer's <c>wsrep_last_committed</c> is not enough either: it is
 /// the point below which every write set has finished, and a write set committed just before ours may not have
 /// finished when it is read (measured: 1 stale read in 30,000-60,000 with four writers and both checks, none with the
 /// barrier). The writer's value is kept as an early filter and to order positions. GTIDs agree across nodes only with

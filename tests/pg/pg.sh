@@ -460,7 +460,7 @@ cmd_crash() {
   freeze_postmaster "${n}" || die "$(name "${n}") is not running"
   # The postmaster and every child: a postmaster killed alone leaves its backends serving open sessions. The children
   # are listed only once the postmaster is stopped, so that none forked meanwhile is left behind holding the old
-  # shared memory (which can make the next start fail).
+  # shared memory (the suspect, not proven, in a restart after a crash that failed once in CI).
   pids="$(node_pids "${n}")" || die "$(name "${n}") is not running"
   for p in ${pids}; do kill -KILL "${p}" 2>/dev/null || true; done
   log "$(name "${n}") crashed (SIGKILL postmaster and children)"
