@@ -139,6 +139,11 @@ internal static class WritesCommand
                 await WaitForRanksAsync(client);
             }
 
+            // The DROP and CREATE reach the other nodes as Galera applies them: a worker that started on a node still
+            // applying them failed with "table doesn't exist" (3-4 units in some runs), which measured the set-up, not
+            // the writes.
+            await WaitForSeedRowsEverywhereAsync(clients[0], table, Math.Max(HotRows, Workers));
+
             long conflicts = 0;
             long failed = 0;
             long commits = 0;
@@ -251,6 +256,38 @@ internal static class WritesCommand
         await using (command)
         {
             await command.ExecuteNonQueryAsync(token);
+        }
+    }
+
+    /// <summary>Until every node's own session sees the seeded table with all its rows (at most 10 s).</summary>
+    private static async Task WaitForSeedRowsEverywhereAsync(ClusterDataSource cluster, string table, int rows)
+    {
+        var clock = Stopwatch.StartNew();
+        foreach (var node in cluster.Nodes)
+        {
+            while (true)
+            {
+                try
+                {
+                    await using var connection = await node.OpenMySqlConnectionAsync();
+                    await using var count = new MySqlCommand($"SELECT COUNT(*) FROM {table}", connection);
+                    if (Convert.ToInt64(await count.ExecuteScalarAsync(), CultureInfo.InvariantCulture) == rows)
+                    {
+                        break;
+                    }
+                }
+                catch (MySqlException ex) when (ex.ErrorCode == MySqlErrorCode.NoSuchTable && clock.Elapsed < TimeSpan.FromSeconds(10))
+                {
+                    // Not applied there yet.
+                }
+
+                if (clock.Elapsed > TimeSpan.FromSeconds(10))
+                {
+                    throw new TimeoutException($"{node.Name} did not show the seeded table {table} within 10 s.");
+                }
+
+                await Task.Delay(5);
+            }
         }
     }
 
