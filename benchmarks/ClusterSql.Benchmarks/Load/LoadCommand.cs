@@ -19,7 +19,7 @@ internal static class LoadCommand
     internal static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true };
 
     private const string Usage =
-        "usage: load [--quick] [--scenarios id,id,...] [--no-faults] [--connect-timeout SECONDS] [--out FILE]\n" +
+        "usage: load [--quick] [--scenarios id,id,...] [--no-faults] [--connect-timeout SECONDS] [--hedge-budget SHARE] [--out FILE]\n" +
         "  scenarios: healthy-pooled, healthy, healthy-interleaved, healthy-pooled-interleaved, blackhole, hang, crash, slow (default: all)\n" +
         "  faults are injected into galera1 under flock /tmp/clustersql-cluster.lock and always removed in a finally";
 
@@ -28,6 +28,7 @@ internal static class LoadCommand
         var quick = false;
         var noFaults = false;
         var connectTimeout = 3;
+        double? hedgeBudget = null;
         string? output = null;
         IReadOnlyList<Scenario> scenarios = Scenario.All;
         for (var i = 0; i < args.Length; i++)
@@ -42,6 +43,10 @@ internal static class LoadCommand
                     break;
                 case "--connect-timeout" when i + 1 < args.Length && int.TryParse(args[i + 1], out var seconds) && seconds > 0:
                     connectTimeout = seconds;
+                    i++;
+                    break;
+                case "--hedge-budget" when i + 1 < args.Length && double.TryParse(args[i + 1], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var share) && share is >= 0 and <= 1:
+                    hedgeBudget = share;
                     i++;
                     break;
                 case "--out" when i + 1 < args.Length:
@@ -76,6 +81,7 @@ internal static class LoadCommand
             ? new LoadSettings { WarmUp = 5, Sequential = 10, Concurrent = 20, Workers = 4, CappedSequential = 1, CappedConcurrent = 4, SlowCappedSequential = 10, SlowCappedConcurrent = 20, ModeDeadlineSeconds = 20, InterleavedRounds = 2, InterleavedBlock = 5, Paced = 4, PacedIntervalMilliseconds = 500 }
             : new LoadSettings { WarmUp = 100, Sequential = 300, Concurrent = 600, Workers = 8, CappedSequential = 8, CappedConcurrent = 16, SlowCappedSequential = 100, SlowCappedConcurrent = 200, ModeDeadlineSeconds = 90, InterleavedRounds = 30, InterleavedBlock = 20, Paced = 20, PacedIntervalMilliseconds = 500 };
         settings.ConnectTimeoutSeconds = connectTimeout;
+        settings.HedgeBudget = hedgeBudget;
         output ??= Path.Combine(TestCluster.RepositoryRoot, "BenchmarkDotNet.Artifacts", quick ? "quick" : "full", "load-results.json");
 
         // Ctrl+C or SIGTERM stops the loops; the finally blocks still remove the fault and wait for a healthy cluster.

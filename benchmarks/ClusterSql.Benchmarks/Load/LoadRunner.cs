@@ -38,7 +38,7 @@ internal sealed class LoadRunner
         {
             foreach (var client in new[] { Client.ClusterSql, Client.ClusterSqlRace, Client.RoundRobin, Client.Direct(1) })
             {
-                var source = client.CreateDataSource(pooled, _settings.ConnectTimeoutSeconds);
+                var source = client.CreateDataSource(pooled, _settings.ConnectTimeoutSeconds, _settings.HedgeBudget);
                 await using (source)
                 {
                     await RunModeAsync(source, "warm-up", 1, 10 * _settings.WarmUp);
@@ -97,7 +97,7 @@ internal sealed class LoadRunner
     private async Task RunInterleavedAsync(Scenario scenario, ScenarioResult result)
     {
         var clients = Client.For(scenario);
-        var sources = clients.Select(c => c.CreateDataSource(scenario.Pooled, _settings.ConnectTimeoutSeconds)).ToArray();
+        var sources = clients.Select(c => c.CreateDataSource(scenario.Pooled, _settings.ConnectTimeoutSeconds, _settings.HedgeBudget)).ToArray();
         try
         {
             foreach (var source in sources)
@@ -158,7 +158,7 @@ internal sealed class LoadRunner
             : scenario.Fault == FaultKind.Slow ? (_settings.SlowCappedSequential, _settings.SlowCappedConcurrent)
             : (_settings.CappedSequential, _settings.CappedConcurrent);
         var result = new ClientResult { Client = client.Name, Capped = capped };
-        var source = client.CreateDataSource(scenario.Pooled, _settings.ConnectTimeoutSeconds);
+        var source = client.CreateDataSource(scenario.Pooled, _settings.ConnectTimeoutSeconds, _settings.HedgeBudget);
         await using (source)
         {
             var warmUp = await RunModeAsync(source, "warm-up", 1, _settings.WarmUp);

@@ -41,6 +41,9 @@ internal sealed class LoadSettings
 {
     public int ConnectTimeoutSeconds { get; set; }
 
+    /// <summary>ClusterSql's HedgeBudget for this run; null for its default.</summary>
+    public double? HedgeBudget { get; set; }
+
     public int WarmUp { get; set; }
 
     public int Sequential { get; set; }

@@ -100,10 +100,10 @@ internal sealed record Client(string Name, ClientKind Kind)
         return clients;
     }
 
-    public DbDataSource CreateDataSource(bool pooled, int connectTimeoutSeconds) => Kind switch
+    public DbDataSource CreateDataSource(bool pooled, int connectTimeoutSeconds, double? hedgeBudget = null) => Kind switch
     {
-        ClientKind.ClusterSql => BuildCluster(AcquirePolicy.LatencyAware, pooled, connectTimeoutSeconds),
-        ClientKind.ClusterSqlRace => BuildCluster(AcquirePolicy.Race, pooled, connectTimeoutSeconds),
+        ClientKind.ClusterSql => BuildCluster(AcquirePolicy.LatencyAware, pooled, connectTimeoutSeconds, hedgeBudget),
+        ClientKind.ClusterSqlRace => BuildCluster(AcquirePolicy.Race, pooled, connectTimeoutSeconds, hedgeBudget),
         ClientKind.MultiHostRoundRobin => new MySqlDataSource(TestCluster.MultiHostConnectionString("RoundRobin", pooled, connectTimeoutSeconds)),
         ClientKind.MultiHostFailOver => new MySqlDataSource(TestCluster.MultiHostConnectionString("FailOver", pooled, connectTimeoutSeconds)),
         ClientKind.MultiHostRandom => new MySqlDataSource(TestCluster.MultiHostConnectionString("Random", pooled, connectTimeoutSeconds)),
@@ -119,10 +119,15 @@ internal sealed record Client(string Name, ClientKind Kind)
     /// fairness. No Galera health probe: these faults are all handled by the passive path, and a probe's own
     /// connections would blur the server-side connection counts.
     /// </summary>
-    private static ClusterDataSource BuildCluster(AcquirePolicy policy, bool pooled, int connectTimeoutSeconds)
+    private static ClusterDataSource BuildCluster(AcquirePolicy policy, bool pooled, int connectTimeoutSeconds, double? hedgeBudget)
     {
         var builder = new ClusterDataSourceBuilder().UsePolicy(policy);
         builder.Options.ConnectTimeout = TimeSpan.FromSeconds(connectTimeoutSeconds);
+        if (hedgeBudget is { } share)
+        {
+            // Only to measure another budget on the real cluster (load --hedge-budget); the pages use the default.
+            builder.Options.HedgeBudget = share;
+        }
         for (var node = 1; node <= TestCluster.NodeCount; node++)
         {
             builder.AddMySqlNode(TestCluster.NodeName(node), TestCluster.NodeConnectionString(node, pooled, connectTimeoutSeconds));
