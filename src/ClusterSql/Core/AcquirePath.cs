@@ -230,7 +230,7 @@ internal sealed class Acquirer
         var own = node.HedgeDelay;
         if (fastestCandidate is TimeSpan fastest)
         {
-            if (exploring && IsSample(own, fastest))
+            if (exploring && own.Ticks > SlowerFactor * fastest.Ticks)
             {
                 return TimeSpan.Zero;
             }
@@ -243,9 +243,6 @@ internal sealed class Acquirer
 
         return own;
     }
-
-    /// <summary>Whether an explored node's hedge delay is so far above the fastest candidate's that its open is only a sample.</summary>
-    internal static bool IsSample(TimeSpan own, TimeSpan fastest) => own.Ticks > SlowerFactor * fastest.Ticks;
 
     // CompleteAttempt asks whether an attempt's connect timeout fired; a synchronous open has none of ClusterSql's own.
     private static readonly CancellationTokenSource s_noTimeout = new();
@@ -669,7 +666,6 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
     private bool _raceStarted;
     private bool _hedgingStopped;
     private bool _rescued;
-    private bool _hedgeForSample;
     private Attempt? _hedgeTarget;
     private long _hedgeDueAt;
     private int _attemptCount;
@@ -994,13 +990,8 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
             // (HedgeBudget.Burst) are soon spent when several acquires land on a hung node before its stall is seen:
             // each of the others would wait out the whole connect timeout (the real-cluster hang test caught one). One
             // such rescue per acquire, free: a cluster that slow everywhere costs at most one extra login per acquire.
-            //
-            // An exploration's sample takes that rescue at once: it was started beside the best candidate so that its
-            // caller never waits for it (HedgeDelayFor), and without a token the caller would wait for the whole slow
-            // open (measured: a 255 ms paced p99 with galera1 slowed). Explorations are bounded by their own count
-            // (NodeSelector.ExplorationOpens), and the rescue stays one per acquire.
             var rescueAfter = TimeSpan.FromTicks(Math.Max(_context.Options.MaxHedgeDelay.Ticks, slow.Node.ConnectTimeout.Ticks / 4));
-            var rescueAt = _hedgeForSample && slow.Node == _first ? now : _context.AddToTimestamp(slow.Start, rescueAfter);
+            var rescueAt = _context.AddToTimestamp(slow.Start, rescueAfter);
             var stop = _rescued || _context.Options.HedgeBudget <= 0;
             if (stop || now < rescueAt)
             {
@@ -1181,7 +1172,6 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
     private void ArmHedge(Attempt attempt)
     {
         _hedgeTarget = null;
-        _hedgeForSample = false;
         if (_hedgingStopped || _done || _acquirer.Selector.Policy == AcquirePolicy.Race ||
             (_acquirer.Selector.IsRole && !_acquirer.Selector.MayHedgeTo(Candidates(attempt.Start), _nextCandidate, _firstExcluded, attempt.Node)) ||
             FastestCandidateDelay(attempt.Node, attempt.Start) is not TimeSpan fastest)
@@ -1193,7 +1183,6 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         // candidate's when that node is explored or far slower than the others.
         var exploring = attempt.Node == _first && _firstExploring;
         _hedgeTarget = attempt;
-        _hedgeForSample = exploring && Acquirer.IsSample(attempt.Node.HedgeDelay, fastest);
         _hedgeDueAt = _context.AddToTimestamp(attempt.Start, Acquirer.HedgeDelayFor(attempt.Node, exploring, fastest));
     }
 
@@ -1367,7 +1356,6 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         _raceStarted = false;
         _hedgingStopped = false;
         _rescued = false;
-        _hedgeForSample = false;
         _hedgeTarget = null;
         _attemptCount = 0;
         _hedges = 0;
