@@ -169,6 +169,9 @@ public sealed class ConsistencyTests
         // Sessions that are never reset are handed out by the pool without a check: after their node restarted (here:
         // every idle session killed), the first barrier on each finds a dead socket. It must clear that pool and run
         // again rather than fail the read. No health probe here, so that the kill cannot take a node out.
+        // Every global pool emptied first, so that the idle sessions killed below are this test's own: a pool of another
+        // test that is never reset would otherwise be handed a dead session later.
+        await MySqlConnection.ClearAllPoolsAsync();
         await using var cluster = TestCluster.Build(o => o.CausalReads = true, galera: false, configureBuilder: b => b.UseGaleraConsistency());
         await CreateBarrierTable(cluster);
         await ReadOnEveryNode(cluster);
