@@ -53,7 +53,7 @@ public class FastPathPartsBenchmarks
     public void HedgeDeposit() => _hedgeBudget.Deposit();
 
     [Benchmark(Description = "Pick first (two choices), its clock read included")]
-    public ClusterNode? PickFirst() => _selector.PickFirst(_nodes, Stopwatch.GetTimestamp(), out _);
+    public ClusterNode? PickFirst() => _selector.PickFirst(_nodes, Stopwatch.GetTimestamp(), payFrom: null, out _);
 
     [Benchmark(Description = "Connect-timeout source rent + return")]
     public void TimeoutRentReturn()

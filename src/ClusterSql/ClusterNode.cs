@@ -535,8 +535,17 @@ public sealed class ClusterNode
     /// <param name="intervalTicks">The least time between two explorations of a node.</param>
     /// <param name="nodes">The data source's node snapshot, whose opens are counted (only once the interval is over).</param>
     /// <param name="minOpens">The least number of the data source's opens between two explorations of a node.</param>
-    internal bool TryClaimExploration(long now, long intervalTicks, ClusterNode[] nodes, long minOpens)
+    /// <param name="partner">The node selection would pick instead: the one this node's estimate is compared with.</param>
+    /// <param name="payFrom">
+    /// The hedge budget that pays for the open started beside an exploration of a node believed slower than
+    /// <paramref name="partner"/> (<see cref="Acquirer.SlowerFactor"/>); null when explorations are free (hedging off,
+    /// or a synchronous acquire, which cannot hedge). Not taken from a node overdue by <see cref="ExplorationOverdue"/>
+    /// intervals, which is explored unpaid.
+    /// </param>
+    /// <param name="paid">Whether a hedge token was withdrawn for this exploration: the acquire holds it.</param>
+    internal bool TryClaimExploration(long now, long intervalTicks, ClusterNode[] nodes, long minOpens, ClusterNode partner, HedgeBudget? payFrom, out bool paid)
     {
+        paid = false;
         var last = Volatile.Read(ref _lastAttemptStamp);
         if (now - last < intervalTicks)
         {
@@ -554,14 +563,37 @@ public sealed class ClusterNode
             return false;
         }
 
-        if (Interlocked.CompareExchange(ref _lastAttemptStamp, now, last) == last)
+        if (Interlocked.CompareExchange(ref _lastAttemptStamp, now, last) != last)
         {
-            Volatile.Write(ref _opensAtExploration, opens);
-            return true;
+            return false;
         }
 
-        return false;
+        // A node believed slower is explored only with its caller's way out paid: the best candidate starts beside it
+        // (Acquirer.HedgeDelayFor), and that open is a hedge. Paid when claimed, not when the hedge starts: a client with
+        // no token left would otherwise make its caller wait for the whole slow open (a paced p99 of 255 ms on the real
+        // cluster with one node slowed by 50 ms per packet), and a free open instead spent past the budget fleet-wide
+        // (benchmarks/discussion.md). Without a token the exploration waits for a later acquire that has one; but not
+        // past ExplorationOverdue intervals, after which it goes unpaid (its caller bounded by the hedge rescue): a client
+        // whose hedges keep its bucket empty is the one that most needs to see a recovered node. Claimed first and paid
+        // second, so that two racing claimers do not both take a token that a hedge elsewhere may be waiting for.
+        if (payFrom is not null && now - last < ExplorationOverdue * intervalTicks && HedgeDelay.Ticks > Acquirer.SlowerFactor * partner.HedgeDelay.Ticks)
+        {
+            if (!payFrom.TryWithdraw())
+            {
+                // Due again for the next acquire (unless an attempt meanwhile made it not due).
+                Interlocked.CompareExchange(ref _lastAttemptStamp, last, now);
+                return false;
+            }
+
+            paid = true;
+        }
+
+        Volatile.Write(ref _opensAtExploration, opens);
+        return true;
     }
+
+    /// <summary>Exploration intervals after which a node believed slower is explored without a hedge token.</summary>
+    internal const int ExplorationOverdue = 5;
 
     private long _opensAtExploration;
 

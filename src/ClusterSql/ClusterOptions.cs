@@ -25,7 +25,9 @@ public sealed class ClusterOptions
     /// <summary>
     /// The share of acquires that may start an extra attempt because the current one is slow (0 disables hedging,
     /// 1 allows one hedge per acquire). Failed attempts always move on to the next node; this only throttles hedges,
-    /// so that a cluster that is slow everywhere is not hit by a storm of logins. Default 0.1.
+    /// so that a cluster that is slow everywhere is not hit by a storm of logins. It also pays for exploring a node
+    /// believed slower: such an exploration starts the best other node beside it, so that its caller does not wait for
+    /// it, and waits (for up to five exploration intervals) while no hedge is left. Default 0.1.
     /// </summary>
     public double HedgeBudget { get; set; } = 0.1;
 
@@ -43,7 +45,8 @@ public sealed class ClusterOptions
 
     /// <summary>
     /// The time constant with which a node's latency estimate forgets old samples. Default 10 s. A node that nobody
-    /// tried for a tenth of it gets one exploratory acquire, so a node that was slow is seen when it recovers.
+    /// tried for a tenth of it gets one exploratory acquire, so a node that was slow is seen when it recovers (one believed
+    /// slower only when a hedge is left for it, see <see cref="HedgeBudget"/>).
     /// </summary>
     public TimeSpan LatencyDecayTime { get; set; } = TimeSpan.FromSeconds(10);
 

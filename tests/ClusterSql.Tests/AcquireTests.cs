@@ -511,16 +511,15 @@ public sealed class AcquireTests
         Assert.That(explorations, Is.GreaterThanOrEqualTo(Math.Min(opens / NodeSelector.ExplorationOpens, (int)seconds) / 2), "still explored, so that a recovery is seen");
     }
 
-    [Test]
-    public async Task LatencyAware_ExplorationOfASlowNode_StartsTheBestCandidateAtOnce()
+    /// <summary>Three nodes whose opens take 1 ms of fake time, node2 learned to be slow (its hedge delay at the 250 ms cap).</summary>
+    private static async Task<FakeCluster> ClusterWithASlowNode2()
     {
-        await using var cluster = FakeCluster.Create(3);
+        var cluster = FakeCluster.Create(3);
         foreach (var node in cluster.Nodes)
         {
             node.Script = OpenScript.Takes(Ms);
         }
 
-        // node2 learns to be slow (its hedge delay reaches the 250 ms cap), node1 and node3 fast (the 2 ms floor).
         cluster["node2"].Script = OpenScript.Takes(200 * Ms);
         for (var i = 0; i < 300; i++)
         {
@@ -528,6 +527,13 @@ public sealed class AcquireTests
         }
 
         Assert.That(cluster.Node("node2").GetStatistics().HedgeDelay, Is.EqualTo(new ClusterOptions().MaxHedgeDelay));
+        return cluster;
+    }
+
+    [Test]
+    public async Task LatencyAware_ExplorationOfASlowNode_StartsTheBestCandidateAtOnce()
+    {
+        await using var cluster = await ClusterWithASlowNode2();
         cluster["node2"].Script = OpenScript.SucceedAfter(200 * Ms);
         var explored = false;
         for (var i = 0; i < 5000 && !explored; i++)
@@ -555,6 +561,119 @@ public sealed class AcquireTests
         cluster.Time.Advance(200 * Ms);
         await FakeCluster.WaitFor(() => cluster["node2"].Disposed == cluster["node2"].ConnectionsMade, "the exploration's connection disposed");
         Assert.That(cluster.Node("node2").GetStatistics().PendingOpens, Is.Zero, "the exploration finished and was sampled");
+    }
+
+    [Test]
+    public async Task LatencyAware_SlowNodeWithNoHedgeTokenLeft_IsExploredOnlyByAnAcquireThatHasOne()
+    {
+        // The open started beside an exploration of a slower node is a hedge, paid when the exploration is claimed. A
+        // client that hedged its budget away does not explore: without a token its caller would wait for the whole slow
+        // open (a 255 ms paced p99 on the real cluster), and a free hedge instead spent past the budget fleet-wide.
+        await using var cluster = await ClusterWithASlowNode2();
+        var budget = cluster.DataSource.Context.HedgeBudget;
+        cluster["node2"].Script = OpenScript.SucceedAfter(200 * Ms);
+        var before = cluster["node2"].OpensStarted;
+
+        // Three exploration intervals of fake time (each acquire takes another node's 1 ms), never with a token.
+        var end = cluster.Time.GetTimestamp() + 3 * cluster.Time.TimestampFrequency;
+        while (cluster.Time.GetTimestamp() < end)
+        {
+            budget.Empty();
+            var open = cluster.DataSource.OpenConnectionAsync().AsTask();
+            Assert.That(open.IsCompleted, Is.True, "no caller waited for node2");
+            await (await open).DisposeAsync();
+        }
+
+        Assert.That(cluster["node2"].OpensStarted, Is.EqualTo(before), "node2 not explored while no acquire had a token");
+
+        // Each acquire deposits a tenth of a token: the one that completes a token explores node2, starts the best
+        // candidate beside it at once, and spends that token on it.
+        var explored = false;
+        for (var i = 0; i < 20 && !explored; i++)
+        {
+            var tokens = budget.Tokens;
+            var open = cluster.DataSource.OpenConnectionAsync().AsTask();
+            explored = cluster["node2"].OpensStarted != before;
+            if (explored)
+            {
+                Assert.That(tokens + 0.1, Is.GreaterThanOrEqualTo(1 - 1e-9), "explored by an acquire with a whole token");
+                Assert.That(open.IsCompleted, Is.True, "the best other candidate started together with the exploration");
+                Assert.That(budget.Tokens, Is.EqualTo(tokens + 0.1 - 1).Within(1e-9), "the hedge beside it spent the token");
+                Assert.That(((FakeConnection)await open).Node.Name, Is.Not.EqualTo("node2"));
+            }
+
+            await (await open).DisposeAsync();
+        }
+
+        Assert.That(explored, Is.True, "node2 explored once an acquire had a token");
+        cluster.Time.Advance(200 * Ms);
+        await FakeCluster.WaitFor(() => cluster["node2"].Disposed == cluster["node2"].ConnectionsMade, "the exploration's connection disposed");
+    }
+
+    [Test]
+    public async Task LatencyAware_SlowNodeOverdueForExploration_IsExploredWithoutAToken()
+    {
+        // A client whose hedges keep its bucket empty still sees a slow node recover: after ExplorationOverdue intervals
+        // it explores the node unpaid, its caller waiting for that open as for any pick (bounded by the hedge rescue).
+        await using var cluster = await ClusterWithASlowNode2();
+        var budget = cluster.DataSource.Context.HedgeBudget;
+        cluster["node2"].Script = OpenScript.SucceedAfter(200 * Ms);
+        var before = cluster["node2"].OpensStarted;
+        var started = cluster.Time.GetTimestamp();
+        var interval = new ClusterOptions().LatencyDecayTime / 10;
+        Task<DbConnection>? exploring = null;
+        while (exploring is null && cluster.Time.GetElapsedTime(started) < (ClusterNode.ExplorationOverdue + 2) * interval)
+        {
+            budget.Empty();
+            var open = cluster.DataSource.OpenConnectionAsync().AsTask();
+            if (cluster["node2"].OpensStarted != before)
+            {
+                exploring = open;
+                break;
+            }
+
+            await (await open).DisposeAsync();
+        }
+
+        Assert.That(exploring, Is.Not.Null, "explored without a token once overdue");
+        Assert.That(cluster.Time.GetElapsedTime(started), Is.GreaterThanOrEqualTo((ClusterNode.ExplorationOverdue - 1) * interval), "not before it was overdue");
+        Assert.That(exploring!.IsCompleted, Is.False, "unpaid: nothing started beside it");
+        cluster.Time.Advance(200 * Ms);
+        await using var connection = await exploring;
+        Assert.That(((FakeConnection)connection).Node.Name, Is.EqualTo("node2"));
+    }
+
+    [TestCase(true)]
+    [TestCase(false)]
+    public async Task LatencyAware_ExplorationThatNeedsNoHedge_GivesItsTokenBack(bool answersAtOnce)
+    {
+        // node2 recovered (its open answers synchronously) or fails at once (a failover is never a hedge): either way
+        // nothing was started beside the exploration, so the token paid for it goes back.
+        await using var cluster = await ClusterWithASlowNode2();
+        var budget = cluster.DataSource.Context.HedgeBudget;
+        cluster["node2"].Script = answersAtOnce ? OpenScript.Succeed : OpenScript.Fail;
+        var before = cluster["node2"].OpensStarted;
+        var explored = false;
+        for (var i = 0; i < 5000 && !explored; i++)
+        {
+            // One token, below the bucket's cap: a token not given back, or given back twice, shows.
+            budget.Empty();
+            budget.Refund();
+            var tokens = budget.Tokens;
+            var hedges = cluster.DataSource.Nodes.Sum(n => n.GetStatistics().Hedges);
+            var open = cluster.DataSource.OpenConnectionAsync().AsTask();
+            Assert.That(open.IsCompleted, Is.True);
+            await using var connection = await open;
+            explored = cluster["node2"].OpensStarted != before;
+            if (explored)
+            {
+                Assert.That(((FakeConnection)connection).Node.Name, answersAtOnce ? Is.EqualTo("node2") : Is.Not.EqualTo("node2"));
+                Assert.That(budget.Tokens, Is.EqualTo(tokens + 0.1).Within(1e-9), "the token given back, once");
+                Assert.That(cluster.DataSource.Nodes.Sum(n => n.GetStatistics().Hedges), Is.EqualTo(hedges), "no hedge started");
+            }
+        }
+
+        Assert.That(explored, Is.True, "node2 was explored within 5 s of fake time");
     }
 
     [Test]

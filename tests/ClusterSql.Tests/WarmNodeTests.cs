@@ -118,10 +118,10 @@ public sealed class WarmNodeTests
         var selector = new NodeSelector(cluster.DataSource.Options, cluster.Time, new Random(7));
         selector.NoteWin(nodes[0]);
         var now = cluster.Time.GetTimestamp();
-        Assert.That(Enumerable.Range(0, 20).Select(i => selector.PickFirst(nodes, now, out _)), Is.All.SameAs(nodes[0]), "idle and warm: picked");
+        Assert.That(Enumerable.Range(0, 20).Select(i => selector.PickFirst(nodes, now, payFrom: null, out _)), Is.All.SameAs(nodes[0]), "idle and warm: picked");
 
         nodes[0].Drain();
-        Assert.That(Enumerable.Range(0, 20).Select(i => selector.PickFirst(nodes, now, out _)), Has.None.SameAs(nodes[0]), "drained: never picked");
+        Assert.That(Enumerable.Range(0, 20).Select(i => selector.PickFirst(nodes, now, payFrom: null, out _)), Has.None.SameAs(nodes[0]), "drained: never picked");
     }
 
     private static void EveryNodeTakes(FakeCluster cluster, OpenScript script)

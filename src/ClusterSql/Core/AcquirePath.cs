@@ -25,10 +25,15 @@ internal sealed class Acquirer
     private readonly ClusterContext _context;
     private readonly NodeSelector _selector;
 
+    // What pays for exploring a node believed slower; null with hedging off (or a budget too small ever to refill),
+    // where an exploration is a plain pick: a bucket that never refills would otherwise stop explorations for good.
+    private readonly HedgeBudget? _explorationBudget;
+
     public Acquirer(ClusterContext context, NodeSelector? selector = null)
     {
         _context = context;
         _selector = selector ?? new NodeSelector(context.Options, context.TimeProvider, context.Random);
+        _explorationBudget = context.HedgeBudget.Refills ? context.HedgeBudget : null;
     }
 
     public ClusterContext Context => _context;
@@ -105,11 +110,17 @@ internal sealed class Acquirer
         _context.HedgeBudget.Deposit();
         var now = _context.TimeProvider.GetTimestamp();
         var telemetry = AcquireTelemetry.Start(_context);
-        var first = _selector.PickFirst(nodes, now, out var exploring);
+        var first = _selector.PickFirst(nodes, now, _explorationBudget, out var exploration);
         if (first is null || !first.TryClaim(now, panic: false))
         {
+            if (exploration == Exploration.Paid)
+            {
+                // A half-open node's trial taken meanwhile: nothing started, nothing spent.
+                _context.HedgeBudget.Refund();
+            }
+
             telemetry.ReturnCallerActivity();
-            return AcquireOperation.Run(this, nodes, now, telemetry, first: null, firstExploring: false, pending: null, initialError: null, cancellationToken);
+            return AcquireOperation.Run(this, nodes, now, telemetry, first: null, Exploration.None, pending: null, initialError: null, cancellationToken);
         }
 
         var poolWait = first.IsAtCapacity;
@@ -121,7 +132,7 @@ internal sealed class Acquirer
         if (!open.IsCompleted)
         {
             telemetry.ReturnCallerActivity();
-            return AcquireOperation.Run(this, nodes, now, telemetry, first, exploring, (open, start, timeout, poolWait), initialError: null, cancellationToken);
+            return AcquireOperation.Run(this, nodes, now, telemetry, first, exploration, (open, start, timeout, poolWait), initialError: null, cancellationToken);
         }
 
         // The fast path: the open finished synchronously (typically a pooled idle connection). Nothing is allocated.
@@ -142,9 +153,17 @@ internal sealed class Acquirer
             _context.Cancellations.Return(timeout);
             if (first.CompleteFastWin(start, coarseStart, connection))
             {
-                if (!exploring)
+                if (exploration != Exploration.None)
                 {
-                    // An exploration's win is a sample, not a reason to move the client there (NodeSelector.NoteWin).
+                    // An exploration's win is a sample, not a reason to move the client there (NodeSelector.NoteWin);
+                    // a paid one's token goes back, since no hedge was needed.
+                    if (exploration == Exploration.Paid)
+                    {
+                        _context.HedgeBudget.Refund();
+                    }
+                }
+                else
+                {
                     _selector.NoteWin(first);
                 }
 
@@ -163,7 +182,7 @@ internal sealed class Acquirer
 
         var initialError = new ClusterNodeError(first.Name, error!);
         telemetry.ReturnCallerActivity();
-        return AcquireOperation.Run(this, nodes, now, telemetry, first, exploring, pending: null, initialError, cancellationToken);
+        return AcquireOperation.Run(this, nodes, now, telemetry, first, exploration, pending: null, initialError, cancellationToken);
     }
 
     /// <summary>
@@ -202,35 +221,37 @@ internal sealed class Acquirer
     internal const double FarAboveFactor = 4;
 
     /// <summary>
-    /// An explored node whose delay is this far above the fastest candidate's is believed slower and gets the best
-    /// candidate started with it. Not any amount above: the least of several noisy estimates is nearly always below a
-    /// given one, and a fleet of 1,000 clients over 9 healthy nodes hedged 0.23 times per acquire with that rule.
+    /// An explored node whose delay is this far above that of the node selection compared it with is believed slower, and
+    /// gets the best candidate started with it. Not any amount above: two noisy estimates of equal nodes often differ,
+    /// and with the least of all candidates' estimates as the yardstick (nearly always below a given one) a fleet of 1,000
+    /// clients over 9 healthy nodes hedged 0.23 times per acquire.
     /// </summary>
     internal const double SlowerFactor = 2;
 
     /// <summary>
-    /// How long an attempt on <paramref name="node"/> runs before a hedge starts: the node's own delay; none for an
-    /// exploration of a node believed slower (<see cref="SlowerFactor"/>) than the fastest usable candidate; that candidate's delay for a node whose
-    /// delay is far above it.
+    /// How long an attempt on <paramref name="node"/> runs before a hedge starts: the node's own delay; none for a paid
+    /// exploration (<see cref="Exploration.Paid"/>: of a node believed slower, <see cref="SlowerFactor"/>, than the node
+    /// selection compared it with); the fastest usable candidate's delay for a node whose delay is far above it.
     /// An exploration is a sample, not a bet: selection picks a node nobody tried for a while (a node that was slow, to
     /// see whether it recovered), and a caller should not pay for it. Hedged after the fastest candidate's delay (the
     /// rule before this one), each exploration of a node slowed by 50 ms per packet still cost its caller that delay
     /// plus a whole open, and paced load's p99 was 3.4x the healthy one; started together with the best candidate, the
     /// caller gets whichever answers first. It costs one open more per exploration (at most one per node per second and
-    /// per ExplorationOpens of the data source's opens), and a hedge token, so a cluster slow everywhere stops it. A node
-    /// believed as fast as the best is explored as any pick is made (a client of many nodes at a low rate explores most
+    /// per ExplorationOpens of the data source's opens), and a hedge token, paid when the exploration is claimed: a client
+    /// with none left explores later rather than make its caller wait for the slow open. A node believed as fast as the
+    /// node it was compared with is explored as any pick is made (a client of many nodes at a low rate explores most
     /// of them only because it did not get round to them: a second open each time would double its logins).
     /// The explored attempt still finishes and feeds its node's estimate (the sample the exploration was for).
     /// </summary>
     /// <param name="node">The node of the attempt to be hedged.</param>
-    /// <param name="exploring">Whether selection picked the node to explore it.</param>
+    /// <param name="paidExploration">Whether selection picked the node to explore it, and paid for its hedge.</param>
     /// <param name="fastestCandidate">The least hedge delay among the nodes a hedge could start; null when there is none.</param>
-    internal static TimeSpan HedgeDelayFor(ClusterNode node, bool exploring, TimeSpan? fastestCandidate)
+    internal static TimeSpan HedgeDelayFor(ClusterNode node, bool paidExploration, TimeSpan? fastestCandidate)
     {
         var own = node.HedgeDelay;
         if (fastestCandidate is TimeSpan fastest)
         {
-            if (exploring && own.Ticks > SlowerFactor * fastest.Ticks)
+            if (paidExploration)
             {
                 return TimeSpan.Zero;
             }
@@ -258,7 +279,8 @@ internal sealed class Acquirer
         _context.HedgeBudget.Deposit();
         var started = _context.TimeProvider.GetTimestamp();
         var telemetry = AcquireTelemetry.Start(_context);
-        var first = _selector.PickFirst(nodes, started, out var exploring);
+        // No hedge token: this path cannot hedge, so an exploration here is its caller's to wait for, as any pick is.
+        var first = _selector.PickFirst(nodes, started, payFrom: null, out var exploration);
         var candidates = _selector.Order(nodes, started, first, panic: false);
         var panic = false;
         if (first is not null)
@@ -320,7 +342,7 @@ internal sealed class Acquirer
                 if (!node.IsRemoved)
                 {
                     node.RecordWin();
-                    if (!(node == first && exploring))
+                    if (!(node == first && exploration != Exploration.None))
                     {
                         _selector.NoteWin(node);
                     }
@@ -655,7 +677,10 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
     private long _started;
     private AcquireTelemetry _telemetry;
     private ClusterNode? _first;
-    private bool _firstExploring;
+    private Exploration _firstExploration;
+
+    // A paid exploration's hedge token, until a hedge spends it or the acquire ends and gives it back.
+    private bool _holdsExplorationToken;
     private CancellationToken _cancellationToken;
     private CancellationTokenRegistration _registration;
     private int _used;
@@ -696,7 +721,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
     /// <param name="started">When the acquire started.</param>
     /// <param name="telemetry">The acquire's telemetry, the caller's activity already given back.</param>
     /// <param name="first">The node already tried, or null.</param>
-    /// <param name="firstExploring">Whether selection claimed <paramref name="first"/>'s exploration for this acquire.</param>
+    /// <param name="firstExploration">Whether selection claimed <paramref name="first"/>'s exploration for this acquire, and paid for it.</param>
     /// <param name="pending">Its open, when it is still running (with its start, source and pool-wait flag).</param>
     /// <param name="initialError">Its error, when it already failed.</param>
     /// <param name="cancellationToken">The caller's cancellation.</param>
@@ -706,7 +731,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         long started,
         AcquireTelemetry telemetry,
         ClusterNode? first,
-        bool firstExploring,
+        Exploration firstExploration,
         (ValueTask<DbConnection> Open, long Start, CancellationTokenSource Timeout, bool PoolWait)? pending,
         ClusterNodeError? initialError,
         CancellationToken cancellationToken)
@@ -716,7 +741,8 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         operation._started = started;
         operation._telemetry = telemetry;
         operation._first = first;
-        operation._firstExploring = firstExploring;
+        operation._firstExploration = firstExploration;
+        operation._holdsExplorationToken = firstExploration == Exploration.Paid;
         operation._cancellationToken = cancellationToken;
         operation._firstExcluded = first is not null;
         if (initialError is not null)
@@ -854,6 +880,14 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
 
         if (_done)
         {
+            if (_holdsExplorationToken)
+            {
+                // No hedge was needed (the exploration answered or failed first, or nothing could be started beside it).
+                // Before anything below that could throw: the next drain is not sure to come.
+                _holdsExplorationToken = false;
+                _context.HedgeBudget.Refund();
+            }
+
             _registration.Dispose();
             _registration = default;
             _hedgeTarget = null;
@@ -893,7 +927,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
                     if (!attempt.Node.IsRemoved)
                     {
                         attempt.Node.RecordWin();
-                        if (!(attempt.Node == _first && _firstExploring))
+                        if (!(attempt.Node == _first && _firstExploration != Exploration.None))
                         {
                             _acquirer.Selector.NoteWin(attempt.Node);
                         }
@@ -981,7 +1015,9 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
             return;
         }
 
-        var paid = _context.HedgeBudget.TryWithdraw();
+        // A paid exploration's token pays for its hedge (the one it was withdrawn for, or a later one of the same acquire).
+        var held = _holdsExplorationToken;
+        var paid = held || _context.HedgeBudget.TryWithdraw();
         if (!paid)
         {
             // Slow everywhere, or hedging too often: wait for what runs rather than add logins; but not past a quarter
@@ -1007,12 +1043,15 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
 
         if (TryStartNext(hedgeFor: slow.Node, ref now))
         {
+            // Spent only once the hedge started: a token held through an exception here is still given back at the end.
+            _holdsExplorationToken = false;
             slow.MarkStalled(now);
             _hedges++;
         }
-        else if (paid)
+        else if (paid && !held)
         {
             // Nothing could be claimed (a half-open node's trial taken meanwhile): no login was added, so no hedge spent.
+            // A held exploration token stays held, for a later hedge or the end of the acquire.
             _context.HedgeBudget.Refund();
         }
     }
@@ -1179,11 +1218,11 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
             return;
         }
 
-        // The hedge follows the newest attempt: it waits for the delay of the node it would relieve, or the fastest
-        // candidate's when that node is explored or far slower than the others.
-        var exploring = attempt.Node == _first && _firstExploring;
+        // The hedge follows the newest attempt: it waits for the delay of the node it would relieve, none for a paid
+        // exploration, or the fastest candidate's when that node is far slower than the others.
+        var paidExploration = attempt.Node == _first && _firstExploration == Exploration.Paid;
         _hedgeTarget = attempt;
-        _hedgeDueAt = _context.AddToTimestamp(attempt.Start, Acquirer.HedgeDelayFor(attempt.Node, exploring, fastest));
+        _hedgeDueAt = _context.AddToTimestamp(attempt.Start, Acquirer.HedgeDelayFor(attempt.Node, paidExploration, fastest));
     }
 
     /// <summary>The least hedge delay among the nodes a hedge could start; null when there is none.</summary>
@@ -1347,7 +1386,8 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         _nodes = [];
         _telemetry = default;
         _first = null;
-        _firstExploring = false;
+        _firstExploration = Exploration.None;
+        _holdsExplorationToken = false;
         _cancellationToken = default;
         _candidates = null;
         _nextCandidate = 0;

@@ -6,7 +6,9 @@ namespace ClusterSql.Core;
 /// <summary>
 /// A token bucket in the manner of gRPC's retry throttling: every acquire deposits <c>ratio</c> of a token, every
 /// hedge withdraws one, so that over time hedges stay within that share of acquires, with a small burst allowance
-/// for a cold start. Failovers after a failed attempt are not hedges and cost nothing.
+/// for a cold start. Failovers after a failed attempt are not hedges and cost nothing. An exploration of a node
+/// believed slower withdraws its hedge's token when it is claimed (<see cref="ClusterNode.TryClaimExploration"/>), and
+/// the acquire gives it back if no hedge was started.
 /// </summary>
 internal sealed class HedgeBudget
 {
@@ -36,6 +38,9 @@ internal sealed class HedgeBudget
         _deposit = (int)(ratio * Scale);
         _milliTokens = ratio > 0 ? Initial * Scale : 0;
     }
+
+    /// <summary>Whether acquires add to the bucket at all: a ratio under a thousandth deposits nothing.</summary>
+    public bool Refills => _deposit > 0;
 
     public void Deposit()
     {
@@ -71,7 +76,7 @@ internal sealed class HedgeBudget
         }
     }
 
-    /// <summary>Gives back a token withdrawn for a hedge that could not start.</summary>
+    /// <summary>Gives back a token withdrawn for a hedge that could not start, or for an exploration that needed none.</summary>
     public void Refund()
     {
         while (true)
@@ -85,4 +90,7 @@ internal sealed class HedgeBudget
     }
 
     internal double Tokens => Volatile.Read(ref _milliTokens) / (double)Scale;
+
+    /// <summary>Spends every token and fraction of one: a client that hedged its whole budget away (tests).</summary>
+    internal void Empty() => Volatile.Write(ref _milliTokens, 0);
 }

@@ -17,6 +17,25 @@ internal enum RoleGroup
     Readers,
 }
 
+/// <summary>Whether, and how, selection picked a node to explore it (<see cref="ClusterNode.TryClaimExploration"/>).</summary>
+internal enum Exploration : byte
+{
+    /// <summary>Picked for its cost, its room or its turn.</summary>
+    None,
+
+    /// <summary>
+    /// Explored, and believed about as fast as the node it was compared with (or hedging is off, or the acquire is
+    /// synchronous): its caller waits for it as for any pick.
+    /// </summary>
+    Free,
+
+    /// <summary>
+    /// Explored, and believed slower: a hedge token was withdrawn when it was claimed, which the acquire spends on
+    /// starting the best candidate beside it (<see cref="Acquirer.HedgeDelayFor"/>) or gives back.
+    /// </summary>
+    Paid,
+}
+
 /// <summary>Orders a node snapshot by the acquire policy.</summary>
 internal sealed class NodeSelector
 {
@@ -73,17 +92,22 @@ internal sealed class NodeSelector
     /// </summary>
     /// <param name="nodes">The node snapshot.</param>
     /// <param name="now">The acquire's clock reading.</param>
-    /// <param name="exploring">
-    /// Whether this very call claimed the node's exploration (<see cref="ClusterNode.TryClaimExploration"/>): the acquire
-    /// then does not wait on it (<see cref="Acquirer.HedgeDelayFor"/>). Said by the claim itself, never inferred later
-    /// from the node's state: another acquire in the same clock tick that picks the node for its cost is no exploration.
+    /// <param name="payFrom">
+    /// The hedge budget that pays for exploring a node believed slower (<see cref="Exploration.Paid"/>); null when an
+    /// exploration is free: hedging is off, or the acquire is synchronous and cannot hedge.
     /// </param>
-    public ClusterNode? PickFirst(ClusterNode[] nodes, long now, out bool exploring)
+    /// <param name="exploration">
+    /// Whether this very call claimed the node's exploration: a paid one's caller does not wait on it
+    /// (<see cref="Acquirer.HedgeDelayFor"/>), and the acquire holds its hedge token. Said by the claim itself, never
+    /// inferred later from the node's state: another acquire in the same clock tick that picks the node for its cost is
+    /// no exploration.
+    /// </param>
+    public ClusterNode? PickFirst(ClusterNode[] nodes, long now, HedgeBudget? payFrom, out Exploration exploration)
     {
-        exploring = false;
-        return _group != RoleGroup.None ? PickInGroup(nodes, now, ref exploring) : _policy switch
+        exploration = Exploration.None;
+        return _group != RoleGroup.None ? PickInGroup(nodes, now, payFrom, ref exploration) : _policy switch
         {
-            AcquirePolicy.LatencyAware => PickTwoChoices(nodes, now, ref exploring),
+            AcquirePolicy.LatencyAware => PickTwoChoices(nodes, now, payFrom, ref exploration),
             AcquirePolicy.FailOver => PickFailOver(nodes, now),
             AcquirePolicy.RoundRobin => PickRoundRobin(nodes, now),
             _ => null,
@@ -188,7 +212,7 @@ internal sealed class NodeSelector
         }
     }
 
-    private ClusterNode? PickTwoChoices(ClusterNode[] nodes, long now, ref bool exploring)
+    private ClusterNode? PickTwoChoices(ClusterNode[] nodes, long now, HedgeBudget? payFrom, ref Exploration exploration)
     {
         if (nodes.Length == 1)
         {
@@ -202,7 +226,7 @@ internal sealed class NodeSelector
             if (w >= 0)
             {
                 var o = _random.Next(nodes.Length - 1);
-                return ChooseWarmOrOther(nodes, warm, nodes[o >= w ? o + 1 : o], now, ref exploring);
+                return ChooseWarmOrOther(nodes, warm, nodes[o >= w ? o + 1 : o], now, payFrom, ref exploration);
             }
         }
 
@@ -212,7 +236,7 @@ internal sealed class NodeSelector
             ClusterNode a = nodes[i], b = nodes[j];
             if (a.CanServe(now) && b.CanServe(now) && a.IsAtCapacity == b.IsAtCapacity)
             {
-                return ChooseOfPair(nodes, a, b, now, ref exploring);
+                return ChooseOfPair(nodes, a, b, now, payFrom, ref exploration);
             }
         }
 
@@ -245,16 +269,15 @@ internal sealed class NodeSelector
     /// The warm node (idle, usable, with room) against another: the other only when it is due an exploration, still warming
     /// up, or clearly cheaper (<see cref="WarmAdvantage"/>).
     /// </summary>
-    private ClusterNode ChooseWarmOrOther(ClusterNode[] nodes, ClusterNode warm, ClusterNode other, long now, ref bool exploring)
+    private ClusterNode ChooseWarmOrOther(ClusterNode[] nodes, ClusterNode warm, ClusterNode other, long now, HedgeBudget? payFrom, ref Exploration exploration)
     {
         if (other == warm || !other.CanServe(now) || other.IsAtCapacity)
         {
             return warm;
         }
 
-        if (other.TryClaimExploration(now, _explorationTicks, nodes, ExplorationOpens))
+        if (TryExplore(nodes, other, warm, now, payFrom, ref exploration))
         {
-            exploring = true;
             return other;
         }
 
@@ -281,18 +304,28 @@ internal sealed class NodeSelector
         return (i, j >= i ? j + 1 : j);
     }
 
-    /// <summary>The better of two usable nodes: an exploration due first, then a node warming up, then the cheaper.</summary>
-    private ClusterNode ChooseOfPair(ClusterNode[] nodes, ClusterNode a, ClusterNode b, long now, ref bool exploring)
+    /// <summary>Claims <paramref name="node"/>'s exploration, if due, against <paramref name="partner"/> (the node picked otherwise).</summary>
+    private bool TryExplore(ClusterNode[] nodes, ClusterNode node, ClusterNode partner, long now, HedgeBudget? payFrom, ref Exploration exploration)
     {
-        if (a.TryClaimExploration(now, _explorationTicks, nodes, ExplorationOpens))
+        if (!node.TryClaimExploration(now, _explorationTicks, nodes, ExplorationOpens, partner, payFrom, out var paid))
         {
-            exploring = true;
+            return false;
+        }
+
+        exploration = paid ? Exploration.Paid : Exploration.Free;
+        return true;
+    }
+
+    /// <summary>The better of two usable nodes: an exploration due first, then a node warming up, then the cheaper.</summary>
+    private ClusterNode ChooseOfPair(ClusterNode[] nodes, ClusterNode a, ClusterNode b, long now, HedgeBudget? payFrom, ref Exploration exploration)
+    {
+        if (TryExplore(nodes, a, b, now, payFrom, ref exploration))
+        {
             return a;
         }
 
-        if (b.TryClaimExploration(now, _explorationTicks, nodes, ExplorationOpens))
+        if (TryExplore(nodes, b, a, now, payFrom, ref exploration))
         {
-            exploring = true;
             return b;
         }
 
@@ -338,7 +371,7 @@ internal sealed class NodeSelector
     /// A role's first attempt, without allocating: two choices within the preferred group (one writer: the first usable
     /// node of the agreed order), else the first usable node after it.
     /// </summary>
-    private ClusterNode? PickInGroup(ClusterNode[] nodes, long now, ref bool exploring)
+    private ClusterNode? PickInGroup(ClusterNode[] nodes, long now, HedgeBudget? payFrom, ref Exploration exploration)
     {
         var count = 0;
         ClusterNode? firstOutside = null;
@@ -368,7 +401,7 @@ internal sealed class NodeSelector
             // A sequential reader stays on its warm reader, as PickTwoChoices does (the writers' group is usually one
             // node, and its order is the agreed one). The other of the pair is any other node of the group.
             var other = NthInGroup(nodes, now, _random.Next(count));
-            return ChooseWarmOrOther(nodes, warm, other == warm ? NthInGroup(nodes, now, _random.Next(count)) ?? warm : other ?? warm, now, ref exploring);
+            return ChooseWarmOrOther(nodes, warm, other == warm ? NthInGroup(nodes, now, _random.Next(count)) ?? warm : other ?? warm, now, payFrom, ref exploration);
         }
 
         var (i, j) = RandomPair(count);
@@ -384,7 +417,7 @@ internal sealed class NodeSelector
             return a.IsAtCapacity ? b : a;
         }
 
-        return ChooseOfPair(nodes, a, b, now, ref exploring);
+        return ChooseOfPair(nodes, a, b, now, payFrom, ref exploration);
     }
 
     private ClusterNode? NthInGroup(ClusterNode[] nodes, long now, int n)
