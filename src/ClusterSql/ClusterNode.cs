@@ -130,10 +130,6 @@ public sealed class ClusterNode
     /// </summary>
     internal bool IsAtCapacity => MaxConnections is int max && Volatile.Read(ref _leased) + Pending >= max;
 
-    /// <summary>A node still warming up, idle and not failing: selection samples it before judging it.</summary>
-    internal bool WantsWarmUpSample =>
-        Latency.IsWarmingUp && Pending == 0 && Volatile.Read(ref _consecutiveFailures) == 0;
-
     /// <summary>A snapshot of the node's counters and estimates.</summary>
     /// <returns>The snapshot; it does not change afterwards.</returns>
     public ClusterNodeStatistics GetStatistics()
@@ -529,11 +525,12 @@ public sealed class ClusterNode
     /// high estimate until it is sampled again, so without an occasional try it would never be seen to recover. The
     /// interval alone made exploration a share of a client's acquires that grows as its rate falls (one in five at five
     /// acquires a second), and a fleet of small clients sent a fifth of its load to a slow node (docs/benchmarks-fleet.md);
-    /// the count bounds that share whatever the rate. Only one caller per interval wins the claim.
+    /// the count bounds that share whatever the rate. Only one caller per interval wins the claim. A node that is warming
+    /// up (<see cref="WantsEarlyExploration"/>) is due after the count alone.
     /// </summary>
     /// <param name="now">The acquire's clock reading.</param>
     /// <param name="intervalTicks">The least time between two explorations of a node.</param>
-    /// <param name="nodes">The data source's node snapshot, whose opens are counted (only once the interval is over).</param>
+    /// <param name="nodes">The data source's node snapshot, whose opens are counted (only once the node is otherwise due).</param>
     /// <param name="minOpens">The least number of the data source's opens between two explorations of a node.</param>
     /// <param name="partner">The node selection would pick instead: the one this node's estimate is compared with.</param>
     /// <param name="payFrom">
@@ -547,7 +544,7 @@ public sealed class ClusterNode
     {
         paid = false;
         var last = Volatile.Read(ref _lastAttemptStamp);
-        if (now - last < intervalTicks)
+        if (now - last < intervalTicks && !WantsEarlyExploration)
         {
             return false;
         }
@@ -568,6 +565,10 @@ public sealed class ClusterNode
             return false;
         }
 
+        // At once after the claim: a racing caller that reads the new stamp must not pass the count check too (for a
+        // node warming up, the count is all that bounds its explorations).
+        var opensBefore = Interlocked.Exchange(ref _opensAtExploration, opens);
+
         // A node believed slower is explored only with its caller's way out paid: the best candidate starts beside it
         // (Acquirer.HedgeDelayFor), and that open is a hedge. Paid when claimed, not when the hedge starts: a client with
         // no token left would otherwise make its caller wait for the whole slow open (a paced p99 of 255 ms on the real
@@ -580,17 +581,30 @@ public sealed class ClusterNode
         {
             if (!payFrom.TryWithdraw())
             {
-                // Due again for the next acquire (unless an attempt meanwhile made it not due).
-                Interlocked.CompareExchange(ref _lastAttemptStamp, last, now);
+                // Due again for the next acquire (unless an attempt or another claim meanwhile made it not due).
+                if (Interlocked.CompareExchange(ref _lastAttemptStamp, last, now) == now)
+                {
+                    Interlocked.CompareExchange(ref _opensAtExploration, opensBefore, opens);
+                }
+
                 return false;
             }
 
             paid = true;
         }
 
-        Volatile.Write(ref _opensAtExploration, opens);
         return true;
     }
+
+    /// <summary>
+    /// Whether the node is due for exploration after the count of opens alone (not the interval): it has between one and
+    /// WarmUpSamples - 1 successes, none in progress and no failure since. Its estimate may be one cold open (the first
+    /// login to it, where later opens are pooled), and a busy client would otherwise send nearly everything to the first
+    /// node whose pooled opens it saw, for a whole interval. Not a node with an open pending or failing: a node that hangs
+    /// after its first success would otherwise be explored every few opens until its first timeout.
+    /// </summary>
+    private bool WantsEarlyExploration =>
+        Latency.HasFewWarmUpSamples && Pending == 0 && Volatile.Read(ref _consecutiveFailures) == 0;
 
     /// <summary>Exploration intervals after which a node believed slower is explored without a hedge token.</summary>
     internal const int ExplorationOverdue = 5;

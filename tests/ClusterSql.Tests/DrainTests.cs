@@ -55,14 +55,17 @@ public sealed class DrainTests
 
         node.Undrain();
         Assert.That(node.State, Is.EqualTo(ClusterNodeState.Healthy));
-        var used = new System.Collections.Generic.HashSet<string>();
-        for (var i = 0; i < 50; i++)
+        var fromFreshPool = false;
+        for (var i = 0; i < 50 && !fromFreshPool; i++)
         {
+            // One acquire at a time stays on its warm node (node2) and explores node1 once a tenth of the decay time.
+            time.Advance(TimeSpan.FromMilliseconds(100));
             await using var connection = await cluster.OpenConnectionAsync();
-            used.Add(((FakeConnection)connection).Node.Name);
+            fromFreshPool = ((FakeConnection)connection).Node == node.DataSource;
         }
 
-        Assert.That(used, Does.Contain("node1"), "undrained: serves again, from its fresh pool");
+        Assert.That(node.DataSource, Is.SameAs(replacements.Last()).And.Not.SameAs(node1));
+        Assert.That(fromFreshPool, Is.True, "undrained: serves again, from its fresh pool");
     }
 
     [Test]

@@ -10,7 +10,7 @@ namespace ClusterSql.Tests;
 /// <summary>
 /// A client that acquires one connection at a time goes back to the node that served it last (its server session and
 /// caches are warm), and leaves it as soon as another node looks clearly cheaper. A client with load to spread is covered
-/// by LatencyEstimatorTests.OpenConnectionAsync_ColdFirstOpen_NodeStillTakesItsShare.
+/// by LatencyEstimatorTests.OpenConnectionAsync_ColdFirstOpen_NodeTakesItsShareOnceExplored.
 /// </summary>
 [TestFixture]
 public sealed class WarmNodeTests

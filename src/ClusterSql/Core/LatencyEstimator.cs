@@ -27,8 +27,11 @@ namespace ClusterSql.Core;
 /// </para>
 /// <para>
 /// The first samples of a node carry one-time costs (JIT compilation, the process's first connection, TLS and DNS
-/// set-up): until <see cref="WarmUpSamples"/> opens succeeded, both views hold the fastest of them, so one cold open
-/// cannot steer the load or inflate the hedge delay for seconds.
+/// set-up, a pool's first physical login where later opens are pooled): until <see cref="WarmUpSamples"/> opens
+/// succeeded, both views hold the fastest of them, and selection explores such a node again after a few of the data
+/// source's opens rather than a tenth of the decay time (<see cref="ClusterNode.TryClaimExploration"/>), so one cold
+/// open steers the load only briefly. Selection never samples a node before it judges it: a fleet starting together
+/// would then ignore latency at its start (docs/benchmarks-fleet.md).
 /// </para>
 /// <para>
 /// Fields are written without a lock: under contention an update can be lost, which an estimate tolerates, and no
@@ -63,6 +66,9 @@ internal sealed class LatencyEstimator
 
     /// <summary>Whether fewer than <see cref="WarmUpSamples"/> opens succeeded so far.</summary>
     public bool IsWarmingUp => Volatile.Read(ref _samples) < WarmUpSamples;
+
+    /// <summary>Whether at least one open, and fewer than <see cref="WarmUpSamples"/>, succeeded so far.</summary>
+    public bool HasFewWarmUpSamples => Volatile.Read(ref _samples) is > 0 and < WarmUpSamples;
 
     /// <summary>The smoothed open latency, in seconds.</summary>
     public double Smoothed => Volatile.Read(ref _smoothed);

@@ -76,7 +76,8 @@ internal sealed class NodeSelector
         _random = random;
 
         // A tenth of the decay time (1 s by default), and ExplorationOpens of the data source's opens: at most one
-        // exploratory open per node per interval, and at most a twentieth of the opens per node.
+        // exploratory open per node per interval (but for a node warming up, ClusterNode.TryClaimExploration), and at
+        // most a twentieth of the opens per node.
         _explorationTicks = (long)(options.LatencyDecayTime.TotalSeconds / 10 * timeProvider.TimestampFrequency);
     }
 
@@ -266,8 +267,8 @@ internal sealed class NodeSelector
     }
 
     /// <summary>
-    /// The warm node (idle, usable, with room) against another: the other only when it is due an exploration, still warming
-    /// up, or clearly cheaper (<see cref="WarmAdvantage"/>).
+    /// The warm node (idle, usable, with room) against another: the other only when it is due an exploration, or clearly
+    /// cheaper (<see cref="WarmAdvantage"/>).
     /// </summary>
     private ClusterNode ChooseWarmOrOther(ClusterNode[] nodes, ClusterNode warm, ClusterNode other, long now, HedgeBudget? payFrom, ref Exploration exploration)
     {
@@ -277,11 +278,6 @@ internal sealed class NodeSelector
         }
 
         if (TryExplore(nodes, other, warm, now, payFrom, ref exploration))
-        {
-            return other;
-        }
-
-        if (other.WantsWarmUpSample)
         {
             return other;
         }
@@ -316,7 +312,7 @@ internal sealed class NodeSelector
         return true;
     }
 
-    /// <summary>The better of two usable nodes: an exploration due first, then a node warming up, then the cheaper.</summary>
+    /// <summary>The better of two usable nodes: an exploration due first, then the cheaper.</summary>
     private ClusterNode ChooseOfPair(ClusterNode[] nodes, ClusterNode a, ClusterNode b, long now, HedgeBudget? payFrom, ref Exploration exploration)
     {
         if (TryExplore(nodes, a, b, now, payFrom, ref exploration))
@@ -329,13 +325,13 @@ internal sealed class NodeSelector
             return b;
         }
 
-        // A node still warming up is sampled before it is judged: its estimate is only its fastest open so far.
-        var aWarming = a.WantsWarmUpSample;
-        if (aWarming != b.WantsWarmUpSample)
-        {
-            return aWarming ? a : b;
-        }
-
+        // No node is sampled before it is judged, not even one still warming up (its estimate only its fastest open so
+        // far): 1,000 clients starting together that each sampled every node three times first put a weak node's share
+        // of their opens on it regardless of its latency, and reached 52% of the oracle's throughput over 9 nodes of
+        // unequal capacity in their first seconds (91% without; docs/benchmarks-fleet.md). A node never sampled costs
+        // nothing and is tried at once; one whose first open was cold (JIT, the first login where later opens are
+        // pooled) is explored again after ExplorationOpens of the data source's opens (ClusterNode.TryClaimExploration),
+        // and its estimate keeps its fastest warm-up open.
         return b.Cost(now) < a.Cost(now) ? b : a;
     }
 
