@@ -80,7 +80,11 @@ internal static class FleetDiscussion
         At the start every client has one acquire at a time, so the fleet's load on a server shows only through latency
         samples; over 3 nodes its first seconds stay 3.4 points short. Steady, the gap to the oracle is mostly hedges:
         with HedgeBudget = 0 the same fleets reach 95.9% (3 nodes) and 98.1% (9 nodes), since with every node busy a
-        hedge is a second login on a server that has no room either; over 3 nodes that gap is the 0.3 points missed. HedgeBudget stays 0.1: it is what keeps a hung or blackholed node from costing
+        hedge is a second login on a server that has no room either; over 3 nodes that gap is the 0.3 points missed.
+        Tried and not kept: deferring a hedge until the slow attempt has run as long as the next candidate's cost
+        (91.3% over 3 nodes steady, tail p99 unchanged); unbounded, it sat before the hedge rescue, so a candidate with a
+        failure penalty or many pending opens could hold a caller on a hung node far longer. A version bounded by the
+        rescue time, with fault tests for those cases, is the next step. HedgeBudget stays 0.1: it is what keeps a hung or blackholed node from costing
         a caller its connect timeout on the real cluster (the fault tests run with it), which this closed loop of
         equally busy nodes does not show. A longer decay (30 s) is worse steady over 3 nodes (78.0%). Closing the last
         start-up gap needs a signal that reflects the fleet from the first acquire (a server-side load figure from the
