@@ -328,7 +328,7 @@ internal sealed class NodeSelector
         // No node is sampled before it is judged, not even one still warming up (its estimate only its fastest open so
         // far): 1,000 clients starting together that each sampled every node three times first put a weak node's share
         // of their opens on it regardless of its latency, and reached 52% of the oracle's throughput over 9 nodes of
-        // unequal capacity in their first seconds (91% without; docs/benchmarks-fleet.md). A node never sampled costs
+        // unequal capacity in their first seconds (92% without; docs/benchmarks-fleet.md). A node never sampled costs
         // nothing and is tried at once; one whose first open was cold (JIT, the first login where later opens are
         // pooled) is explored again after ExplorationOpens of the data source's opens (ClusterNode.TryClaimExploration),
         // and its estimate keeps its fastest warm-up open.
