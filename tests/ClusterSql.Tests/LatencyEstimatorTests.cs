@@ -100,7 +100,7 @@ public sealed class LatencyEstimatorTests
         var time = new FakeTimeProvider();
         var estimator = new LatencyEstimator(Decay, time);
         estimator.Observe(0.110, time.GetTimestamp());
-        Assert.That(estimator.IsWarmingUp, Is.True);
+        Assert.That(estimator.HasFewWarmUpSamples, Is.True);
         time.Advance(TimeSpan.FromMilliseconds(1));
         estimator.Observe(0.001, time.GetTimestamp());
 

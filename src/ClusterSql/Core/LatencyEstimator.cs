@@ -64,9 +64,6 @@ internal sealed class LatencyEstimator
 
     public bool HasSamples => Volatile.Read(ref _samples) > 0;
 
-    /// <summary>Whether fewer than <see cref="WarmUpSamples"/> opens succeeded so far.</summary>
-    public bool IsWarmingUp => Volatile.Read(ref _samples) < WarmUpSamples;
-
     /// <summary>Whether at least one open, and fewer than <see cref="WarmUpSamples"/>, succeeded so far.</summary>
     public bool HasFewWarmUpSamples => Volatile.Read(ref _samples) is > 0 and < WarmUpSamples;
 
