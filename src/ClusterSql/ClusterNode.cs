@@ -570,7 +570,8 @@ public sealed class ClusterNode
         var opensBefore = Interlocked.Exchange(ref _opensAtExploration, opens);
 
         // A node believed slower is explored only with its caller's way out paid: the best candidate starts beside it
-        // (Acquirer.HedgeDelayFor), and that open is a hedge. Paid when claimed, not when the hedge starts: a client with
+        // (Acquirer.HedgeDelayFor; after that candidate's delay while the node's latency is unproven), and that open is
+        // a hedge. Paid when claimed, not when the hedge starts: a client with
         // no token left would otherwise make its caller wait for the whole slow open (a paced p99 of 255 ms on the real
         // cluster with one node slowed by 50 ms per packet), and a free open instead spent past the budget fleet-wide
         // (benchmarks/discussion.md). Without a token the exploration waits for a later acquire that has one; but not
@@ -605,6 +606,14 @@ public sealed class ClusterNode
     /// </summary>
     private bool WantsEarlyExploration =>
         Latency.HasFewWarmUpSamples && Pending == 0 && Volatile.Read(ref _consecutiveFailures) == 0;
+
+    /// <summary>
+    /// Whether the node's latency is known from fewer than <see cref="LatencyEstimator.WarmUpSamples"/> successful opens
+    /// (none, or one that may have been cold) and nothing since says it fails: too little to believe it slower than
+    /// another node (its hedge delay is the cap with no sample, and three times its one sample with one). An exploration
+    /// of such a node is not hedged at once (<see cref="Acquirer.HedgeDelayFor"/>).
+    /// </summary>
+    internal bool HasUnprovenLatency => !Latency.IsWarm && Volatile.Read(ref _consecutiveFailures) == 0;
 
     /// <summary>Exploration intervals after which a node believed slower is explored without a hedge token.</summary>
     internal const int ExplorationOverdue = 5;

@@ -676,6 +676,110 @@ public sealed class AcquireTests
         Assert.That(explored, Is.True, "node2 was explored within 5 s of fake time");
     }
 
+    public enum WarmUpExploration
+    {
+        OnlyCold,
+        SlowerInTruth,
+        Fails,
+        Cancelled,
+    }
+
+    [TestCase(WarmUpExploration.OnlyCold)]
+    [TestCase(WarmUpExploration.SlowerInTruth)]
+    [TestCase(WarmUpExploration.Fails)]
+    [TestCase(WarmUpExploration.Cancelled)]
+    public async Task LatencyAware_ExplorationOfANodeWarmingUp_WaitsTheFastestCandidatesDelay(WarmUpExploration outcome)
+    {
+        // node2's one sample is a cold first open, 20 times the others': believed slower, so its early exploration is
+        // paid, but on evidence that weak nothing starts beside it at once (that cost healthy clients an open more per
+        // exploration). Within the fastest candidate's hedge delay (MinHedgeDelay, 2 ms) a node that was only cold
+        // answers, and the token goes back; one truly slower is hedged then, with the token it holds. The token held
+        // through the wait also goes back, once, when the exploration fails over or the caller gives up.
+        await using var cluster = FakeCluster.Create(3);
+        foreach (var node in cluster.Nodes)
+        {
+            node.Script = OpenScript.Takes(Ms);
+        }
+
+        cluster["node2"].Enqueue(OpenScript.SucceedAfter(20 * Ms));
+        for (var i = 0; i < 3; i++)
+        {
+            await using var connection = await cluster.RunUntilDone(cluster.DataSource.OpenConnectionAsync().AsTask(), Ms);
+        }
+
+        var minHedgeDelay = new ClusterOptions().MinHedgeDelay;
+        Assert.That(cluster["node2"].OpensStarted, Is.EqualTo(1), "node2 sampled once");
+        Assert.That(cluster.Node("node2").GetStatistics().HedgeDelay, Is.GreaterThan(4 * minHedgeDelay), "believed slower");
+        cluster["node2"].Script = outcome switch
+        {
+            WarmUpExploration.OnlyCold => OpenScript.SucceedAfter(Ms),
+            WarmUpExploration.Fails => OpenScript.FailAfter(Ms),
+            _ => OpenScript.SucceedAfter(20 * Ms),
+        };
+
+        var budget = cluster.DataSource.Context.HedgeBudget;
+        using var cancel = new CancellationTokenSource();
+        Task<DbConnection>? exploring = null;
+        double tokens = 0;
+        long hedges = 0;
+        for (var i = 0; i < 2 * NodeSelector.ExplorationOpens && exploring is null; i++)
+        {
+            // One token, below the bucket's cap: a token not given back, or given back twice, shows.
+            budget.Empty();
+            budget.Refund();
+            tokens = budget.Tokens;
+            hedges = cluster.DataSource.Nodes.Sum(n => n.GetStatistics().Hedges);
+            var open = cluster.DataSource.OpenConnectionAsync(cancel.Token).AsTask();
+            if (cluster["node2"].OpensStarted == 2)
+            {
+                exploring = open;
+                break;
+            }
+
+            await (await open).DisposeAsync();
+        }
+
+        Assert.That(exploring, Is.Not.Null, "node2 explored early, within its data source's next 40 opens");
+        Assert.That(exploring!.IsCompleted, Is.False, "nothing started beside it at once");
+        Assert.That(budget.Tokens, Is.EqualTo(tokens + 0.1 - 1).Within(1e-9), "paid when claimed");
+        int HedgesSince() => (int)(cluster.DataSource.Nodes.Sum(n => n.GetStatistics().Hedges) - hedges);
+        var started = cluster.Time.GetTimestamp();
+        if (outcome == WarmUpExploration.Cancelled)
+        {
+            cluster.Time.Advance(Ms);
+            cancel.Cancel();
+            Assert.That(async () => await exploring, Throws.InstanceOf<OperationCanceledException>());
+            Assert.That(HedgesSince(), Is.Zero);
+            Assert.That(budget.Tokens, Is.EqualTo(tokens + 0.1).Within(1e-9), "the token given back, once");
+            cluster.Time.Advance(20 * Ms);
+            return;
+        }
+
+        await using var acquired = await cluster.RunUntilDone(exploring, Ms / 4);
+        var servedBy = ((FakeConnection)acquired).Node.Name;
+        switch (outcome)
+        {
+            case WarmUpExploration.OnlyCold:
+                Assert.That(servedBy, Is.EqualTo("node2"));
+                Assert.That(HedgesSince(), Is.Zero, "no open more");
+                Assert.That(budget.Tokens, Is.EqualTo(tokens + 0.1).Within(1e-9), "the token given back, once");
+                break;
+            case WarmUpExploration.Fails:
+                Assert.That(servedBy, Is.Not.EqualTo("node2"));
+                Assert.That(HedgesSince(), Is.Zero, "a failover, not a hedge");
+                Assert.That(budget.Tokens, Is.EqualTo(tokens + 0.1).Within(1e-9), "the token given back, once");
+                break;
+            default:
+                Assert.That(servedBy, Is.Not.EqualTo("node2"));
+                Assert.That(HedgesSince(), Is.EqualTo(1), "hedged with the token it held");
+                Assert.That(cluster.Time.GetElapsedTime(started), Is.InRange(minHedgeDelay, 10 * Ms), "after the fastest candidate's delay, not node2's own 60 ms");
+                Assert.That(budget.Tokens, Is.EqualTo(tokens + 0.1 - 1).Within(1e-9), "the token spent, and no other");
+                cluster.Time.Advance(20 * Ms);
+                await FakeCluster.WaitFor(() => cluster["node2"].Disposed == cluster["node2"].ConnectionsMade, "the exploration's connection disposed");
+                break;
+        }
+    }
+
     [Test]
     public async Task FailOver_FirstNodeFarSlowerThanTheNext_IsHedgedAfterTheNextNodesDelay()
     {

@@ -231,13 +231,15 @@ internal sealed class Acquirer
     /// <summary>
     /// How long an attempt on <paramref name="node"/> runs before a hedge starts: the node's own delay; none for a paid
     /// exploration (<see cref="Exploration.Paid"/>: of a node believed slower, <see cref="SlowerFactor"/>, than the node
-    /// selection compared it with); the fastest usable candidate's delay for a node whose delay is far above it.
+    /// selection compared it with), but the lesser of its own and the fastest usable candidate's delay while the node's
+    /// latency is unproven (<see cref="ClusterNode.HasUnprovenLatency"/>); the fastest usable candidate's delay for a node
+    /// whose delay is far above it.
     /// An exploration is a sample, not a bet: selection picks a node nobody tried for a while (a node that was slow, to
     /// see whether it recovered), and a caller should not pay for it. Hedged after the fastest candidate's delay (the
     /// rule before this one), each exploration of a node slowed by 50 ms per packet still cost its caller that delay
     /// plus a whole open, and paced load's p99 was 3.4x the healthy one; started together with the best candidate, the
-    /// caller gets whichever answers first. It costs one open more per exploration (at most one per node per second, but
-    /// for a node warming up, and per ExplorationOpens of the data source's opens), and a hedge token, paid when the
+    /// caller gets whichever answers first. It costs one open more per exploration (at most one per node per second and
+    /// per ExplorationOpens of the data source's opens), and a hedge token, paid when the
     /// exploration is claimed: a client with none left explores later rather than make its caller wait for the slow
     /// open. A node believed as fast as the node it was compared with is explored as any pick is made (a client of many
     /// nodes at a low rate explores most of them only because it did not get round to them: a second open each time
@@ -254,7 +256,15 @@ internal sealed class Acquirer
         {
             if (paidExploration)
             {
-                return TimeSpan.Zero;
+                // A node with no sample, or one or two, is believed slower on little evidence: its hedge delay is the
+                // cap, or three times a sample that is often one cold open (the first login, JIT). Hedged at once, each
+                // of a client's first explorations of every healthy node cost an open more: 0.0099 hedges per acquire
+                // for a healthy fleet of 1,000 clients over 3 nodes, 0.0012 waiting (docs/benchmarks-fleet.md). Its
+                // caller waits the fastest candidate's delay instead: a node that was only cold answers within it and
+                // the token goes back; one truly slower is hedged then, with the token already held, never left to the
+                // rescue. That is for at most WarmUpSamples - 1 explorations whose opens succeed, and not once the
+                // node fails.
+                return node.HasUnprovenLatency ? (fastest < own ? fastest : own) : TimeSpan.Zero;
             }
 
             if (fastest < own && own.Ticks > FarAboveFactor * fastest.Ticks)
@@ -1220,7 +1230,8 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         }
 
         // The hedge follows the newest attempt: it waits for the delay of the node it would relieve, none for a paid
-        // exploration, or the fastest candidate's when that node is far slower than the others.
+        // exploration (but the fastest candidate's while the node's latency is unproven), or the fastest candidate's when
+        // that node is far slower than the others.
         var paidExploration = attempt.Node == _first && _firstExploration == Exploration.Paid;
         _hedgeTarget = attempt;
         _hedgeDueAt = _context.AddToTimestamp(attempt.Start, Acquirer.HedgeDelayFor(attempt.Node, paidExploration, fastest));

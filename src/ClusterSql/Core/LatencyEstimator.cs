@@ -64,6 +64,9 @@ internal sealed class LatencyEstimator
 
     public bool HasSamples => Volatile.Read(ref _samples) > 0;
 
+    /// <summary>Whether <see cref="WarmUpSamples"/> opens succeeded: the estimate is more than the fastest of a few.</summary>
+    public bool IsWarm => Volatile.Read(ref _samples) >= WarmUpSamples;
+
     /// <summary>Whether at least one open, and fewer than <see cref="WarmUpSamples"/>, succeeded so far.</summary>
     public bool HasFewWarmUpSamples => Volatile.Read(ref _samples) is > 0 and < WarmUpSamples;
 

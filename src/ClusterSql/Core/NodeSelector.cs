@@ -98,8 +98,9 @@ internal sealed class NodeSelector
     /// exploration is free: hedging is off, or the acquire is synchronous and cannot hedge.
     /// </param>
     /// <param name="exploration">
-    /// Whether this very call claimed the node's exploration: a paid one's caller does not wait on it
-    /// (<see cref="Acquirer.HedgeDelayFor"/>), and the acquire holds its hedge token. Said by the claim itself, never
+    /// Whether this very call claimed the node's exploration: a paid one's caller does not wait on it, or only the best
+    /// candidate's hedge delay while the node's latency is unproven (<see cref="Acquirer.HedgeDelayFor"/>), and the
+    /// acquire holds its hedge token. Said by the claim itself, never
     /// inferred later from the node's state: another acquire in the same clock tick that picks the node for its cost is
     /// no exploration.
     /// </param>
