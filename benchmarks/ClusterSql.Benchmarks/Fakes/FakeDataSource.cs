@@ -8,8 +8,8 @@ using System.Threading.Tasks;
 namespace ClusterSql.Benchmarks.Fakes;
 
 /// <summary>
-/// An in-process backend that hands out one reused connection, whose close does nothing; the subclasses decide only
-/// how an asynchronous open completes.
+/// An in-process backend that hands out one reused connection, opened on each open and closed by its user as a pooled
+/// provider's is; the subclasses decide only how an asynchronous open completes.
 /// </summary>
 public abstract class FakeDataSource : DbDataSource
 {
@@ -33,7 +33,7 @@ public abstract class FakeDataSource : DbDataSource
 
     protected override DbConnection CreateDbConnection() => Connection;
 
-    protected override DbConnection OpenDbConnection() => Connection;
+    protected override DbConnection OpenDbConnection() => Connection.Opened();
 }
 
 /// <summary>
@@ -42,13 +42,22 @@ public abstract class FakeDataSource : DbDataSource
 /// </summary>
 public sealed class SyncDataSource(string name) : FakeDataSource(name)
 {
-    protected override ValueTask<DbConnection> OpenDbConnectionAsync(CancellationToken cancellationToken = default) => new(Connection);
+    protected override ValueTask<DbConnection> OpenDbConnectionAsync(CancellationToken cancellationToken = default) => new(Connection.Opened());
 }
 
-/// <summary>A connection that is always open and whose close and dispose are no-ops, so it can be handed out forever.</summary>
+/// <summary>
+/// A connection handed out again after each close. Its state changes as a pooled provider's connection's do, with
+/// <see cref="DbConnection.StateChange"/> raised on each change, so that a cluster's lease of it ends when its user
+/// closes it (ClusterSql listens for that: a connection that never closed would keep its node busy and the cluster
+/// on its two-choices pick where a sequential client's acquires go back to their warm node). The event arguments are
+/// cached: a real provider allocates them, and the benchmarks count only the cluster's allocations.
+/// </summary>
 internal sealed class ReusedConnection : DbConnection
 {
+    private static readonly StateChangeEventArgs s_opened = new(ConnectionState.Closed, ConnectionState.Open);
+    private static readonly StateChangeEventArgs s_closed = new(ConnectionState.Open, ConnectionState.Closed);
     private readonly string _name;
+    private ConnectionState _state;
 
     public ReusedConnection(string name) => _name = name;
 
@@ -65,23 +74,40 @@ internal sealed class ReusedConnection : DbConnection
 
     public override string ServerVersion => "0";
 
-    public override ConnectionState State => ConnectionState.Open;
+    public override ConnectionState State => _state;
 
     public override void ChangeDatabase(string databaseName) => throw new NotSupportedException();
 
-    public override void Open()
+    public override void Open() => Opened();
+
+    /// <summary>Opens the connection (a no-op when it is open) and returns it.</summary>
+    public ReusedConnection Opened()
     {
+        if (_state != ConnectionState.Open)
+        {
+            _state = ConnectionState.Open;
+            OnStateChange(s_opened);
+        }
+
+        return this;
     }
 
     public override void Close()
     {
+        if (_state == ConnectionState.Open)
+        {
+            _state = ConnectionState.Closed;
+            OnStateChange(s_closed);
+        }
     }
 
-    public override ValueTask DisposeAsync() => default;
-
-    protected override void Dispose(bool disposing)
+    public override ValueTask DisposeAsync()
     {
+        Close();
+        return default;
     }
+
+    protected override void Dispose(bool disposing) => Close();
 
     protected override DbTransaction BeginDbTransaction(IsolationLevel isolationLevel) => throw new NotSupportedException();
 
