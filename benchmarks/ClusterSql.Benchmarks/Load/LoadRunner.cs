@@ -97,7 +97,27 @@ internal sealed class LoadRunner
     private async Task RunInterleavedAsync(Scenario scenario, ScenarioResult result)
     {
         var clients = Client.For(scenario);
-        var sources = clients.Select(c => c.CreateDataSource(scenario.Pooled, _settings.ConnectTimeoutSeconds, _settings.HedgeBudget)).ToArray();
+        var sources = new DbDataSource[clients.Count];
+        for (var c = 0; c < clients.Count; c++)
+        {
+            if (clients[c].Kind != ClientKind.ClusterSqlOnDirectPools)
+            {
+                sources[c] = clients[c].CreateDataSource(scenario.Pooled, _settings.ConnectTimeoutSeconds, _settings.HedgeBudget);
+            }
+        }
+
+        // The direct clients' pools, lent to a second ClusterSql client: the same server sessions as theirs.
+        var direct = Enumerable.Range(1, TestCluster.NodeCount)
+            .Select(n => sources[clients.Select(c => c.Kind).ToList().IndexOf(ClientKind.Direct1 + (n - 1))])
+            .ToArray();
+        for (var c = 0; c < clients.Count; c++)
+        {
+            if (clients[c].Kind == ClientKind.ClusterSqlOnDirectPools)
+            {
+                sources[c] = Client.BuildOnDirectPools(direct, _settings.ConnectTimeoutSeconds, _settings.HedgeBudget);
+            }
+        }
+
         try
         {
             foreach (var source in sources)

@@ -49,6 +49,7 @@ internal enum ClientKind
     Direct2,
     Direct3,
     DirectRotating,
+    ClusterSqlOnDirectPools,
 }
 
 /// <summary>A way of getting a connection to the cluster.</summary>
@@ -56,7 +57,7 @@ internal sealed record Client(string Name, ClientKind Kind)
 {
     public bool IsMultiHost => Kind is ClientKind.MultiHostRoundRobin or ClientKind.MultiHostFailOver or ClientKind.MultiHostRandom;
 
-    public bool IsClusterSql => Kind is ClientKind.ClusterSql or ClientKind.ClusterSqlRace;
+    public bool IsClusterSql => Kind is ClientKind.ClusterSql or ClientKind.ClusterSqlRace or ClientKind.ClusterSqlOnDirectPools;
 
     public static Client ClusterSql { get; } = new("ClusterSql", ClientKind.ClusterSql);
 
@@ -76,13 +77,20 @@ internal sealed record Client(string Name, ClientKind Kind)
     /// </summary>
     public static Client DirectRotating { get; } = new("Direct, rotating over the nodes", ClientKind.DirectRotating);
 
+    /// <summary>
+    /// ClusterSql over the direct clients' own data sources (interleaved scenarios only): the same pooled server
+    /// sessions as the single nodes, so that the comparison shows ClusterSql's own cost. Each client with a pool of its
+    /// own has its own sessions, and two sessions of one server differ by up to about 10 µs on their own.
+    /// </summary>
+    public static Client ClusterSqlOnDirectPools { get; } = new("ClusterSql, on the direct clients' pools", ClientKind.ClusterSqlOnDirectPools);
+
     /// <summary>The clients measured in a scenario: single nodes and the Go seed's race only where the cluster is healthy.</summary>
     public static IReadOnlyList<Client> For(Scenario scenario)
     {
         if (scenario.Interleaved)
         {
             // The median comparison: the same moments for everyone, so drift on a shared machine cancels out.
-            return [ClusterSql, Direct(1), Direct(2), Direct(3), DirectRotating, Random];
+            return [ClusterSql, ClusterSqlOnDirectPools, Direct(1), Direct(2), Direct(3), DirectRotating, Random];
         }
 
         var clients = new List<Client> { ClusterSql };
@@ -115,6 +123,27 @@ internal sealed record Client(string Name, ClientKind Kind)
     };
 
     /// <summary>
+    /// ClusterSql over <paramref name="directSources"/> (galera1-3's, in order), which it borrows: the caller disposes
+    /// them. Defaults as <see cref="BuildCluster"/>'s.
+    /// </summary>
+    public static ClusterDataSource BuildOnDirectPools(IReadOnlyList<DbDataSource> directSources, int connectTimeoutSeconds, double? hedgeBudget)
+    {
+        var builder = new ClusterDataSourceBuilder().UsePolicy(AcquirePolicy.LatencyAware);
+        builder.Options.ConnectTimeout = TimeSpan.FromSeconds(connectTimeoutSeconds);
+        if (hedgeBudget is { } share)
+        {
+            builder.Options.HedgeBudget = share;
+        }
+
+        for (var node = 1; node <= directSources.Count; node++)
+        {
+            builder.AddNode(TestCluster.NodeName(node), new BorrowedDataSource(directSources[node - 1]));
+        }
+
+        return builder.Build();
+    }
+
+    /// <summary>
     /// ClusterSql with its defaults except the connect timeout, which equals MySqlConnector's Connection Timeout for
     /// fairness. No Galera health probe: these faults are all handled by the passive path, and a probe's own
     /// connections would blur the server-side connection counts.
@@ -135,6 +164,22 @@ internal sealed record Client(string Name, ClientKind Kind)
 
         return builder.Build();
     }
+}
+
+/// <summary>
+/// Another client's data source, lent: opens go straight to it, and disposing this leaves it open (a cluster disposes
+/// its nodes' data sources, and the owner disposes this one).
+/// </summary>
+internal sealed class BorrowedDataSource(DbDataSource source) : DbDataSource
+{
+    public override string ConnectionString => source.ConnectionString;
+
+    protected override DbConnection CreateDbConnection() => source.CreateConnection();
+
+    protected override ValueTask<DbConnection> OpenDbConnectionAsync(CancellationToken cancellationToken = default) =>
+        source.OpenConnectionAsync(cancellationToken);
+
+    protected override DbConnection OpenDbConnection() => source.OpenConnection();
 }
 
 /// <summary>Opens on its data sources in turn: the benchmark's spread-without-logic baseline.</summary>
