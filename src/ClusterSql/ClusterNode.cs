@@ -571,13 +571,13 @@ public sealed class ClusterNode
 
         // A node believed slower is explored only with its caller's way out paid: the best candidate starts beside it
         // (Acquirer.HedgeDelayFor; after that candidate's delay while the node's latency is unproven), and that open is
-        // a hedge. Paid when claimed, not when the hedge starts: a client with
-        // no token left would otherwise make its caller wait for the whole slow open (a paced p99 of 255 ms on the real
-        // cluster with one node slowed by 50 ms per packet), and a free open instead spent past the budget fleet-wide
-        // (benchmarks/discussion.md). Without a token the exploration waits for a later acquire that has one; but not
-        // past ExplorationOverdue intervals, after which it goes unpaid (its caller bounded by the hedge rescue): a client
-        // whose hedges keep its bucket empty is the one that most needs to see a recovered node. Claimed first and paid
-        // second, so that two racing claimers do not both take a token that a hedge elsewhere may be waiting for.
+        // a hedge. Paid when claimed, not when the hedge starts: a client with no token left would otherwise make its
+        // caller wait for the whole slow open (a paced p99 of 255 ms on the real cluster with one node slowed by 50 ms
+        // per packet), and a free open instead spent past the budget fleet-wide (benchmarks/discussion.md). Without a
+        // token the exploration waits for a later acquire that has one; but not past ExplorationOverdue intervals, after
+        // which it goes unpaid (its caller bounded by the hedge rescue): a client whose hedges keep its bucket empty is
+        // the one that most needs to see a recovered node. Claimed first and paid second, so that two racing claimers do
+        // not both take a token that a hedge elsewhere may be waiting for.
         if (payFrom is not null && now - last < ExplorationOverdue * intervalTicks && HedgeDelay.Ticks > Acquirer.SlowerFactor * partner.HedgeDelay.Ticks)
         {
             if (!payFrom.TryWithdraw())

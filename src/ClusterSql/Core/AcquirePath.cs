@@ -239,11 +239,10 @@ internal sealed class Acquirer
     /// rule before this one), each exploration of a node slowed by 50 ms per packet still cost its caller that delay
     /// plus a whole open, and paced load's p99 was 3.4x the healthy one; started together with the best candidate, the
     /// caller gets whichever answers first. It costs one open more per exploration (at most one per node per second and
-    /// per ExplorationOpens of the data source's opens), and a hedge token, paid when the
-    /// exploration is claimed: a client with none left explores later rather than make its caller wait for the slow
-    /// open. A node believed as fast as the node it was compared with is explored as any pick is made (a client of many
-    /// nodes at a low rate explores most of them only because it did not get round to them: a second open each time
-    /// would double its logins).
+    /// per ExplorationOpens of the data source's opens), and a hedge token, paid when the exploration is claimed: a
+    /// client with none left explores later rather than make its caller wait for the slow open. A node believed as fast
+    /// as the node it was compared with is explored as any pick is made (a client of many nodes at a low rate explores
+    /// most of them only because it did not get round to them: a second open each time would double its logins).
     /// The explored attempt still finishes and feeds its node's estimate (the sample the exploration was for).
     /// </summary>
     /// <param name="node">The node of the attempt to be hedged.</param>

@@ -100,9 +100,8 @@ internal sealed class NodeSelector
     /// <param name="exploration">
     /// Whether this very call claimed the node's exploration: a paid one's caller does not wait on it, or only the best
     /// candidate's hedge delay while the node's latency is unproven (<see cref="Acquirer.HedgeDelayFor"/>), and the
-    /// acquire holds its hedge token. Said by the claim itself, never
-    /// inferred later from the node's state: another acquire in the same clock tick that picks the node for its cost is
-    /// no exploration.
+    /// acquire holds its hedge token. Said by the claim itself, never inferred later from the node's state: another
+    /// acquire in the same clock tick that picks the node for its cost is no exploration.
     /// </param>
     public ClusterNode? PickFirst(ClusterNode[] nodes, long now, HedgeBudget? payFrom, out Exploration exploration)
     {
