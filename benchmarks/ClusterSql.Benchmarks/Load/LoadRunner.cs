@@ -107,9 +107,8 @@ internal sealed class LoadRunner
         }
 
         // The direct clients' pools, lent to a second ClusterSql client: the same server sessions as theirs.
-        var direct = Enumerable.Range(1, TestCluster.NodeCount)
-            .Select(n => sources[clients.Select(c => c.Kind).ToList().IndexOf(ClientKind.Direct1 + (n - 1))])
-            .ToArray();
+        var kinds = clients.Select(c => c.Kind).ToList();
+        var direct = Enumerable.Range(0, TestCluster.NodeCount).Select(n => sources[kinds.IndexOf(ClientKind.Direct1 + n)]).ToArray();
         for (var c = 0; c < clients.Count; c++)
         {
             if (clients[c].Kind == ClientKind.ClusterSqlOnDirectPools)
