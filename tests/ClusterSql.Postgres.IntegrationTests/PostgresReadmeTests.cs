@@ -21,7 +21,7 @@ public sealed class PostgresReadmeTests
 
         // <postgres>
         await using var cluster = NpgsqlCluster.CreateDataSource(
-            $"Host=127.0.0.41:5441,127.0.0.42:5442,127.0.0.43:5443;Username=clustersql;Password={password};Database=test",
+            $"Host=127.0.0.41:5441,127.0.0.42:5442,127.0.0.43:5443;Username=clustersql;Password={password};Database=test;Gss Encryption Mode=Disable",
             configure: options => options.MaxReaderLag = 1024 * 1024); // bytes of WAL received but not yet replayed
 
         await using (NpgsqlConnection primary = await cluster.Writer.OpenNpgsqlConnectionAsync())
