@@ -634,9 +634,20 @@ public sealed class ClusterNode
     /// return a connection, so a timeout or failure then is the application's capacity and not held against the node.
     /// </param>
     /// <param name="synchronous">Whether the provider returned the open already completed.</param>
-    internal Exception? CompleteAttempt(long start, ref DbConnection? connection, Exception? error, CancellationTokenSource timeout, bool callerCancelled, bool poolWait, bool synchronous)
+    internal Exception? CompleteAttempt(long start, ref DbConnection? connection, Exception? error, CancellationTokenSource timeout, bool callerCancelled, bool poolWait, bool synchronous) =>
+        CompleteAttempt(start, _context.TimeProvider.GetTimestamp(), ref connection, error, timeout, callerCancelled, poolWait, synchronous);
+
+    /// <summary>As <see cref="CompleteAttempt(long, ref DbConnection?, Exception?, CancellationTokenSource, bool, bool, bool)"/>, with the clock reading the caller took when the open returned (and uses again).</summary>
+    /// <param name="start">When the attempt started.</param>
+    /// <param name="now">When the open returned.</param>
+    /// <param name="connection">The provider's connection, or null; set to null when it is not the caller's to use.</param>
+    /// <param name="error">The provider's error, or null.</param>
+    /// <param name="timeout">The attempt's connect-timeout source.</param>
+    /// <param name="callerCancelled">Whether the caller cancelled the attempt.</param>
+    /// <param name="poolWait">Whether the open may have waited for the node's pool to lend a connection.</param>
+    /// <param name="synchronous">Whether the provider returned the open already completed.</param>
+    internal Exception? CompleteAttempt(long start, long now, ref DbConnection? connection, Exception? error, CancellationTokenSource timeout, bool callerCancelled, bool poolWait, bool synchronous)
     {
-        var now = _context.TimeProvider.GetTimestamp();
         if (connection is not null)
         {
             // Every connection the node opened is counted until it closes, a loser's too (until it is back in the pool),
@@ -712,7 +723,7 @@ public sealed class ClusterNode
     /// <summary>
     /// The acquire's fast path: the provider's open completed synchronously with <paramref name="connection"/> (a pooled
     /// idle connection, typically), which wins the acquire unless the node was removed meanwhile. The bookkeeping of
-    /// <see cref="CompleteAttempt"/> for a synchronous success (its connect-timeout source was never armed, so it cannot
+    /// <see cref="CompleteAttempt(long, long, ref DbConnection?, Exception?, CancellationTokenSource, bool, bool, bool)"/> for a synchronous success (its connect-timeout source was never armed, so it cannot
     /// have timed out), with the win counted in the same interlocked operation as the success.
     /// </summary>
     /// <param name="start">When the attempt started (the acquire's one precise clock reading).</param>

@@ -549,6 +549,11 @@ internal sealed class Attempt
             error = ex;
         }
 
+        // One reading for the node's sample and, when this thread runs the drain that follows and no drain looked later,
+        // for that drain's first look (AcquireOperation.Process): a precise clock read costs 20-25 ns on the benchmark
+        // machine, against 220-380 ns for the slow path's own work (docs/benchmarks.md).
+        var operation = _operation!;
+        var now = operation.Context.TimeProvider.GetTimestamp();
         _open = default;
         var previous = Interlocked.CompareExchange(ref _state, Completed, Running);
         if (previous == GivenUp)
@@ -561,13 +566,12 @@ internal sealed class Attempt
         {
             EndStall();
             var callerCancelled = previous == CancelledByCaller;
-            Error = Node.CompleteAttempt(Start, ref connection, error, _timeout!, callerCancelled, _poolWait, synchronous: false);
+            Error = Node.CompleteAttempt(Start, now, ref connection, error, _timeout!, callerCancelled, _poolWait, synchronous: false);
             Connection = connection;
         }
 
-        var operation = _operation!;
         _finished = true;
-        operation.OnAttemptFinished();
+        operation.OnAttemptFinished(now);
     }
 
     /// <summary>
@@ -715,6 +719,11 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
     private int _signals;
     private int _resultTaken;
 
+    // The latest clock reading of this use's drains (Process, and TryStartNext after each open it started): drains are
+    // serialized, and the signal count's interlocked operations order one drain's write before the next drain's read;
+    // the reference count orders the last drain of a use before Recycle.
+    private long _lastLook = long.MinValue;
+
     public AcquireOperation(Acquirer acquirer)
     {
         _acquirer = acquirer;
@@ -778,14 +787,19 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         var version = operation._core.Version;
         Interlocked.Add(ref operation._refs, attempt is null ? 1 : 2);
         attempt?.Watch();
+        // No reading handed on: the provider may have blocked inside its open since `started`, and timers set from a
+        // reading that old would fire that much late.
         operation.Signal(inline: true);
         return new ValueTask<DbConnection>(operation, version);
     }
 
-    /// <summary>An attempt reported (on the thread that completed its open); the attempt's reference ends here.</summary>
-    internal void OnAttemptFinished()
+    /// <summary>The data source's context.</summary>
+    internal ClusterContext Context => _context;
+
+    /// <summary>An attempt reported (on the thread that completed its open, at <paramref name="now"/>); the attempt's reference ends here.</summary>
+    internal void OnAttemptFinished(long now)
     {
-        Signal(inline: true);
+        Signal(inline: true, now);
         Release();
     }
 
@@ -810,7 +824,9 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
     }
 
     /// <summary>Something changed; the caller of this holds a reference.</summary>
-    private void Signal(bool inline)
+    /// <param name="inline">Whether to drain on this thread (else on the thread pool).</param>
+    /// <param name="now">A clock reading taken when the attempt that signals returned, which an inline drain may use for its first look rather than read the clock again.</param>
+    private void Signal(bool inline, long? now = null)
     {
         if (Interlocked.Increment(ref _signals) != 1)
         {
@@ -821,7 +837,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         Interlocked.Increment(ref _refs);
         if (inline)
         {
-            Drain();
+            Drain(now);
         }
         else
         {
@@ -829,9 +845,9 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         }
     }
 
-    void IThreadPoolWorkItem.Execute() => Drain();
+    void IThreadPoolWorkItem.Execute() => Drain(now: null);
 
-    private void Drain()
+    private void Drain(long? now)
     {
         var decided = false;
         int seen;
@@ -840,7 +856,10 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
             seen = Volatile.Read(ref _signals);
             try
             {
-                Process(ref decided);
+                // Handed to the first look only, and not again to the clean-up pass after an exception.
+                var reading = now;
+                now = null;
+                Process(ref decided, reading);
             }
             catch (Exception ex)
             {
@@ -880,9 +899,16 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
     }
 
     /// <summary>Looks at the whole state once; sets <paramref name="decided"/> when it decided the acquire's outcome.</summary>
-    private void Process(ref bool decided)
+    /// <param name="decided">Set when this look decided the outcome.</param>
+    /// <param name="reading">
+    /// A reading taken when an attempt's open returned, just before it signalled this drain, or null. Used only if no
+    /// drain looked later than it: a reading older than a drain's could be older than the start of an attempt that drain
+    /// started (TryStartNext reads the clock after each open, so a drain's latest reading is never before such a start),
+    /// and would then see that attempt as started in the future.
+    /// </param>
+    private void Process(ref bool decided, long? reading)
     {
-        var now = _context.TimeProvider.GetTimestamp();
+        var now = reading is { } given && given >= _lastLook ? given : _context.TimeProvider.GetTimestamp();
         if (!_done && (_cancellationToken.IsCancellationRequested ? DecideCancelled(now) : Advance(ref now)))
         {
             decided = true;
@@ -915,6 +941,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
 
         ReleaseFinished();
         ArmTimer(now);
+        _lastLook = now;
     }
 
     /// <summary>Moves the acquire on; <paramref name="now"/> is read again after any open it started (see <see cref="TryStartNext"/>).</summary>
@@ -1212,6 +1239,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
             Interlocked.Increment(ref _refs);
             attempt.Watch();
             now = _context.TimeProvider.GetTimestamp();
+            _lastLook = now;
             return true;
         }
 
@@ -1414,6 +1442,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         _result = null;
         _error = null;
         _resultTaken = 0;
+        _lastLook = long.MinValue;
         _core.Reset();
         _acquirer.ReturnOperation(this);
     }
