@@ -75,7 +75,7 @@ if (( quick )); then
   "${tool[@]}" --filter '*' --join --artifacts "${out}/bdn" "${bdn_job[@]}"
 else
   step "BenchmarkDotNet: in-process suites"
-  "${tool[@]}" --filter '*CoreOverheadBenchmarks*' '*FastPathPartsBenchmarks*' '*SlowPathBenchmarks*' --artifacts "${out}/bdn" "${bdn_job[@]}"
+  "${tool[@]}" --filter '*CoreOverheadBenchmarks*' '*FastPathPartsBenchmarks*' '*SlowPathBenchmarks*' '*SlowPathWorkBenchmarks*' --artifacts "${out}/bdn" "${bdn_job[@]}"
   step "BenchmarkDotNet: real-cluster suite, under ${lock}"
   take_lock
   "${tool[@]}" --filter '*RealClusterBenchmarks*' --artifacts "${out}/bdn" "${bdn_job[@]}"
