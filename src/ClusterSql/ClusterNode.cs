@@ -443,17 +443,23 @@ public sealed class ClusterNode
 
     internal TimeSpan HedgeDelay => Latency.HedgeDelay(_context.Options.MinHedgeDelay, _context.Options.MaxHedgeDelay);
 
-    /// <summary>The load balancer's cost: peak-EWMA latency × (pending opens + 1).</summary>
-    internal double Cost(long now)
-    {
-        var latency = Latency.DecayedPeak(now);
-        if (Volatile.Read(ref _stalled) > 0)
-        {
-            latency = Math.Max(latency, _context.ToSeconds(Volatile.Read(ref _stalledSince), now));
-        }
+    /// <summary>
+    /// The load balancer's cost: the peak-EWMA latency, or the age of an open hedged away and still pending if that is
+    /// longer, × (pending opens + 1). Keep <see cref="CostBounds"/> in step: selection trusts them to bracket this.
+    /// </summary>
+    internal double Cost(long now) => WithLoad(Latency.DecayedPeak(now), now);
 
-        return latency * (Pending + 1);
+    /// <summary>
+    /// Bounds of <see cref="Cost"/> without its decay (<see cref="LatencyEstimator.PeakBounds"/>): the same expression
+    /// over the decayed peak's bounds, which it is monotone in.
+    /// </summary>
+    internal (double Lower, double Upper) CostBounds(long now)
+    {
+        var (lower, upper) = Latency.PeakBounds(now);
+        return (WithLoad(lower, now), WithLoad(upper, now));
     }
+
+    private double WithLoad(double latency, long now) => Math.Max(latency, StallAge(now)) * (Pending + 1);
 
     /// <summary>Not removed, down or drained: the node takes part in the roles' order, whatever this client's ejection says.</summary>
     internal bool IsInService => !_removed && _down is null && _drainReason is null;

@@ -71,6 +71,75 @@ public sealed class LatencyEstimatorTests
         Assert.That(estimator.DecayedPeak(time.GetTimestamp()), Is.EqualTo(peak * Math.Exp(-1.0005)).Within(1e-9), "short intervals decay too");
     }
 
+    /// <summary>
+    /// Selection settles the warm node's comparison from these bounds when they decide it, and computes the other node's
+    /// decay only when they do not: a bound on the wrong side would change which node a client picks.
+    /// </summary>
+    [Test]
+    public void PeakBounds_AtEveryAge_BracketTheDecayedPeak()
+    {
+        var time = new FakeTimeProvider();
+        var estimator = new LatencyEstimator(Decay, time);
+        Feed(estimator, time, 0.003, TimeSpan.FromMilliseconds(1), TimeSpan.FromMilliseconds(10));
+        var ticksPerDecay = Decay.TotalSeconds * time.TimestampFrequency;
+        var last = time.GetTimestamp();
+        foreach (var ticks in new long[] { -1000, 0, 1, 2, 1000 }.Concat(new[] { 0.0099, 0.01, 0.0101, 0.05, 0.1, 0.5, 0.999, 1, 1.5, 10, 100 }.Select(a => (long)(a * ticksPerDecay))))
+        {
+            var now = last + ticks;
+            var (lower, upper) = estimator.PeakBounds(now);
+            var peak = estimator.DecayedPeak(now);
+            Assert.That(peak, Is.InRange(lower, upper), $"{ticks} ticks after the last sample");
+            Assert.That(lower, Is.GreaterThanOrEqualTo(0));
+            if (ticks <= 0)
+            {
+                Assert.That((lower, upper), Is.EqualTo((peak, peak)), "a stamp from a racing thread is no time at all");
+            }
+        }
+    }
+
+    [Test]
+    public void DecayFactor_AtEveryX_LiesBetweenOneLessXAndOne()
+    {
+        // What PeakBounds relies on, for the computed value rather than e^(-x): tiny x (where 1 - x and the series are a
+        // rounding apart), both sides of the series' limit of 0.01, and beyond one decay time (lower bound 0).
+        for (var exponent = -15.0; exponent <= 2.9; exponent += 0.01)
+        {
+            var x = Math.Pow(10, exponent);
+            foreach (var near in new[] { x, Math.BitIncrement(x), Math.BitDecrement(x) })
+            {
+                var factor = LatencyEstimator.DecayFactor(near);
+                Assert.That(factor, Is.InRange(Math.Max(0, 1 - near), 1.0), $"x = {near:R}");
+            }
+        }
+    }
+
+    [Test]
+    public async Task CostBounds_WithPendingOpensAndAStall_BracketTheCost()
+    {
+        var time = new FakeTimeProvider();
+        var builder = new ClusterDataSourceBuilder().UseTimeProvider(time);
+        builder.AddNode("node1", new FakeNode("node1", time));
+        await using var cluster = builder.Build();
+        var node = cluster.GetNode("node1")!;
+        for (var i = 0; i < 5; i++)
+        {
+            node.Latency.Observe(0.004, time.GetTimestamp());
+            time.Advance(TimeSpan.FromMilliseconds(1));
+        }
+
+        // Two opens pending (the load multiplies the cost), one of them hedged away (its age competes with the estimate).
+        var start = node.BeginAttempt(isHedge: false, time.GetTimestamp());
+        node.BeginAttempt(isHedge: false, time.GetTimestamp());
+        node.BeginStall(start, time.GetTimestamp());
+        foreach (var step in new[] { 0.0, 0.001, 0.002, 0.01, 0.1, 1, 5, 20 })
+        {
+            time.Advance(TimeSpan.FromSeconds(step));
+            var now = time.GetTimestamp();
+            var (lower, upper) = node.CostBounds(now);
+            Assert.That(node.Cost(now), Is.InRange(lower, upper), $"{time.GetElapsedTime(start)} after the stalled open started");
+        }
+    }
+
     [Test]
     public void DecayFactor_SeriesAndExp_AgreeEverywhere()
     {

@@ -76,6 +76,9 @@ internal sealed class LatencyEstimator
     /// <summary>Records a completed open.</summary>
     public void Observe(double seconds, long timestamp)
     {
+        // Never below zero (a user's clock that went back): PeakBounds, and so selection, rely on a peak of at least 0.
+        seconds = Math.Max(seconds, 0);
+
         // Counted only while warming up, which is all the count is for: a warm node's samples cost no interlocked
         // operation (the count stays at WarmUpSamples, or a little above when samples raced at its end).
         var samples = Volatile.Read(ref _samples);
@@ -119,7 +122,7 @@ internal sealed class LatencyEstimator
     /// </summary>
     public void ResetPeak(double seconds, long timestamp)
     {
-        Volatile.Write(ref _peak, seconds);
+        Volatile.Write(ref _peak, Math.Max(seconds, 0));
         Volatile.Write(ref _peakStamp, timestamp);
     }
 
@@ -138,6 +141,21 @@ internal sealed class LatencyEstimator
 
     /// <summary>The peak-EWMA estimate at <paramref name="timestamp"/>, in seconds.</summary>
     public double DecayedPeak(long timestamp) => Volatile.Read(ref _peak) * Decay(timestamp);
+
+    /// <summary>
+    /// Bounds of <see cref="DecayedPeak"/> at <paramref name="timestamp"/> without computing the decay, for a peak of at
+    /// least 0 (Observe and ResetPeak clamp, ObserveAtLeast only raises it). They hold for <see cref="DecayFactor"/>'s
+    /// computed value, not only for e^(-x): at most 1, since its series is 1 less a non-negative product and squaring
+    /// keeps that; at least 1 - x, since below x = 0.01 the series subtracts x times a factor of at most 1 (rounding is
+    /// monotone), and above it its error (about 1e-10) is far below the gap e^(-x) - (1 - x) (at least 5e-5); exactly
+    /// the peak for x of 0 or less, as DecayFactor returns 1 there.
+    /// </summary>
+    public (double Lower, double Upper) PeakBounds(long timestamp)
+    {
+        var peak = Volatile.Read(ref _peak);
+        var x = Age(timestamp);
+        return (x <= 0 ? peak : peak * Math.Max(0, 1 - x), peak);
+    }
 
     /// <summary>The hedge delay: smoothed + 4 × deviation, clamped; <paramref name="max"/> until the first sample.</summary>
     public TimeSpan HedgeDelay(TimeSpan min, TimeSpan max)
@@ -190,5 +208,8 @@ internal sealed class LatencyEstimator
     // The next term, x^5/120, is below 1e-12 for x < 0.01.
     private static double Series(double x) => 1 - (x * (1 - (x * (0.5 - (x * ((1.0 / 6) - (x / 24)))))));
 
-    private double Decay(long timestamp) => DecayFactor((timestamp - Volatile.Read(ref _peakStamp)) * _perDecayTick);
+    private double Decay(long timestamp) => DecayFactor(Age(timestamp));
+
+    // In decay times; one expression for Decay and PeakBounds, so that both see the same x to the last bit.
+    private double Age(long timestamp) => (timestamp - Volatile.Read(ref _peakStamp)) * _perDecayTick;
 }

@@ -282,7 +282,22 @@ internal sealed class NodeSelector
             return other;
         }
 
-        return other.Cost(now) * WarmAdvantage < warm.Cost(now) ? other : warm;
+        // The other node's cost is bounded before it is computed: the bounds decide only where the exact comparison
+        // decides the same (ClusterNode.CostBounds), so the pick is unchanged, and they spare the decay of a node not
+        // sampled for a while, the costly one (the warm node's, sampled moments ago, takes the series' short branch).
+        var warmCost = warm.Cost(now);
+        var (otherLower, otherUpper) = other.CostBounds(now);
+        if (otherLower * WarmAdvantage >= warmCost)
+        {
+            return warm;
+        }
+
+        if (otherUpper * WarmAdvantage < warmCost)
+        {
+            return other;
+        }
+
+        return other.Cost(now) * WarmAdvantage < warmCost ? other : warm;
     }
 
     /// <summary>The warm node (<see cref="NoteWin"/>) when this client is idle on it and it can serve with room, else null.</summary>
