@@ -297,7 +297,7 @@ internal static class ReportCommand
                 same.FirstOrDefault(c => c.Method == "Direct") is { } workDirect && same.FirstOrDefault(c => c.Method == "LatencyAware") is { } workAware
                 ? Inv($", its own work +{BenchmarkResults.FormatTime(workAware.MeanNs - workDirect.MeanNs)}")
                 : string.Empty;
-            parts.Add(Inv($"{group.Key}: median {BenchmarkResults.FormatTime(aware.MedianNs)} vs {BenchmarkResults.FormatTime(direct.MedianNs)}, {ratio:0.00}x{work}, {BenchmarkResults.FormatBytes(own)} allocated of its own"));
+            parts.Add(Inv($"{group.Key}: median {BenchmarkResults.FormatTime(aware.MedianNs)} vs {BenchmarkResults.FormatTime(direct.MedianNs)}, {ratio:0.00}x{work}; {BenchmarkResults.FormatBytes(aware.AllocatedBytes)} allocated per acquire, the backend's own {BenchmarkResults.FormatBytes(direct.AllocatedBytes)}"));
         }
 
         if (parts.Count > 0)
