@@ -447,19 +447,21 @@ public sealed class ClusterNode
     /// The load balancer's cost: the peak-EWMA latency, or the age of an open hedged away and still pending if that is
     /// longer, × (pending opens + 1). Keep <see cref="CostBounds"/> in step: selection trusts them to bracket this.
     /// </summary>
-    internal double Cost(long now) => WithLoad(Latency.DecayedPeak(now), now);
+    internal double Cost(long now) => WithLoad(Latency.DecayedPeak(now), StallAge(now), Pending + 1);
 
     /// <summary>
     /// Bounds of <see cref="Cost"/> without its decay (<see cref="LatencyEstimator.PeakBounds"/>): the same expression
-    /// over the decayed peak's bounds, which it is monotone in.
+    /// over the decayed peak's bounds, which it is monotone in, with one reading of the stall and the load for both.
     /// </summary>
     internal (double Lower, double Upper) CostBounds(long now)
     {
         var (lower, upper) = Latency.PeakBounds(now);
-        return (WithLoad(lower, now), WithLoad(upper, now));
+        var stall = StallAge(now);
+        var load = Pending + 1;
+        return (WithLoad(lower, stall, load), WithLoad(upper, stall, load));
     }
 
-    private double WithLoad(double latency, long now) => Math.Max(latency, StallAge(now)) * (Pending + 1);
+    private static double WithLoad(double latency, double stallAge, int load) => Math.Max(latency, stallAge) * load;
 
     /// <summary>Not removed, down or drained: the node takes part in the roles' order, whatever this client's ejection says.</summary>
     internal bool IsInService => !_removed && _down is null && _drainReason is null;
