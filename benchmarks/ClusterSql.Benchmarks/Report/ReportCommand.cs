@@ -120,9 +120,7 @@ internal static class ReportCommand
             var allocationFree = true;
             foreach (var group in core.GroupBy(c => c.Parameters))
             {
-                var direct = group.FirstOrDefault(c => c.Method == "Direct");
-                var aware = group.FirstOrDefault(c => c.Method == "LatencyAware");
-                if (direct is not null && aware is not null)
+                if (AgainstDirect(group, "LatencyAware") is var (direct, aware))
                 {
                     var ratio = aware.MeanNs / direct.MeanNs;
                     met &= ratio <= 1.05;
@@ -180,7 +178,7 @@ internal static class ReportCommand
         // 10 µs on their own (benchmarks/discussion.md), as much as the margin judged.
         var pooled = load.Scenarios.FirstOrDefault(s => s.Id == "healthy-pooled-interleaved");
         var pooledDirects = pooled?.Clients.Where(c => c.Client.StartsWith("Direct galera", StringComparison.Ordinal) && c.Error is null).ToList() ?? [];
-        if (pooled?.Clients.FirstOrDefault(c => c.Client == "ClusterSql, on the direct clients' pools" && c.Error is null) is { } shared && pooledDirects.Count > 0)
+        if (pooled?.Clients.FirstOrDefault(c => c.Client == Client.ClusterSqlOnDirectPools.Name && c.Error is null) is { } shared && pooledDirects.Count > 0)
         {
             static string Us(double ms) => Inv($"{ms * 1000:0.0} µs");
             var fastest = pooledDirects.MinBy(c => c.Sequential.P50)!;
@@ -283,9 +281,7 @@ internal static class ReportCommand
         var met = true;
         foreach (var group in slow.GroupBy(c => c.Parameters))
         {
-            var direct = group.FirstOrDefault(c => c.Method == "Direct");
-            var aware = group.FirstOrDefault(c => c.Method == "LatencyAware");
-            if (direct is null || aware is null)
+            if (AgainstDirect(group, "LatencyAware") is not var (direct, aware))
             {
                 continue;
             }
@@ -293,8 +289,7 @@ internal static class ReportCommand
             var ratio = aware.MedianNs / direct.MedianNs;
             var own = (aware.AllocatedBytes ?? 0) - (direct.AllocatedBytes ?? 0);
             met &= ratio <= 1.10 && own <= 400;
-            var work = suites.TryGetValue(SlowPathWorkSuite, out var works) && works.Where(c => c.Parameters == group.Key).ToList() is { } same &&
-                same.FirstOrDefault(c => c.Method == "Direct") is { } workDirect && same.FirstOrDefault(c => c.Method == "LatencyAware") is { } workAware
+            var work = suites.TryGetValue(SlowPathWorkSuite, out var works) && AgainstDirect(works.Where(c => c.Parameters == group.Key), "LatencyAware") is var (workDirect, workAware)
                 ? Inv($", its own work +{BenchmarkResults.FormatTime(workAware.MeanNs - workDirect.MeanNs)}")
                 : string.Empty;
             parts.Add(Inv($"{group.Key}: median {BenchmarkResults.FormatTime(aware.MedianNs)} vs {BenchmarkResults.FormatTime(direct.MedianNs)}, {ratio:0.00}x{work}; {BenchmarkResults.FormatBytes(aware.AllocatedBytes)} allocated per acquire, the backend's own {BenchmarkResults.FormatBytes(direct.AllocatedBytes)}"));
@@ -305,6 +300,10 @@ internal static class ReportCommand
             md.AppendLine($"| Slow path (the open completes asynchronously: every unpooled open, every pooled open with a session reset): at most 1.10x of the direct async backend, at most 400 B of its own per acquire | {string.Join("; ", parts)} | {(met ? "met" : "**missed**")} |");
         }
     }
+
+    /// <summary>The baseline ("Direct") and <paramref name="method"/>'s case among <paramref name="cases"/>, when both ran.</summary>
+    private static (BenchmarkCase Direct, BenchmarkCase Case)? AgainstDirect(IEnumerable<BenchmarkCase> cases, string method) =>
+        cases.FirstOrDefault(c => c.Method == "Direct") is { } direct && cases.FirstOrDefault(c => c.Method == method) is { } other ? (direct, other) : null;
 
     private static void WriteSlowPath(StringBuilder md, Dictionary<string, List<BenchmarkCase>> suites)
     {
