@@ -912,6 +912,41 @@ public sealed class AcquireTests
         }
     }
 
+    [TestCase(0.0)]
+    [TestCase(0.1)]
+    public async Task OpenConnectionAsync_SlowPath_ArmsATimerForAHedgeOnlyWhenOneCanStart(double hedgeBudget)
+    {
+        // HedgeBudget = 0 turns hedging off, its rescue included: a pending open then needs a wake-up at its connect
+        // timeout only. A system timer set for a hedge that cannot start fires (on a thread-pool thread) once per hedge
+        // delay on a busy client, for nothing. With a budget, the same acquire sets one for its hedge.
+        var time = new TimerRecordingTimeProvider();
+        var sources = Enumerable.Range(1, 2).Select(_ => new OnCommandNode(new ReusableConnection())).ToList();
+        var builder = new ClusterDataSourceBuilder().UseTimeProvider(time);
+        builder.Options.HedgeBudget = hedgeBudget;
+        builder.Options.ConnectTimeout = TimeSpan.FromSeconds(2);
+        builder.AddNode("node1", sources[0]);
+        builder.AddNode("node2", sources[1]);
+        await using var cluster = builder.Build();
+
+        for (var i = 0; i < 3; i++)
+        {
+            var acquire = cluster.OpenConnectionAsync();
+            Assert.That(acquire.IsCompleted, Is.False, "the provider's open completes only when told");
+            sources.ForEach(source => source.CompletePending());
+            (await acquire).Close();
+        }
+
+        Assert.That(time.DueTimes, Is.Not.Empty, "the connect timeout needs a wake-up");
+        if (hedgeBudget == 0)
+        {
+            Assert.That(time.DueTimes, Is.All.GreaterThanOrEqualTo(TimeSpan.FromSeconds(2) - TimeSpan.FromMilliseconds(1)), "only the connect timeout");
+        }
+        else
+        {
+            Assert.That(time.DueTimes, Has.Some.LessThanOrEqualTo(new ClusterOptions().MaxHedgeDelay), "the hedge's wake-up");
+        }
+    }
+
     [Test]
     public async Task LatencyAware_NodePickedForItsCostInTheTickOfItsExploration_IsNotTreatedAsExplored()
     {
@@ -1005,6 +1040,48 @@ public sealed class AcquireTests
         Assert.That(await FakeCluster.Settle(acquire), Is.True, "the acquire gave node2 up at its connect timeout, not 300 ms later");
         var error = Assert.ThrowsAsync<ClusterException>(async () => await acquire);
         Assert.That(error!.Message, Does.Contain("node2").And.Contain("timed out"));
+    }
+
+    /// <summary>A fake clock that records every finite due time its timers are set for.</summary>
+    private sealed class TimerRecordingTimeProvider : Microsoft.Extensions.Time.Testing.FakeTimeProvider
+    {
+        private readonly System.Collections.Concurrent.ConcurrentQueue<TimeSpan> _dueTimes = new();
+
+        public System.Collections.Generic.IReadOnlyCollection<TimeSpan> DueTimes => _dueTimes;
+
+        public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period) =>
+            new Recorder(this, base.CreateTimer(callback, state, dueTime, period), dueTime);
+
+        private sealed class Recorder : ITimer
+        {
+            private readonly TimerRecordingTimeProvider _owner;
+            private readonly ITimer _inner;
+
+            public Recorder(TimerRecordingTimeProvider owner, ITimer inner, TimeSpan dueTime)
+            {
+                _owner = owner;
+                _inner = inner;
+                Record(dueTime);
+            }
+
+            public bool Change(TimeSpan dueTime, TimeSpan period)
+            {
+                Record(dueTime);
+                return _inner.Change(dueTime, period);
+            }
+
+            public void Dispose() => _inner.Dispose();
+
+            public ValueTask DisposeAsync() => _inner.DisposeAsync();
+
+            private void Record(TimeSpan dueTime)
+            {
+                if (dueTime != Timeout.InfiniteTimeSpan)
+                {
+                    _owner._dueTimes.Enqueue(dueTime);
+                }
+            }
+        }
     }
 
     /// <summary>A fake clock that counts its precise readings.</summary>

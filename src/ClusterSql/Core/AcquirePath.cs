@@ -1249,7 +1249,9 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
     private void ArmHedge(Attempt attempt)
     {
         _hedgeTarget = null;
-        if (_hedgingStopped || _done || _acquirer.Selector.Policy == AcquirePolicy.Race ||
+
+        // HedgeBudget = 0 turns hedging off, the hedge rescue included (Hedge): no timer for a hedge that cannot start.
+        if (_hedgingStopped || _done || _context.Options.HedgeBudget <= 0 || _acquirer.Selector.Policy == AcquirePolicy.Race ||
             (_acquirer.Selector.IsRole && !_acquirer.Selector.MayHedgeTo(Candidates(attempt.Start), _nextCandidate, _firstExcluded, attempt.Node)) ||
             FastestCandidateDelay(attempt.Node, attempt.Start) is not TimeSpan fastest)
         {
