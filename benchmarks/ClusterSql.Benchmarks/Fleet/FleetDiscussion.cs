@@ -134,8 +134,7 @@ internal static class FleetDiscussion
         without it the later draws fall differently: the HedgeBudget 0 rows moved by -0.3 to +0.3 points (1,000 × 3
         steady 95.9% → 96.2%, first seconds 88.3% → 88.0%; 1,000 × 9 steady 98.1% → 98.2%), within what any change to
         the draws moves them. Every other row is byte-identical, and the runs take 922,015 fewer simulated events (the
-        wake-ups of those timers). Figures quoted in the paragraphs above are as measured
-        when each was written.
+        wake-ups of those timers). Figures quoted in the paragraphs above are as measured when each was written.
 
         **Defaults changed in this commit:** exploration also bounded by count (1 per 20 opens per node); an exploration
         of a slower node starts the best candidate with it, paid from the hedge budget when claimed (after the fastest
