@@ -82,7 +82,7 @@ internal sealed class ClusterConnection : DbConnection
 
     public override ConnectionState State => InnerConnection?.State ?? ConnectionState.Closed;
 
-    public override int ConnectionTimeout => (int)Math.Ceiling(_dataSource.Options.ConnectTimeout.TotalSeconds);
+    public override int ConnectionTimeout => (int)Math.Ceiling(_dataSource.Context.Options.ConnectTimeout.TotalSeconds);
 
     public override bool CanCreateBatch => _dataSource.ProviderCanCreateBatch();
 

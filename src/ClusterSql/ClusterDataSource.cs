@@ -63,8 +63,11 @@ public sealed class ClusterDataSource : DbDataSource
     /// <summary>A description of the cluster (its node names); it never contains a node's connection string or password.</summary>
     public override string ConnectionString => "ClusterSql: " + string.Join(",", Array.ConvertAll(Volatile.Read(ref _nodes), n => n.Name));
 
-    /// <summary>The cluster's settings. They are a copy taken when the data source was built; changing them has no effect.</summary>
-    public ClusterOptions Options => _context.Options;
+    /// <summary>
+    /// A copy of the cluster's settings as the data source was built with them, new on each call: the data source does
+    /// not change when it is changed (settings are fixed at <see cref="ClusterDataSourceBuilder.Build"/>).
+    /// </summary>
+    public ClusterOptions Options => _context.Options.Clone();
 
     /// <summary>The shared state of this data source's acquires (tests reach the hedge budget through it).</summary>
     internal ClusterContext Context => _context;

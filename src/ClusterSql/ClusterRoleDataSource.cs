@@ -105,13 +105,13 @@ public sealed class ClusterRoleDataSource : DbDataSource
     }
 
     /// <summary>With <see cref="ClusterOptions.CausalReads"/>, what a reader acquire waits for: the cluster's last recorded write.</summary>
-    private string? CausalPosition() => Role == ClusterRole.Reader && _cluster.Options.CausalReads ? _cluster.LastWrite : null;
+    private string? CausalPosition() => Role == ClusterRole.Reader && _cluster.Context.Options.CausalReads ? _cluster.LastWrite : null;
 
     private DbConnection WaitFor(DbConnection connection, string position)
     {
         try
         {
-            _cluster.RequireConsistency().WaitFor(connection, position, _cluster.Options.CausalReadTimeout);
+            _cluster.RequireConsistency().WaitFor(connection, position, _cluster.Context.Options.CausalReadTimeout);
             return connection;
         }
         catch
@@ -126,7 +126,7 @@ public sealed class ClusterRoleDataSource : DbDataSource
     {
         try
         {
-            await _cluster.RequireConsistency().WaitForAsync(connection, position, _cluster.Options.CausalReadTimeout, cancellationToken).ConfigureAwait(false);
+            await _cluster.RequireConsistency().WaitForAsync(connection, position, _cluster.Context.Options.CausalReadTimeout, cancellationToken).ConfigureAwait(false);
             return connection;
         }
         catch

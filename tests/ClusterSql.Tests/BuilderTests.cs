@@ -88,6 +88,15 @@ public sealed class BuilderTests
         using var dataSource = builder.Build();
         builder.Options.Policy = AcquirePolicy.Race;
         Assert.That(dataSource.Options.Policy, Is.EqualTo(AcquirePolicy.LatencyAware));
+
+        // Nor do the data source's own: what it hands out is a copy. The acquire path reads the settings live (hedging
+        // off when HedgeBudget is 0), and half of them changed under a running bucket would strand a paid exploration.
+        dataSource.Options.HedgeBudget = 0;
+        dataSource.Options.ConnectTimeout = TimeSpan.FromSeconds(1);
+        Assert.That(dataSource.Options.HedgeBudget, Is.EqualTo(new ClusterOptions().HedgeBudget));
+        Assert.That(dataSource.Context.Options.ConnectTimeout, Is.EqualTo(new ClusterOptions().ConnectTimeout));
+        var first = dataSource.Options;
+        Assert.That(dataSource.Options, Is.Not.SameAs(first), "a new copy on each call");
     }
 
     [Test]

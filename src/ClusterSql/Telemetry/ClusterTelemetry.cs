@@ -141,7 +141,7 @@ internal static class ClusterTelemetry
         {
             foreach (var node in dataSource.Nodes)
             {
-                yield return new Measurement<double>(value(node.GetStatistics()), NodeTags(dataSource.Options.Name, node.Name));
+                yield return new Measurement<double>(value(node.GetStatistics()), NodeTags(dataSource.Context.Options.Name, node.Name));
             }
         }
     }
@@ -170,7 +170,7 @@ internal static class ClusterTelemetry
         {
             foreach (var node in dataSource.Nodes)
             {
-                var tags = NodeTags(dataSource.Options.Name, node.Name);
+                var tags = NodeTags(dataSource.Context.Options.Name, node.Name);
                 tags.Add(StateTag, StateName(node.State));
                 yield return new Measurement<int>(1, tags);
             }
