@@ -390,6 +390,40 @@ public sealed class AcquireTests
     }
 
     [Test]
+    public async Task CancelledByTheCaller_ProviderIgnoresItsToken_NodeIsReleasedAndChargedAtTheConnectTimeout()
+    {
+        // The caller gave up; the provider did not stop (a pooled session waiting for a hung server's reply). Until the
+        // connect timeout that is a cancellation, held against nobody; at the timeout the node has not answered although
+        // told to stop, which is a timeout like any other, and it must stop counting as pending then (as must its stall,
+        // or a half-open node's one trial), not whenever the provider returns.
+        await using var cluster = FakeCluster.Create(1, o => o.ConnectTimeout = TimeSpan.FromSeconds(2));
+        cluster["node1"].Script = OpenScript.SucceedAfterIgnoringCancellation(TimeSpan.FromSeconds(60));
+
+        using var cts = new CancellationTokenSource();
+        var open = cluster.DataSource.OpenConnectionAsync(cts.Token).AsTask();
+        cluster.Time.Advance(100 * Ms);
+        await cts.CancelAsync();
+        Assert.That(async () => await open, Throws.InstanceOf<OperationCanceledException>());
+        Assert.That(cluster.Node("node1").GetStatistics().PendingOpens, Is.EqualTo(1), "the provider has not returned");
+
+        cluster.Time.Advance(TimeSpan.FromSeconds(2) - 100 * Ms - TimeSpan.FromTicks(1));
+        await Task.Delay(50);
+        Assert.That(cluster.Node("node1").GetStatistics().PendingOpens, Is.EqualTo(1), "not before the connect timeout");
+
+        cluster.Time.Advance(TimeSpan.FromTicks(1));
+        await FakeCluster.WaitFor(() => cluster.Node("node1").GetStatistics().PendingOpens == 0, "given up at its connect timeout");
+        var stats = cluster.Node("node1").GetStatistics();
+        Assert.That((stats.Failures, stats.Cancellations, stats.LastErrorType), Is.EqualTo((1L, 0L, nameof(TimeoutException))));
+
+        // The open completes long after; its connection goes back to the pool and nothing is counted twice.
+        cluster.Time.Advance(TimeSpan.FromSeconds(60));
+        await FakeCluster.WaitFor(() => cluster["node1"].Disposed == 1, "late connection disposed");
+        stats = cluster.Node("node1").GetStatistics();
+        Assert.That((stats.Failures, stats.Successes, stats.Cancellations, stats.PendingOpens), Is.EqualTo((1L, 0L, 0L, 0)));
+        Assert.That(cluster.Alive, Is.All.EqualTo(0));
+    }
+
+    [Test]
     public async Task OpenConnectionAsync_AlreadyCancelled_StartsNothing()
     {
         await using var cluster = FakeCluster.Create(2);
@@ -1042,6 +1076,42 @@ public sealed class AcquireTests
         Assert.That(error!.Message, Does.Contain("node2").And.Contain("timed out"));
     }
 
+    [Test]
+    public async Task SlowPath_ProviderBlocksInItsCancellation_NextTimeoutCountsFromThePresent()
+    {
+        // node1 hangs, and its provider's cancellation callback blocks for 300 ms and does not stop the open; node2, the
+        // hedge, hangs too. At node1's connect timeout the drain gives it up and is held in that callback; node2's
+        // timeout (1 s after its start at 250 ms) then falls due while the drain is blocked, and must be seen at once
+        // after it, not 300 ms later (a timer set from the reading taken before the block).
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        var node1 = new BlocksInCancellation(time, 300 * Ms);
+        var node2 = new FakeNode("node2", time, OpenScript.Hang);
+        var builder = new ClusterDataSourceBuilder().UseTimeProvider(time);
+        builder.AddNode("node1", node1);
+        builder.AddNode("node2", node2);
+        builder.Options.Policy = AcquirePolicy.FailOver;
+        builder.Options.ConnectTimeout = TimeSpan.FromSeconds(1);
+        await using var cluster = builder.Build();
+
+        var acquire = cluster.OpenConnectionAsync().AsTask();
+        time.Advance(new ClusterOptions().MaxHedgeDelay);
+        await FakeCluster.WaitFor(() => node2.OpensStarted == 1, "node2 hedged at node1's hedge delay (its first open: the cap)");
+        await Task.Delay(50); // the hedge's drain sets the timer for node1's deadline before the clock moves on
+
+        // node1's deadline: its drain blocks 300 ms in the provider's cancellation, past node2's deadline (1,250 ms).
+        time.Advance(TimeSpan.FromSeconds(1) - new ClusterOptions().MaxHedgeDelay);
+        await FakeCluster.WaitFor(() => node1.CancellationsReturned == 1, "node1's cancellation returned");
+        await Task.Delay(50);
+        Assert.That(acquire.IsCompleted, Is.False, "node2 is still running");
+
+        // The drain after the block set the timer for node2's deadline, already past: it fires on the next tick.
+        time.Advance(TimeSpan.FromTicks(1));
+        Assert.That(await FakeCluster.Settle(acquire), Is.True, "node2 given up at once after the block, not 300 ms later");
+        var error = Assert.ThrowsAsync<ClusterException>(async () => await acquire);
+        Assert.That(error!.Message, Does.Contain("node1").And.Contain("node2"));
+        node1.FailOpens();
+    }
+
     /// <summary>A fake clock that records every finite due time its timers are set for.</summary>
     private sealed class TimerRecordingTimeProvider : Microsoft.Extensions.Time.Testing.FakeTimeProvider
     {
@@ -1124,6 +1194,42 @@ public sealed class AcquireTests
     }
 
     /// <summary>A provider that blocks inside OpenAsync (moving the fake clock) and then waits forever for its token.</summary>
+    /// <summary>
+    /// A provider whose open hangs, and whose cancellation callback blocks for <paramref name="block"/> and then leaves
+    /// the open hanging (a session waiting for a hung server's reply) until <see cref="FailOpens"/>.
+    /// </summary>
+    private sealed class BlocksInCancellation(Microsoft.Extensions.Time.Testing.FakeTimeProvider time, TimeSpan block) : DbDataSource
+    {
+        private readonly System.Collections.Concurrent.ConcurrentQueue<TaskCompletionSource<DbConnection>> _opens = new();
+        private int _cancellationsReturned;
+
+        public int CancellationsReturned => Volatile.Read(ref _cancellationsReturned);
+
+        public override string ConnectionString => "blocks-in-cancellation";
+
+        public void FailOpens()
+        {
+            while (_opens.TryDequeue(out var open))
+            {
+                open.TrySetException(new InvalidOperationException("the server went away"));
+            }
+        }
+
+        protected override DbConnection CreateDbConnection() => throw new NotSupportedException();
+
+        protected override ValueTask<DbConnection> OpenDbConnectionAsync(CancellationToken cancellationToken = default)
+        {
+            var open = new TaskCompletionSource<DbConnection>(TaskCreationOptions.RunContinuationsAsynchronously);
+            _opens.Enqueue(open);
+            cancellationToken.Register(() =>
+            {
+                time.Advance(block);
+                Interlocked.Increment(ref _cancellationsReturned);
+            });
+            return new(open.Task);
+        }
+    }
+
     private sealed class BlocksThenHangs(Microsoft.Extensions.Time.Testing.FakeTimeProvider time, TimeSpan block) : DbDataSource
     {
         public override string ConnectionString => "blocks-then-hangs";

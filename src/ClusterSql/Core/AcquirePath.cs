@@ -439,6 +439,12 @@ internal sealed class Attempt
     public bool IsRunning => Volatile.Read(ref _state) == Running;
 
     /// <summary>
+    /// Whether the provider has not returned and the attempt was not given up: running, or cancelled for the caller and
+    /// still not back (a provider may ignore its token). Either is given up at the connect timeout (<see cref="GiveUp"/>).
+    /// </summary>
+    public bool IsOutstanding => Volatile.Read(ref _state) is Running or CancelledByCaller;
+
+    /// <summary>
     /// The connect timeout fired while the provider had not returned. Some providers do not stop at once when their
     /// token is cancelled (a pooled session waiting for a hung server's reply), so the acquire moves on at the timeout
     /// itself; the open is left to finish in the background and whatever it returns is disposed.
@@ -555,7 +561,16 @@ internal sealed class Attempt
         var operation = _operation!;
         var now = operation.Context.TimeProvider.GetTimestamp();
         _open = default;
-        var previous = Interlocked.CompareExchange(ref _state, Completed, Running);
+
+        // Running or cancelled for the caller becomes Completed in one step, so that GiveUp, which takes either, cannot
+        // also complete the attempt.
+        int previous;
+        do
+        {
+            previous = Volatile.Read(ref _state);
+        }
+        while (previous != GivenUp && Interlocked.CompareExchange(ref _state, Completed, previous) != previous);
+
         if (previous == GivenUp)
         {
             // The node was charged with a timeout when the acquire gave up; what the provider returns this late goes back
@@ -579,16 +594,25 @@ internal sealed class Attempt
     /// open has returned meanwhile, the attempt is given up and its node charged now (a timeout failure; no longer
     /// pending, no longer stalled), whether or not an acquire still waits for it, and not whenever a provider that
     /// ignores its token returns: one open hung for minutes must not keep a node's cost growing, nor its pending count up.
+    /// An open already cancelled for the caller that has still not returned is given up the same way, and charged the
+    /// same timeout: it did not answer within the connect timeout although told to stop, and until then it holds the
+    /// node's pending count, its stall and, for a half-open node, its one trial.
     /// </summary>
     /// <returns>Whether the attempt was given up now.</returns>
     public bool GiveUp()
     {
-        if (Interlocked.CompareExchange(ref _state, GivenUp, Running) != Running)
+        // Drains are serialized, so only the provider's completion races this, and it moves the state to Completed.
+        var state = Volatile.Read(ref _state);
+        if (state is not (Running or CancelledByCaller) || Interlocked.CompareExchange(ref _state, GivenUp, state) != state)
         {
             return false;
         }
 
-        CancelQuietly(_timeout!);
+        if (state == Running)
+        {
+            CancelQuietly(_timeout!);
+        }
+
         EndStall();
         DbConnection? none = null;
         Error = Node.CompleteAttempt(Start, ref none, error: null, _timeout!, callerCancelled: false, _poolWait, synchronous: false);
@@ -717,12 +741,21 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
     private int _timerFired;
     private int _refs;
     private int _signals;
-    private int _resultTaken;
+
+    // The version whose result the caller has not taken yet; Taken once it has. Per version, not a flag that Recycle
+    // clears: a second, concurrent GetResult of the same use that came in while the first one recycled the operation
+    // would otherwise find the flag cleared, take the result again and release the caller's reference twice.
+    private int _untaken;
+    private const int Taken = int.MinValue;
 
     // The latest clock reading of this use's drains (Process, and TryStartNext after each open it started): drains are
     // serialized, and the signal count's interlocked operations order one drain's write before the next drain's read;
     // the reference count orders the last drain of a use before Recycle.
     private long _lastLook = long.MinValue;
+
+    // Set when this look ran something of a provider's that may block (a cancellation callback, a loser's close): the
+    // look reads the clock again before it sets the timer, which would otherwise fire late by as long as that blocked.
+    private bool _mayHaveBlocked;
 
     public AcquireOperation(Acquirer acquirer)
     {
@@ -732,6 +765,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         // The caller's continuation runs where the outcome is decided: on the thread where the provider completed the
         // winning open (as it would awaiting the provider directly), or on a thread-pool thread; never a timer's.
         _core.RunContinuationsAsynchronously = false;
+        _untaken = _core.Version;
     }
 
     /// <summary>Runs the slow path of an acquire on a pooled operation.</summary>
@@ -928,18 +962,26 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
             _registration = default;
             _hedgeTarget = null;
 
-            // Losers still running are bounded by their connect timeout too, after the acquire is over.
+            // Losers still running, and opens cancelled for the caller that have not returned, are bounded by their connect
+            // timeout too, after the acquire is over.
             for (var i = 0; i < _used; i++)
             {
                 var attempt = _attempts[i];
                 if (!attempt.IsFinished && now >= attempt.Deadline && attempt.GiveUp())
                 {
                     attempt.Handled = true;
+                    _mayHaveBlocked = true;
                 }
             }
         }
 
         ReleaseFinished();
+        if (_mayHaveBlocked)
+        {
+            _mayHaveBlocked = false;
+            now = _context.TimeProvider.GetTimestamp();
+        }
+
         ArmTimer(now);
         _lastLook = now;
     }
@@ -988,6 +1030,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
             {
                 // The connect timeout passed and the provider has not returned: move on without waiting for it.
                 attempt.Handled = true;
+                _mayHaveBlocked = true;
                 _errors.Add(new ClusterNodeError(attempt.Node.Name, attempt.Error ?? attempt.Node.TimeoutError(inner: null)));
                 failures++;
             }
@@ -1117,6 +1160,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
                 // Its outcome, whenever it comes, is a loser's: a connection is disposed when released.
                 attempt.Handled = true;
                 attempt.CancelForCaller();
+                _mayHaveBlocked = true;
             }
         }
 
@@ -1148,6 +1192,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
                 }
 
                 _ = Attempt.DisposeQuietlyAsync(attempt.TakeConnection());
+                _mayHaveBlocked = true;
             }
 
             // A source that was cancelled (the timeout, the caller) cannot be reset: disposed, not reused. Its attempt is
@@ -1317,14 +1362,14 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         return false;
     }
 
-    /// <summary>Sets the timer for the earliest moment that can still matter: the hedge, or a running attempt's timeout.</summary>
+    /// <summary>Sets the timer for the earliest moment that can still matter: the hedge, or an outstanding attempt's timeout.</summary>
     private void ArmTimer(long now)
     {
         var next = !_done && _hedgeTarget is not null ? _hedgeDueAt : long.MaxValue;
         for (var i = 0; i < _used; i++)
         {
             var attempt = _attempts[i];
-            if (!attempt.IsFinished && attempt.IsRunning && attempt.Deadline < next)
+            if (!attempt.IsFinished && attempt.IsOutstanding && attempt.Deadline < next)
             {
                 next = attempt.Deadline;
             }
@@ -1443,9 +1488,10 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         _done = false;
         _result = null;
         _error = null;
-        _resultTaken = 0;
         _lastLook = long.MinValue;
+        _mayHaveBlocked = false;
         _core.Reset();
+        Volatile.Write(ref _untaken, _core.Version);
         _acquirer.ReturnOperation(this);
     }
 
@@ -1457,7 +1503,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
             throw new InvalidOperationException("The acquire has not completed: await it rather than read its result.");
         }
 
-        if (token != _core.Version || Interlocked.Exchange(ref _resultTaken, 1) != 0)
+        if (token != _core.Version || Interlocked.CompareExchange(ref _untaken, Taken, token) != token)
         {
             // Misuse (a ValueTask awaited twice): the caller's reference is released once, never twice, so a misused
             // operation is not reused while another acquire's attempts still report to it.
