@@ -121,6 +121,37 @@ public sealed class HealthTests
     }
 
     [Test]
+    public async Task HalfOpen_TrialCancelledByTheCallerAndItsProviderIgnoresTheToken_TrialIsFreedAtTheConnectTimeout()
+    {
+        // A half-open node has one trial. Its caller cancelled it, and the provider does not stop: until the trial's
+        // connect timeout nobody else tries the node; from then on the next acquire does, and the node recovers, without
+        // waiting for the provider (a minute here) or holding the cancellation against it.
+        await using var cluster = FailOverCluster();
+        cluster["node1"].Script = OpenScript.Fail;
+        await AcquireAndRelease(cluster, 3);
+        cluster.Time.Advance(TimeSpan.FromSeconds(1.2));
+
+        cluster["node1"].Script = OpenScript.SucceedAfterIgnoringCancellation(TimeSpan.FromMinutes(1));
+        using var cts = new CancellationTokenSource();
+        var trial = cluster.DataSource.OpenConnectionAsync(cts.Token).AsTask();
+        await FakeCluster.WaitFor(() => cluster["node1"].OpensStarted == 4, "trial started");
+        await cts.CancelAsync();
+        Assert.That(async () => await trial, Throws.InstanceOf<OperationCanceledException>());
+
+        await AcquireAndRelease(cluster, 3);
+        Assert.That(cluster["node1"].OpensStarted, Is.EqualTo(4), "the trial is still the provider's");
+
+        cluster["node1"].Script = OpenScript.Succeed;
+        cluster.Time.Advance(new ClusterOptions().ConnectTimeout);
+        await FakeCluster.WaitFor(() => cluster.Node("node1").GetStatistics().PendingOpens == 0, "the trial given up at its connect timeout");
+        await AcquireAndRelease(cluster);
+        Assert.That(cluster["node1"].OpensStarted, Is.EqualTo(5), "a new trial");
+        Assert.That(cluster.Node("node1").State, Is.EqualTo(ClusterNodeState.Healthy), "it succeeded: recovered");
+        var stats = cluster.Node("node1").GetStatistics();
+        Assert.That((stats.Failures, stats.Cancellations), Is.EqualTo((3L, 1L)), "the cancelled trial is no failure");
+    }
+
+    [Test]
     public async Task Panic_EveryNodeEjected_TriesThemAllAnyway()
     {
         await using var cluster = FailOverCluster();

@@ -594,9 +594,11 @@ internal sealed class Attempt
     /// open has returned meanwhile, the attempt is given up and its node charged now (a timeout failure; no longer
     /// pending, no longer stalled), whether or not an acquire still waits for it, and not whenever a provider that
     /// ignores its token returns: one open hung for minutes must not keep a node's cost growing, nor its pending count up.
-    /// An open already cancelled for the caller that has still not returned is given up the same way, and charged the
-    /// same timeout: it did not answer within the connect timeout although told to stop, and until then it holds the
-    /// node's pending count, its stall and, for a half-open node, its one trial.
+    /// An open already cancelled for the caller that has still not returned (its provider ignores the token) is given up
+    /// then too, as the cancellation it is, never held against the node (as ClusterNode.OpenConnectionAsync counts it):
+    /// until then it holds the node's pending count, its stall and, for a half-open node, its one trial. Not a timeout:
+    /// a caller that cancels just before the deadline would otherwise make a provider's ordinary unwinding look like
+    /// the node's.
     /// </summary>
     /// <returns>Whether the attempt was given up now.</returns>
     public bool GiveUp()
@@ -608,14 +610,15 @@ internal sealed class Attempt
             return false;
         }
 
-        if (state == Running)
+        var callerCancelled = state == CancelledByCaller;
+        if (!callerCancelled)
         {
             CancelQuietly(_timeout!);
         }
 
         EndStall();
         DbConnection? none = null;
-        Error = Node.CompleteAttempt(Start, ref none, error: null, _timeout!, callerCancelled: false, _poolWait, synchronous: false);
+        Error = Node.CompleteAttempt(Start, ref none, error: null, _timeout!, callerCancelled, _poolWait, synchronous: false);
         return true;
     }
 
@@ -753,8 +756,8 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
     // the reference count orders the last drain of a use before Recycle.
     private long _lastLook = long.MinValue;
 
-    // Set when this look ran something of a provider's that may block (a cancellation callback, a loser's close): the
-    // look reads the clock again before it sets the timer, which would otherwise fire late by as long as that blocked.
+    // Set when this look may have run something of a provider's that can block (a cancellation callback, a loser's
+    // close): the look reads the clock again before it sets the timer, which would otherwise fire late by as long.
     private bool _mayHaveBlocked;
 
     public AcquireOperation(Acquirer acquirer)
