@@ -707,8 +707,9 @@ public sealed class ClusterNode
 
         if (callerCancelled)
         {
-            Interlocked.Increment(ref _cancellations);
+            // The trial freed before the count that says so is visible.
             Volatile.Write(ref _trialInFlight, 0);
+            Interlocked.Increment(ref _cancellations);
             TryRelease();
             return error;
         }

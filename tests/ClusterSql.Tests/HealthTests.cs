@@ -143,7 +143,7 @@ public sealed class HealthTests
 
         cluster["node1"].Script = OpenScript.Succeed;
         cluster.Time.Advance(new ClusterOptions().ConnectTimeout);
-        await FakeCluster.WaitFor(() => cluster.Node("node1").GetStatistics().PendingOpens == 0, "the trial given up at its connect timeout");
+        await FakeCluster.WaitFor(() => cluster.Node("node1").GetStatistics().Cancellations == 1, "the trial given up at its connect timeout");
         await AcquireAndRelease(cluster);
         Assert.That(cluster["node1"].OpensStarted, Is.EqualTo(5), "a new trial");
         Assert.That(cluster.Node("node1").State, Is.EqualTo(ClusterNodeState.Healthy), "it succeeded: recovered");

@@ -453,7 +453,10 @@ internal sealed class Attempt
 
     public DbConnection? Connection { get; private set; }
 
-    /// <summary>The error to report for this node; null on success. Set at the timeout for an attempt given up then.</summary>
+    /// <summary>
+    /// The error to report for this node; null on success. Set at the timeout for an attempt given up then (null for one
+    /// cancelled for the caller, whose acquire is over and reports the cancellation).
+    /// </summary>
     public Exception? Error { get; private set; }
 
     /// <summary>The operation has taken the attempt's outcome into account (its drain alone reads and writes this).</summary>
@@ -573,8 +576,8 @@ internal sealed class Attempt
 
         if (previous == GivenUp)
         {
-            // The node was charged with a timeout when the acquire gave up; what the provider returns this late goes back
-            // to its pool (the operation disposes it).
+            // The node was charged when the acquire gave up (a timeout, or the caller's cancellation); what the provider
+            // returns this late goes back to its pool (the operation disposes it).
             Connection = connection;
         }
         else
