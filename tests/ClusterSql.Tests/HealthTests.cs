@@ -29,6 +29,16 @@ public sealed class HealthTests
         }
     }
 
+    /// <summary>Two fail-over nodes; node1 ejected by three failures and then half-open (past its first ejection).</summary>
+    private static async Task<FakeCluster> HalfOpenNode1()
+    {
+        var cluster = FailOverCluster();
+        cluster["node1"].Script = OpenScript.Fail;
+        await AcquireAndRelease(cluster, 3);
+        cluster.Time.Advance(TimeSpan.FromSeconds(1.2));
+        return cluster;
+    }
+
     [Test]
     public async Task ConsecutiveFailures_ReachThreshold_EjectTheNode()
     {
@@ -102,10 +112,7 @@ public sealed class HealthTests
     [Test]
     public async Task HalfOpen_TrialInFlight_OtherAcquiresDoNotPickTheNode()
     {
-        await using var cluster = FailOverCluster();
-        cluster["node1"].Script = OpenScript.Fail;
-        await AcquireAndRelease(cluster, 3);
-        cluster.Time.Advance(TimeSpan.FromSeconds(1.2));
+        await using var cluster = await HalfOpenNode1();
 
         cluster["node1"].Script = OpenScript.Hang;
         var trial = cluster.DataSource.OpenConnectionAsync().AsTask();
@@ -126,10 +133,7 @@ public sealed class HealthTests
         // A half-open node has one trial. Its caller cancelled it, and the provider does not stop: until the trial's
         // connect timeout nobody else tries the node; from then on the next acquire does, and the node recovers, without
         // waiting for the provider (a minute here) or holding the cancellation against it.
-        await using var cluster = FailOverCluster();
-        cluster["node1"].Script = OpenScript.Fail;
-        await AcquireAndRelease(cluster, 3);
-        cluster.Time.Advance(TimeSpan.FromSeconds(1.2));
+        await using var cluster = await HalfOpenNode1();
 
         cluster["node1"].Script = OpenScript.SucceedAfterIgnoringCancellation(TimeSpan.FromMinutes(1));
         using var cts = new CancellationTokenSource();
