@@ -64,8 +64,8 @@ public sealed class ClusterDataSource : DbDataSource
     public override string ConnectionString => "ClusterSql: " + string.Join(",", Array.ConvertAll(Volatile.Read(ref _nodes), n => n.Name));
 
     /// <summary>
-    /// A copy of the cluster's settings as the data source was built with them, new on each call: the data source does
-    /// not change when it is changed (settings are fixed at <see cref="ClusterDataSourceBuilder.Build"/>).
+    /// A copy of the settings the data source was built with, new on each call: changing the copy changes nothing (a
+    /// data source's settings are fixed at <see cref="ClusterDataSourceBuilder.Build"/>).
     /// </summary>
     public ClusterOptions Options => _context.Options.Clone();
 
