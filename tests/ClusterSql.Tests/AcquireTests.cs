@@ -335,7 +335,10 @@ public sealed class AcquireTests
 
         // No acquire waits for the loser any more; its node is charged at its connect timeout all the same.
         cluster.Time.Advance(TimeSpan.FromSeconds(2));
-        await FakeCluster.WaitFor(() => cluster.Node("node1").GetStatistics().PendingOpens == 0, "the loser given up");
+        // The failure is counted after the open stops counting as pending (ClusterNode.CompleteAttempt): wait for it.
+        await FakeCluster.WaitFor(
+            () => cluster.Node("node1").GetStatistics() is { PendingOpens: 0, Failures: 1, LastErrorType: not null },
+            "the loser given up and charged");
         var stats = cluster.Node("node1").GetStatistics();
         Assert.That((stats.Failures, stats.Successes, stats.LastErrorType), Is.EqualTo((1L, 0L, nameof(TimeoutException))));
 
