@@ -1114,12 +1114,12 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
             // such rescue per acquire, free: a cluster that slow everywhere costs at most one extra login per acquire.
             var rescueAfter = TimeSpan.FromTicks(Math.Max(_context.Options.MaxHedgeDelay.Ticks, slow.Node.ConnectTimeout.Ticks / 4));
             var rescueAt = _context.AddToTimestamp(slow.Start, rescueAfter);
-            var stop = _rescued || _context.Options.HedgeBudget <= 0;
-            if (stop || now < rescueAt)
+            // After the one rescue, no more hedges for this acquire. (HedgeBudget = 0, hedging off with its rescue, never
+            // gets here: ArmHedge sets no hedge for it.)
+            if (_rescued || now < rescueAt)
             {
-                // HedgeBudget = 0 turns hedging off altogether: one login per acquire, failover only after the timeout.
-                _hedgingStopped = stop;
-                _hedgeTarget = stop ? null : slow;
+                _hedgingStopped = _rescued;
+                _hedgeTarget = _rescued ? null : slow;
                 _hedgeDueAt = rescueAt;
                 return;
             }
@@ -1301,7 +1301,8 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
     {
         _hedgeTarget = null;
 
-        // HedgeBudget = 0 turns hedging off, the hedge rescue included (Hedge): no timer for a hedge that cannot start.
+        // HedgeBudget = 0 turns hedging off, the hedge rescue included: one login per acquire, a failover only after
+        // the connect timeout, and no timer for a hedge that cannot start.
         if (_hedgingStopped || _done || _context.Options.HedgeBudget <= 0 || _acquirer.Selector.Policy == AcquirePolicy.Race ||
             (_acquirer.Selector.IsRole && !_acquirer.Selector.MayHedgeTo(Candidates(attempt.Start), _nextCandidate, _firstExcluded, attempt.Node)) ||
             FastestCandidateDelay(attempt.Node, attempt.Start) is not TimeSpan fastest)
