@@ -210,7 +210,8 @@ public sealed class ClusterNode
 
         link.Dispose();
         var callerCancelled = cancellationToken.IsCancellationRequested;
-        error = CompleteAttempt(start, ref connection, error, timeout, callerCancelled, poolWait, synchronous);
+        // Not a claim: a direct open of one node never holds a half-open node's trial.
+        error = CompleteAttempt(start, ref connection, error, timeout, callerCancelled, poolWait, synchronous, trial: false);
 
         // Disposed, never pooled: its timer runs on the TimeProvider's timers, whose fire may be in flight however
         // TryReset answers, and a pooled source that fired later would cancel some other acquire's open.
@@ -298,7 +299,7 @@ public sealed class ClusterNode
             error = ex;
         }
 
-        error = CompleteAttempt(start, ref connection, error, Acquirer.NoTimeout, callerCancelled: false, poolWait, synchronous: false);
+        error = CompleteAttempt(start, ref connection, error, Acquirer.NoTimeout, callerCancelled: false, poolWait, synchronous: false, trial: false);
         if (error is not null)
         {
             ExceptionDispatchInfo.Throw(error);
@@ -486,8 +487,16 @@ public sealed class ClusterNode
     internal bool CanServeInPanic => !_removed && _drainReason is null && _down is not { Unreachable: false };
 
     /// <summary>Claims the node for an attempt; for a half-open node only one caller wins the trial.</summary>
-    internal bool TryClaim(long now, bool panic)
+    /// <param name="now">The caller's clock reading.</param>
+    /// <param name="panic">Whether every node is out (ejected ones are tried too, with no trial).</param>
+    /// <param name="trial">
+    /// Whether this claim took the half-open node's one trial. The attempt hands it back to <see cref="CompleteAttempt(long, long, ref DbConnection?, Exception?, CancellationTokenSource, bool, bool, bool, bool)"/>:
+    /// only the trial's own end frees the trial, never another attempt's (one started before the ejection, or a direct
+    /// open of the node), so that a half-open node never has two trials in flight.
+    /// </param>
+    internal bool TryClaim(long now, bool panic, out bool trial)
     {
+        trial = false;
         if (panic)
         {
             return CanServeInPanic;
@@ -504,7 +513,8 @@ public sealed class ClusterNode
             return true;
         }
 
-        return now >= ejectedUntil && Interlocked.CompareExchange(ref _trialInFlight, 1, 0) == 0;
+        trial = now >= ejectedUntil && Interlocked.CompareExchange(ref _trialInFlight, 1, 0) == 0;
+        return trial;
     }
 
     internal long BeginAttempt(bool isHedge) => BeginAttempt(isHedge, _context.TimeProvider.GetTimestamp());
@@ -642,10 +652,11 @@ public sealed class ClusterNode
     /// return a connection, so a timeout or failure then is the application's capacity and not held against the node.
     /// </param>
     /// <param name="synchronous">Whether the provider returned the open already completed.</param>
-    internal Exception? CompleteAttempt(long start, ref DbConnection? connection, Exception? error, CancellationTokenSource timeout, bool callerCancelled, bool poolWait, bool synchronous) =>
-        CompleteAttempt(start, _context.TimeProvider.GetTimestamp(), ref connection, error, timeout, callerCancelled, poolWait, synchronous);
+    /// <param name="trial">Whether the attempt holds the half-open node's trial (<see cref="TryClaim"/>).</param>
+    internal Exception? CompleteAttempt(long start, ref DbConnection? connection, Exception? error, CancellationTokenSource timeout, bool callerCancelled, bool poolWait, bool synchronous, bool trial) =>
+        CompleteAttempt(start, _context.TimeProvider.GetTimestamp(), ref connection, error, timeout, callerCancelled, poolWait, synchronous, trial);
 
-    /// <summary>As <see cref="CompleteAttempt(long, ref DbConnection?, Exception?, CancellationTokenSource, bool, bool, bool)"/>, with the clock reading the caller took when the open returned (and uses again).</summary>
+    /// <summary>As <see cref="CompleteAttempt(long, ref DbConnection?, Exception?, CancellationTokenSource, bool, bool, bool, bool)"/>, with the clock reading the caller took when the open returned (and uses again).</summary>
     /// <param name="start">When the attempt started.</param>
     /// <param name="now">When the open returned.</param>
     /// <param name="connection">The provider's connection, or null; set to null when it is not the caller's to use.</param>
@@ -654,7 +665,8 @@ public sealed class ClusterNode
     /// <param name="callerCancelled">Whether the caller cancelled the attempt.</param>
     /// <param name="poolWait">Whether the open may have waited for the node's pool to lend a connection.</param>
     /// <param name="synchronous">Whether the provider returned the open already completed.</param>
-    internal Exception? CompleteAttempt(long start, long now, ref DbConnection? connection, Exception? error, CancellationTokenSource timeout, bool callerCancelled, bool poolWait, bool synchronous)
+    /// <param name="trial">Whether the attempt holds the half-open node's trial (<see cref="TryClaim"/>).</param>
+    internal Exception? CompleteAttempt(long start, long now, ref DbConnection? connection, Exception? error, CancellationTokenSource timeout, bool callerCancelled, bool poolWait, bool synchronous, bool trial)
     {
         if (connection is not null)
         {
@@ -708,7 +720,7 @@ public sealed class ClusterNode
         if (callerCancelled)
         {
             // The trial freed before the count that says so is visible.
-            Volatile.Write(ref _trialInFlight, 0);
+            FreeTrial(trial);
             Interlocked.Increment(ref _cancellations);
             TryRelease();
             return error;
@@ -719,20 +731,29 @@ public sealed class ClusterNode
         {
             // Not the node's failure: no ejection, no latency penalty; the caller learns that the pool was full.
             Interlocked.Increment(ref _poolWaits);
-            Volatile.Write(ref _trialInFlight, 0);
+            FreeTrial(trial);
             TryRelease();
             return error is TimeoutException ? error : PoolWaitError(error);
         }
 
-        RecordFailure(error, start, now);
+        RecordFailure(error, start, now, trial);
         TryRelease();
         return error;
+    }
+
+    /// <summary>Frees the half-open node's trial, when <paramref name="trial"/> says the ending attempt holds it.</summary>
+    private void FreeTrial(bool trial)
+    {
+        if (trial)
+        {
+            Volatile.Write(ref _trialInFlight, 0);
+        }
     }
 
     /// <summary>
     /// The acquire's fast path: the provider's open completed synchronously with <paramref name="connection"/> (a pooled
     /// idle connection, typically), which wins the acquire unless the node was removed meanwhile. The bookkeeping of
-    /// <see cref="CompleteAttempt(long, long, ref DbConnection?, Exception?, CancellationTokenSource, bool, bool, bool)"/> for a synchronous success (its connect-timeout source was never armed, so it cannot
+    /// <see cref="CompleteAttempt(long, long, ref DbConnection?, Exception?, CancellationTokenSource, bool, bool, bool, bool)"/> for a synchronous success (its connect-timeout source was never armed, so it cannot
     /// have timed out), with the win counted in the same interlocked operation as the success.
     /// </summary>
     /// <param name="start">When the attempt started (the acquire's one precise clock reading).</param>
@@ -1038,7 +1059,7 @@ public sealed class ClusterNode
         }
     }
 
-    internal void RecordFailure(Exception error, long start, long now)
+    internal void RecordFailure(Exception error, long start, long now, bool trial)
     {
         // The next synchronous success is measured, not taken as the last one before the trouble (MayHoldSyncDuration):
         // a recovered node's first samples reset its estimate.
@@ -1052,7 +1073,10 @@ public sealed class ClusterNode
 
         var failures = Interlocked.Increment(ref _consecutiveFailures);
         var ejectedUntil = Volatile.Read(ref _ejectedUntil);
-        var wasTrial = Interlocked.Exchange(ref _trialInFlight, 0) == 1;
+        // A failed trial ejects the node again. Any other failure of a half-open node (an attempt started before the
+        // ejection, a direct open) ejects it too, but leaves the trial to the attempt that holds it. A trial whose flag a
+        // success cleared meanwhile (the node recovered) is an ordinary failure.
+        var wasTrial = trial && Interlocked.Exchange(ref _trialInFlight, 0) == 1;
         if (wasTrial || (ejectedUntil != 0 && now >= ejectedUntil))
         {
             Eject(ejectedUntil, now);

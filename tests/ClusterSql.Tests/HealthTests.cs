@@ -156,6 +156,70 @@ public sealed class HealthTests
     }
 
     [Test]
+    public async Task HalfOpen_AnotherOpenOfTheNodeCancelledDuringTheTrial_LeavesTheTrialItsOwn()
+    {
+        // Only the trial's own end frees a half-open node's trial. A direct open of the node (as an attempt started before
+        // the ejection would be) that its caller cancels while the trial hangs must not let a second trial start.
+        await using var cluster = await HalfOpenNode1();
+
+        cluster["node1"].Script = OpenScript.Hang;
+        var trial = cluster.DataSource.OpenConnectionAsync().AsTask();
+        await FakeCluster.WaitFor(() => cluster["node1"].OpensStarted == 4, "trial started");
+
+        using var cts = new CancellationTokenSource();
+        var direct = cluster.Node("node1").OpenConnectionAsync(cts.Token).AsTask();
+        await FakeCluster.WaitFor(() => cluster["node1"].OpensStarted == 5, "direct open started");
+        await cts.CancelAsync();
+        Assert.That(async () => await direct, Throws.InstanceOf<OperationCanceledException>());
+        Assert.That(cluster.Node("node1").GetStatistics().Cancellations, Is.EqualTo(1));
+
+        for (var i = 0; i < 3; i++)
+        {
+            // Under the fake clock: a second trial would hang too, and be hedged.
+            await using var other = await cluster.RunUntilDone(cluster.DataSource.OpenConnectionAsync().AsTask(), TimeSpan.FromMilliseconds(100));
+        }
+
+        Assert.That(cluster["node1"].OpensStarted, Is.EqualTo(5), "the trial still hangs: no second one");
+        Assert.That(cluster.Node("node1").State, Is.EqualTo(ClusterNodeState.HalfOpen));
+
+        var connection = await cluster.RunUntilDone(trial, TimeSpan.FromMilliseconds(100));
+        Assert.That(((FakeConnection)connection).Node.Name, Is.EqualTo("node2"), "the trial was hedged by node2");
+        await connection.DisposeAsync();
+    }
+
+    [Test]
+    public async Task HalfOpen_AnotherOpenOfTheNodeFailsDuringTheTrial_EjectsItAgainAndLeavesTheTrialItsOwn()
+    {
+        // A failure that is not the trial's is fresh evidence: the node is ejected again. The trial, still hanging, stays
+        // the node's one trial: when that ejection ends, nobody else tries the node until the trial has ended.
+        await using var cluster = await HalfOpenNode1();
+
+        cluster["node1"].Script = OpenScript.Hang;
+        var trial = cluster.DataSource.OpenConnectionAsync().AsTask();
+        await FakeCluster.WaitFor(() => cluster["node1"].OpensStarted == 4, "trial started");
+
+        cluster["node1"].Script = OpenScript.Fail;
+        Assert.That(async () => await cluster.Node("node1").OpenConnectionAsync(), Throws.InstanceOf<FakeDbException>());
+        var stats = cluster.Node("node1").GetStatistics();
+        Assert.That((stats.State, stats.Ejections), Is.EqualTo((ClusterNodeState.Ejected, 2L)), "ejected again by the direct open's failure");
+
+        // Past that ejection (2 s at most, with jitter), within the trial's 5 s connect timeout.
+        cluster["node1"].Script = OpenScript.Succeed;
+        var connection = await cluster.RunUntilDone(trial, TimeSpan.FromMilliseconds(100));
+        Assert.That(((FakeConnection)connection).Node.Name, Is.EqualTo("node2"), "the trial was hedged by node2");
+        await connection.DisposeAsync();
+        cluster.Time.Advance((stats.EjectedUntil!.Value - cluster.Time.GetUtcNow()) + TimeSpan.FromMilliseconds(1));
+        Assert.That(cluster.Node("node1").GetStatistics().PendingOpens, Is.EqualTo(1), "the trial still hangs");
+        await AcquireAndRelease(cluster, 3);
+        Assert.That(cluster["node1"].OpensStarted, Is.EqualTo(5), "no second trial while the first one hangs");
+
+        // The trial's connect timeout ends it, as a failure: the node is ejected a third time, and the next trial comes
+        // only after that.
+        cluster.Time.Advance(new ClusterOptions().ConnectTimeout);
+        await FakeCluster.WaitFor(() => cluster.Node("node1").GetStatistics().PendingOpens == 0 && cluster.Node("node1").GetStatistics().Ejections == 3, "the trial given up at its connect timeout");
+    }
+
+    [Test]
     public async Task Panic_EveryNodeEjected_TriesThemAllAnyway()
     {
         await using var cluster = FailOverCluster();

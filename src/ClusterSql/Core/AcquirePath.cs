@@ -111,7 +111,7 @@ internal sealed class Acquirer
         var now = _context.TimeProvider.GetTimestamp();
         var telemetry = AcquireTelemetry.Start(_context);
         var first = _selector.PickFirst(nodes, now, _explorationBudget, out var exploration);
-        if (first is null || !first.TryClaim(now, panic: false))
+        if (first is null || !first.TryClaim(now, panic: false, out var trial))
         {
             if (exploration == Exploration.Paid)
             {
@@ -132,7 +132,7 @@ internal sealed class Acquirer
         if (!open.IsCompleted)
         {
             telemetry.ReturnCallerActivity();
-            return AcquireOperation.Run(this, nodes, now, telemetry, first, exploration, (open, start, timeout, poolWait), initialError: null, cancellationToken);
+            return AcquireOperation.Run(this, nodes, now, telemetry, first, exploration, (open, start, timeout, poolWait, trial), initialError: null, cancellationToken);
         }
 
         // The fast path: the open finished synchronously (typically a pooled idle connection). Nothing is allocated.
@@ -176,7 +176,7 @@ internal sealed class Acquirer
         }
         else
         {
-            error = first.CompleteAttempt(start, ref connection, error, timeout, callerCancelled: false, poolWait, synchronous: true);
+            error = first.CompleteAttempt(start, ref connection, error, timeout, callerCancelled: false, poolWait, synchronous: true, trial);
             _context.Cancellations.Return(timeout);
         }
 
@@ -312,7 +312,7 @@ internal sealed class Acquirer
         foreach (var node in candidates)
         {
             var now = _context.TimeProvider.GetTimestamp();
-            if (!node.TryClaim(now, panic))
+            if (!node.TryClaim(now, panic, out var trial))
             {
                 continue;
             }
@@ -336,7 +336,7 @@ internal sealed class Acquirer
                 node.EndStall();
                 _context.SyncOpenUnsupported = true;
                 DbConnection? none = null;
-                node.CompleteAttempt(start, ref none, ex, s_noTimeout, callerCancelled: true, poolWait, synchronous: false);
+                node.CompleteAttempt(start, ref none, ex, s_noTimeout, callerCancelled: true, poolWait, synchronous: false, trial);
                 telemetry.Failed(_context, started, ex, attempts, hedges: 0);
                 return AcquireAsync(nodes, CancellationToken.None).AsTask().GetAwaiter().GetResult();
             }
@@ -346,7 +346,7 @@ internal sealed class Acquirer
             }
 
             node.EndStall();
-            error = node.CompleteAttempt(start, ref connection, error, s_noTimeout, callerCancelled: false, poolWait, synchronous: false);
+            error = node.CompleteAttempt(start, ref connection, error, s_noTimeout, callerCancelled: false, poolWait, synchronous: false, trial);
             if (connection is not null)
             {
                 if (!node.IsRemoved)
@@ -415,6 +415,7 @@ internal sealed class Attempt
     private CancellationTokenSource? _timeout;
     private ConfiguredValueTaskAwaitable<DbConnection>.ConfiguredValueTaskAwaiter _open;
     private bool _poolWait;
+    private bool _trial;
     private int _state;
     private int _stall;
     private volatile bool _finished;
@@ -498,7 +499,7 @@ internal sealed class Attempt
         new(ClusterNodeState.Removed, "The node was removed from the cluster while it was opening.");
 
     /// <summary>Takes an open for <paramref name="operation"/>; <see cref="Watch"/> then waits for it.</summary>
-    public void Prepare(AcquireOperation operation, ClusterNode node, ClusterContext context, long start, CancellationTokenSource timeout, ValueTask<DbConnection> open, bool poolWait)
+    public void Prepare(AcquireOperation operation, ClusterNode node, ClusterContext context, long start, CancellationTokenSource timeout, ValueTask<DbConnection> open, bool poolWait, bool trial)
     {
         _operation = operation;
         Node = node;
@@ -507,6 +508,7 @@ internal sealed class Attempt
         _timeout = timeout;
         _open = open.ConfigureAwait(false).GetAwaiter();
         _poolWait = poolWait;
+        _trial = trial;
         _state = Running;
         _stall = 0;
         Connection = null;
@@ -584,7 +586,7 @@ internal sealed class Attempt
         {
             EndStall();
             var callerCancelled = previous == CancelledByCaller;
-            Error = Node.CompleteAttempt(Start, now, ref connection, error, _timeout!, callerCancelled, _poolWait, synchronous: false);
+            Error = Node.CompleteAttempt(Start, now, ref connection, error, _timeout!, callerCancelled, _poolWait, synchronous: false, _trial);
             Connection = connection;
         }
 
@@ -621,7 +623,7 @@ internal sealed class Attempt
 
         EndStall();
         DbConnection? none = null;
-        Error = Node.CompleteAttempt(Start, ref none, error: null, _timeout!, callerCancelled, _poolWait, synchronous: false);
+        Error = Node.CompleteAttempt(Start, ref none, error: null, _timeout!, callerCancelled, _poolWait, synchronous: false, _trial);
         return true;
     }
 
@@ -791,7 +793,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         AcquireTelemetry telemetry,
         ClusterNode? first,
         Exploration firstExploration,
-        (ValueTask<DbConnection> Open, long Start, CancellationTokenSource Timeout, bool PoolWait)? pending,
+        (ValueTask<DbConnection> Open, long Start, CancellationTokenSource Timeout, bool PoolWait, bool Trial)? pending,
         ClusterNodeError? initialError,
         CancellationToken cancellationToken)
     {
@@ -813,7 +815,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         Attempt? attempt = null;
         if (pending is { } open)
         {
-            attempt = operation.Track(first!, open.Start, open.Timeout, open.Open, open.PoolWait);
+            attempt = operation.Track(first!, open.Start, open.Timeout, open.Open, open.PoolWait, open.Trial);
         }
 
         // A cancellation before the references are counted finds none and is ignored; the drain below sees the token.
@@ -1215,7 +1217,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         }
     }
 
-    private Attempt Track(ClusterNode node, long start, CancellationTokenSource timeout, ValueTask<DbConnection> open, bool poolWait)
+    private Attempt Track(ClusterNode node, long start, CancellationTokenSource timeout, ValueTask<DbConnection> open, bool poolWait, bool trial)
     {
         if (_used == _attempts.Count)
         {
@@ -1223,7 +1225,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         }
 
         var attempt = _attempts[_used++];
-        attempt.Prepare(this, node, _context, start, timeout, open, poolWait);
+        attempt.Prepare(this, node, _context, start, timeout, open, poolWait, trial);
         _attemptCount++;
 
         ArmHedge(attempt);
@@ -1268,7 +1270,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
             }
 
             var node = candidates[_nextCandidate++];
-            if (!node.TryClaim(now, _panic))
+            if (!node.TryClaim(now, _panic, out var trial))
             {
                 continue;
             }
@@ -1286,7 +1288,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
 
             // The attempt's reference, until it reported (OnAttemptFinished). An open that completed at once reports at
             // once: this drain looks again before it stops.
-            var attempt = Track(node, start, timeout, open, poolWait);
+            var attempt = Track(node, start, timeout, open, poolWait, trial);
             Interlocked.Increment(ref _refs);
             attempt.Watch();
             now = _context.TimeProvider.GetTimestamp();
