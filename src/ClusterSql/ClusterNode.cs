@@ -36,7 +36,10 @@ public sealed class ClusterNode
     private int _consecutiveFailures;
     private int _ejectionStreak;
     private long _ejectedUntil;
-    private int _trialInFlight;
+
+    // The half-open node's one trial: 0 when free, else the clock reading when an attempt claimed it. The attempt holds
+    // the reading and frees only its own claim, so an old trial that ends late never frees a newer one.
+    private long _trialClaimedAt;
     private long _lastSuccessStamp;
     private long _lastAttemptStamp;
     private int _stalled;
@@ -211,7 +214,7 @@ public sealed class ClusterNode
         link.Dispose();
         var callerCancelled = cancellationToken.IsCancellationRequested;
         // Not a claim: a direct open of one node never holds a half-open node's trial.
-        error = CompleteAttempt(start, ref connection, error, timeout, callerCancelled, poolWait, synchronous, trial: false);
+        error = CompleteAttempt(start, ref connection, error, timeout, callerCancelled, poolWait, synchronous, trial: 0);
 
         // Disposed, never pooled: its timer runs on the TimeProvider's timers, whose fire may be in flight however
         // TryReset answers, and a pooled source that fired later would cancel some other acquire's open.
@@ -299,7 +302,7 @@ public sealed class ClusterNode
             error = ex;
         }
 
-        error = CompleteAttempt(start, ref connection, error, Acquirer.NoTimeout, callerCancelled: false, poolWait, synchronous: false, trial: false);
+        error = CompleteAttempt(start, ref connection, error, Acquirer.NoTimeout, callerCancelled: false, poolWait, synchronous: false, trial: 0);
         if (error is not null)
         {
             ExceptionDispatchInfo.Throw(error);
@@ -476,8 +479,17 @@ public sealed class ClusterNode
         }
 
         var ejectedUntil = Volatile.Read(ref _ejectedUntil);
-        return ejectedUntil == 0 || (now >= ejectedUntil && Volatile.Read(ref _trialInFlight) == 0);
+        return ejectedUntil == 0 || (now >= ejectedUntil && TrialIsFree(Volatile.Read(ref _trialClaimedAt), now));
     }
+
+    /// <summary>
+    /// Whether the trial claimed at <paramref name="claimedAt"/> (0: none) no longer keeps others off. A claim is
+    /// held for twice the connect timeout at most: the acquire gives up its attempt at the connect timeout and frees it
+    /// then, so only a claim lost on the way (a listener that threw between the claim and the open, a synchronous
+    /// provider open that never returns) is still there, and it must not keep the node out of rotation for ever.
+    /// </summary>
+    private bool TrialIsFree(long claimedAt, long now) =>
+        claimedAt == 0 || now >= _context.AddToTimestamp(claimedAt, ConnectTimeout * 2);
 
     /// <summary>
     /// Whether a panic acquire (no node can serve) may try this node: anything not removed, and not down by a verdict.
@@ -490,13 +502,14 @@ public sealed class ClusterNode
     /// <param name="now">The caller's clock reading.</param>
     /// <param name="panic">Whether every node is out (ejected ones are tried too, with no trial).</param>
     /// <param name="trial">
-    /// Whether this claim took the half-open node's one trial. The attempt hands it back to <see cref="CompleteAttempt(long, long, ref DbConnection?, Exception?, CancellationTokenSource, bool, bool, bool, bool)"/>:
-    /// only the trial's own end frees the trial, never another attempt's (one started before the ejection, or a direct
-    /// open of the node), so that a half-open node never has two trials in flight.
+    /// The claim of the half-open node's one trial that this call took (0: none), for the attempt to hand back to
+    /// <see cref="CompleteAttempt(long, long, ref DbConnection?, Exception?, CancellationTokenSource, bool, bool, bool, long)"/>:
+    /// only the trial's own end frees it, never another attempt's (one started before the ejection, a direct open of the
+    /// node, an earlier trial that outlived a recovery and a new ejection), so that a half-open node has one trial in flight.
     /// </param>
-    internal bool TryClaim(long now, bool panic, out bool trial)
+    internal bool TryClaim(long now, bool panic, out long trial)
     {
-        trial = false;
+        trial = 0;
         if (panic)
         {
             return CanServeInPanic;
@@ -513,8 +526,21 @@ public sealed class ClusterNode
             return true;
         }
 
-        trial = now >= ejectedUntil && Interlocked.CompareExchange(ref _trialInFlight, 1, 0) == 0;
-        return trial;
+        var held = Volatile.Read(ref _trialClaimedAt);
+        if (now < ejectedUntil || !TrialIsFree(held, now))
+        {
+            return false;
+        }
+
+        // A clock reading is never 0 in practice; 1 stands in if it were, since 0 means free.
+        var claim = now != 0 ? now : 1;
+        if (Interlocked.CompareExchange(ref _trialClaimedAt, claim, held) != held)
+        {
+            return false;
+        }
+
+        trial = claim;
+        return true;
     }
 
     internal long BeginAttempt(bool isHedge) => BeginAttempt(isHedge, _context.TimeProvider.GetTimestamp());
@@ -652,11 +678,11 @@ public sealed class ClusterNode
     /// return a connection, so a timeout or failure then is the application's capacity and not held against the node.
     /// </param>
     /// <param name="synchronous">Whether the provider returned the open already completed.</param>
-    /// <param name="trial">Whether the attempt holds the half-open node's trial (<see cref="TryClaim"/>).</param>
-    internal Exception? CompleteAttempt(long start, ref DbConnection? connection, Exception? error, CancellationTokenSource timeout, bool callerCancelled, bool poolWait, bool synchronous, bool trial) =>
+    /// <param name="trial">The attempt's claim of the half-open node's trial, 0 for none (<see cref="TryClaim"/>).</param>
+    internal Exception? CompleteAttempt(long start, ref DbConnection? connection, Exception? error, CancellationTokenSource timeout, bool callerCancelled, bool poolWait, bool synchronous, long trial) =>
         CompleteAttempt(start, _context.TimeProvider.GetTimestamp(), ref connection, error, timeout, callerCancelled, poolWait, synchronous, trial);
 
-    /// <summary>As <see cref="CompleteAttempt(long, ref DbConnection?, Exception?, CancellationTokenSource, bool, bool, bool, bool)"/>, with the clock reading the caller took when the open returned (and uses again).</summary>
+    /// <summary>As <see cref="CompleteAttempt(long, ref DbConnection?, Exception?, CancellationTokenSource, bool, bool, bool, long)"/>, with the clock reading the caller took when the open returned (and uses again).</summary>
     /// <param name="start">When the attempt started.</param>
     /// <param name="now">When the open returned.</param>
     /// <param name="connection">The provider's connection, or null; set to null when it is not the caller's to use.</param>
@@ -665,8 +691,8 @@ public sealed class ClusterNode
     /// <param name="callerCancelled">Whether the caller cancelled the attempt.</param>
     /// <param name="poolWait">Whether the open may have waited for the node's pool to lend a connection.</param>
     /// <param name="synchronous">Whether the provider returned the open already completed.</param>
-    /// <param name="trial">Whether the attempt holds the half-open node's trial (<see cref="TryClaim"/>).</param>
-    internal Exception? CompleteAttempt(long start, long now, ref DbConnection? connection, Exception? error, CancellationTokenSource timeout, bool callerCancelled, bool poolWait, bool synchronous, bool trial)
+    /// <param name="trial">The attempt's claim of the half-open node's trial, 0 for none (<see cref="TryClaim"/>).</param>
+    internal Exception? CompleteAttempt(long start, long now, ref DbConnection? connection, Exception? error, CancellationTokenSource timeout, bool callerCancelled, bool poolWait, bool synchronous, long trial)
     {
         if (connection is not null)
         {
@@ -720,7 +746,7 @@ public sealed class ClusterNode
         if (callerCancelled)
         {
             // The trial freed before the count that says so is visible.
-            FreeTrial(trial);
+            _ = FreeTrial(trial);
             Interlocked.Increment(ref _cancellations);
             TryRelease();
             return error;
@@ -731,7 +757,7 @@ public sealed class ClusterNode
         {
             // Not the node's failure: no ejection, no latency penalty; the caller learns that the pool was full.
             Interlocked.Increment(ref _poolWaits);
-            FreeTrial(trial);
+            _ = FreeTrial(trial);
             TryRelease();
             return error is TimeoutException ? error : PoolWaitError(error);
         }
@@ -741,19 +767,14 @@ public sealed class ClusterNode
         return error;
     }
 
-    /// <summary>Frees the half-open node's trial, when <paramref name="trial"/> says the ending attempt holds it.</summary>
-    private void FreeTrial(bool trial)
-    {
-        if (trial)
-        {
-            Volatile.Write(ref _trialInFlight, 0);
-        }
-    }
+    /// <summary>Frees the half-open node's trial if <paramref name="trial"/> is still its claim; whether it was.</summary>
+    private bool FreeTrial(long trial) =>
+        trial != 0 && Interlocked.CompareExchange(ref _trialClaimedAt, 0, trial) == trial;
 
     /// <summary>
     /// The acquire's fast path: the provider's open completed synchronously with <paramref name="connection"/> (a pooled
     /// idle connection, typically), which wins the acquire unless the node was removed meanwhile. The bookkeeping of
-    /// <see cref="CompleteAttempt(long, long, ref DbConnection?, Exception?, CancellationTokenSource, bool, bool, bool, bool)"/> for a synchronous success (its connect-timeout source was never armed, so it cannot
+    /// <see cref="CompleteAttempt(long, long, ref DbConnection?, Exception?, CancellationTokenSource, bool, bool, bool, long)"/> for a synchronous success (its connect-timeout source was never armed, so it cannot
     /// have timed out), with the win counted in the same interlocked operation as the success.
     /// </summary>
     /// <param name="start">When the attempt started (the acquire's one precise clock reading).</param>
@@ -868,9 +889,10 @@ public sealed class ClusterNode
             }
         }
 
-        if (Volatile.Read(ref _trialInFlight) != 0)
+        if (Volatile.Read(ref _trialClaimedAt) != 0)
         {
-            Volatile.Write(ref _trialInFlight, 0);
+            // Whoever's trial it was: the node served, so it is no longer half-open for anyone.
+            Volatile.Write(ref _trialClaimedAt, 0);
         }
     }
 
@@ -1059,7 +1081,7 @@ public sealed class ClusterNode
         }
     }
 
-    internal void RecordFailure(Exception error, long start, long now, bool trial)
+    internal void RecordFailure(Exception error, long start, long now, long trial)
     {
         // The next synchronous success is measured, not taken as the last one before the trouble (MayHoldSyncDuration):
         // a recovered node's first samples reset its estimate.
@@ -1074,10 +1096,11 @@ public sealed class ClusterNode
         var failures = Interlocked.Increment(ref _consecutiveFailures);
         var ejectedUntil = Volatile.Read(ref _ejectedUntil);
         // A failed trial ejects the node again. Any other failure of a half-open node (an attempt started before the
-        // ejection, a direct open) ejects it too, but leaves the trial to the attempt that holds it. A trial whose flag a
-        // success cleared meanwhile (the node recovered) is an ordinary failure.
-        var wasTrial = trial && Interlocked.Exchange(ref _trialInFlight, 0) == 1;
-        if (wasTrial || (ejectedUntil != 0 && now >= ejectedUntil))
+        // ejection, a direct open) ejects it too, but leaves the trial to the attempt that holds it. A trial that a
+        // success ended meanwhile (the node recovered, and ejectedUntil may read 0) is an ordinary failure, counted
+        // towards the threshold: one failure must not eject a node that is serving.
+        var wasTrial = FreeTrial(trial);
+        if (ejectedUntil != 0 && (wasTrial || now >= ejectedUntil))
         {
             Eject(ejectedUntil, now);
         }

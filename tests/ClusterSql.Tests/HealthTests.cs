@@ -1,8 +1,10 @@
 using System;
 using System.Collections.Concurrent;
+using System.Data.Common;
 using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
+using ClusterSql.Core;
 using ClusterSql.Tests.Fakes;
 using NUnit.Framework;
 
@@ -185,6 +187,28 @@ public sealed class HealthTests
         var connection = await cluster.RunUntilDone(trial, TimeSpan.FromMilliseconds(100));
         Assert.That(((FakeConnection)connection).Node.Name, Is.EqualTo("node2"), "the trial was hedged by node2");
         await connection.DisposeAsync();
+
+        // The trial's own end frees it: given up at its connect timeout, it ejects the node again, and the trial after
+        // that ejection recovers it.
+        await EndHangingTrialAndRecover(cluster, ejectionsBefore: 1, opensBefore: 5);
+    }
+
+    /// <summary>
+    /// node1's trial hangs: its connect timeout gives it up as a failure, which ejects node1 once more (so the trial held
+    /// the claim, and freed it); past that ejection the next acquire is a new trial, which succeeds.
+    /// </summary>
+    private static async Task EndHangingTrialAndRecover(FakeCluster cluster, int ejectionsBefore, int opensBefore)
+    {
+        var node = cluster.Node("node1");
+        cluster["node1"].Script = OpenScript.Succeed;
+        cluster.Time.Advance(new ClusterOptions().ConnectTimeout);
+        await FakeCluster.WaitFor(() => node.GetStatistics() is { PendingOpens: 0 } s && s.Ejections == ejectionsBefore + 1, "the trial given up at its connect timeout");
+        Assert.That(node.State, Is.EqualTo(ClusterNodeState.Ejected), "a failed trial ejects the node again");
+
+        cluster.Time.Advance((node.GetStatistics().EjectedUntil!.Value - cluster.Time.GetUtcNow()) + TimeSpan.FromMilliseconds(1));
+        await AcquireAndRelease(cluster);
+        Assert.That(cluster["node1"].OpensStarted, Is.EqualTo(opensBefore + 1), "one new trial");
+        Assert.That(node.State, Is.EqualTo(ClusterNodeState.Healthy), "it succeeded: recovered");
     }
 
     [Test]
@@ -203,7 +227,7 @@ public sealed class HealthTests
         var stats = cluster.Node("node1").GetStatistics();
         Assert.That((stats.State, stats.Ejections), Is.EqualTo((ClusterNodeState.Ejected, 2L)), "ejected again by the direct open's failure");
 
-        // Past that ejection (2 s at most, with jitter), within the trial's 5 s connect timeout.
+        // Past that ejection (2.2 s at most, with its jitter), within the trial's 5 s connect timeout.
         cluster["node1"].Script = OpenScript.Succeed;
         var connection = await cluster.RunUntilDone(trial, TimeSpan.FromMilliseconds(100));
         Assert.That(((FakeConnection)connection).Node.Name, Is.EqualTo("node2"), "the trial was hedged by node2");
@@ -213,10 +237,32 @@ public sealed class HealthTests
         await AcquireAndRelease(cluster, 3);
         Assert.That(cluster["node1"].OpensStarted, Is.EqualTo(5), "no second trial while the first one hangs");
 
-        // The trial's connect timeout ends it, as a failure: the node is ejected a third time, and the next trial comes
-        // only after that.
-        cluster.Time.Advance(new ClusterOptions().ConnectTimeout);
-        await FakeCluster.WaitFor(() => cluster.Node("node1").GetStatistics().PendingOpens == 0 && cluster.Node("node1").GetStatistics().Ejections == 3, "the trial given up at its connect timeout");
+        await EndHangingTrialAndRecover(cluster, ejectionsBefore: 2, opensBefore: 5);
+    }
+
+    [Test]
+    public async Task HalfOpen_TrialClaimWhoseAttemptNeverEnds_IsTakenOverAfterTwiceTheConnectTimeout()
+    {
+        // A claim lost on the way (nothing will ever end its attempt) must not keep the node out for ever.
+        await using var cluster = await HalfOpenNode1();
+        var node = cluster.Node("node1");
+        var time = cluster.Time;
+        var claimedAt = time.GetTimestamp();
+        Assert.That(node.TryClaim(claimedAt, panic: false, out var lost) && lost != 0, Is.True, "the trial claimed");
+
+        var timeout = new ClusterOptions().ConnectTimeout;
+        time.Advance(timeout * 2 - Ms);
+        Assert.That(node.CanServe(time.GetTimestamp()), Is.False, "still held just before twice the connect timeout");
+        Assert.That(node.TryClaim(time.GetTimestamp(), panic: false, out _), Is.False);
+
+        time.Advance(Ms);
+        Assert.That(node.CanServe(time.GetTimestamp()), Is.True, "free at twice the connect timeout");
+        Assert.That(node.TryClaim(time.GetTimestamp(), panic: false, out var taken) && taken != 0 && taken != lost, Is.True, "a new claim of its own");
+
+        // The lost claim's late end frees nothing: the new trial still keeps others off.
+        DbConnection? none = null;
+        node.CompleteAttempt(claimedAt, ref none, new FakeDbException("late"), Acquirer.NoTimeout, callerCancelled: true, poolWait: false, synchronous: false, lost);
+        Assert.That(node.CanServe(time.GetTimestamp()), Is.False, "the new trial is still the node's");
     }
 
     [Test]

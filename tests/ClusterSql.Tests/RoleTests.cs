@@ -214,12 +214,12 @@ public sealed class RoleTests
         for (var i = 0; i < cluster.DataSource.Options.EjectionThreshold; i++)
         {
             var now = time.GetTimestamp();
-            nodes[0].RecordFailure(new FakeDbException("refused"), now, now, trial: false);
+            nodes[0].RecordFailure(new FakeDbException("refused"), now, now, trial: 0);
         }
 
         time.Advance(cluster.DataSource.Options.MaxEjectionTime + TimeSpan.FromSeconds(1));
         var at = time.GetTimestamp();
-        Assert.That(nodes[0].TryClaim(at, panic: false, out var trial) && trial, Is.True, "the trial is this acquire's");
+        Assert.That(nodes[0].TryClaim(at, panic: false, out var trial) && trial != 0, Is.True, "the trial is this acquire's");
 
         // node2 busy, so node3 is the cheaper: were node1 not counted, node3 would join the writers and come first.
         nodes[1].BeginAttempt(isHedge: false, at);

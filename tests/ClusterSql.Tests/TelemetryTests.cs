@@ -169,7 +169,7 @@ public sealed class TelemetryTests
         var entries = logs.Entries.ToArray();
         Assert.That(entries.Where(e => e.Id == 1).Select(e => e.Message).First(), Does.StartWith("Node node1 of cluster logged ejected for").And.Contain("after 3 consecutive failures; last error FakeDbException: node1 refused the connection"));
         Assert.That(entries.Where(e => e.Id == 1).Select(e => e.Level), Is.All.EqualTo(LogLevel.Warning));
-        Assert.That(entries.Single(e => e.Id == 2).Message, Is.EqualTo("Node node1 of cluster logged recovered: its trial open succeeded"));
+        Assert.That(entries.Single(e => e.Id == 2).Message, Is.EqualTo("Node node1 of cluster logged recovered: an open succeeded after its ejection"));
         Assert.That(entries.Where(e => e.Id == 3).Select(e => e.Message), Does.Contain("Node node1 of cluster logged marked down by its health check: wsrep_cluster_status is non-Primary"));
         Assert.That(entries.Where(e => e.Id == 5).Select(e => e.Level), Is.Not.Empty.And.All.EqualTo(LogLevel.Error));
     }

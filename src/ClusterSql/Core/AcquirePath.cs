@@ -415,7 +415,7 @@ internal sealed class Attempt
     private CancellationTokenSource? _timeout;
     private ConfiguredValueTaskAwaitable<DbConnection>.ConfiguredValueTaskAwaiter _open;
     private bool _poolWait;
-    private bool _trial;
+    private long _trial;
     private int _state;
     private int _stall;
     private volatile bool _finished;
@@ -499,7 +499,7 @@ internal sealed class Attempt
         new(ClusterNodeState.Removed, "The node was removed from the cluster while it was opening.");
 
     /// <summary>Takes an open for <paramref name="operation"/>; <see cref="Watch"/> then waits for it.</summary>
-    public void Prepare(AcquireOperation operation, ClusterNode node, ClusterContext context, long start, CancellationTokenSource timeout, ValueTask<DbConnection> open, bool poolWait, bool trial)
+    public void Prepare(AcquireOperation operation, ClusterNode node, ClusterContext context, long start, CancellationTokenSource timeout, ValueTask<DbConnection> open, bool poolWait, long trial)
     {
         _operation = operation;
         Node = node;
@@ -783,7 +783,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
     /// <param name="telemetry">The acquire's telemetry, the caller's activity already given back.</param>
     /// <param name="first">The node already tried, or null.</param>
     /// <param name="firstExploration">Whether selection claimed <paramref name="first"/>'s exploration for this acquire, and paid for it.</param>
-    /// <param name="pending">Its open, when it is still running (with its start, source and pool-wait flag).</param>
+    /// <param name="pending">Its open, when it is still running (with its start, source, pool-wait flag and trial claim).</param>
     /// <param name="initialError">Its error, when it already failed.</param>
     /// <param name="cancellationToken">The caller's cancellation.</param>
     public static ValueTask<DbConnection> Run(
@@ -793,7 +793,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         AcquireTelemetry telemetry,
         ClusterNode? first,
         Exploration firstExploration,
-        (ValueTask<DbConnection> Open, long Start, CancellationTokenSource Timeout, bool PoolWait, bool Trial)? pending,
+        (ValueTask<DbConnection> Open, long Start, CancellationTokenSource Timeout, bool PoolWait, long Trial)? pending,
         ClusterNodeError? initialError,
         CancellationToken cancellationToken)
     {
@@ -1217,7 +1217,7 @@ internal sealed class AcquireOperation : IValueTaskSource<DbConnection>, IThread
         }
     }
 
-    private Attempt Track(ClusterNode node, long start, CancellationTokenSource timeout, ValueTask<DbConnection> open, bool poolWait, bool trial)
+    private Attempt Track(ClusterNode node, long start, CancellationTokenSource timeout, ValueTask<DbConnection> open, bool poolWait, long trial)
     {
         if (_used == _attempts.Count)
         {

@@ -14,7 +14,7 @@ internal static partial class ClusterLog
     public static partial void NodeEjected(ILogger logger, string cluster, string node, double ejectionMilliseconds, int failures, string errorType, string errorMessage);
 
     [LoggerMessage(EventId = 2, EventName = "NodeRecovered", Level = LogLevel.Information,
-        Message = "Node {Node} of cluster {Cluster} recovered: its trial open succeeded")]
+        Message = "Node {Node} of cluster {Cluster} recovered: an open succeeded after its ejection")]
     public static partial void NodeRecovered(ILogger logger, string cluster, string node);
 
     [LoggerMessage(EventId = 3, EventName = "ProbeFailed", Level = LogLevel.Warning,
