@@ -37,9 +37,11 @@ public sealed class ClusterNode
     private int _ejectionStreak;
     private long _ejectedUntil;
 
-    // The half-open node's one trial: 0 when free, else the clock reading when an attempt claimed it. The attempt holds
-    // the reading and frees only its own claim, so an old trial that ends late never frees a newer one.
+    // The half-open node's one trial: 0 when free, else the clock reading when an attempt claimed it (made unique: see
+    // TryClaim). The attempt holds the reading and frees only its own claim, so an old trial that ends late never frees
+    // a newer one.
     private long _trialClaimedAt;
+    private long _lastTrialClaim;
     private long _lastSuccessStamp;
     private long _lastAttemptStamp;
     private int _stalled;
@@ -483,10 +485,13 @@ public sealed class ClusterNode
     }
 
     /// <summary>
-    /// Whether the trial claimed at <paramref name="claimedAt"/> (0: none) no longer keeps others off. A claim is
-    /// held for twice the connect timeout at most: the acquire gives up its attempt at the connect timeout and frees it
-    /// then, so only a claim lost on the way (a listener that threw between the claim and the open, a synchronous
-    /// provider open that never returns) is still there, and it must not keep the node out of rotation for ever.
+    /// Whether the trial claimed at <paramref name="claimedAt"/> (0: none) no longer keeps others off. A claim is held
+    /// for twice the connect timeout at most. The asynchronous acquire gives its attempt up at the connect timeout and
+    /// frees the trial then; what is still held at twice that is a claim lost on the way (a listener that threw between
+    /// the claim and the open), which must not keep the node out of rotation for ever, or an open that ClusterSql does
+    /// not time (a synchronous acquire's, bounded only by its provider's own connect timeout, 15 s for MySqlConnector).
+    /// Such an open then gets a second trial beside it; whichever ends first decides (its failure ejects the node again,
+    /// its success recovers it), and the other's end frees nothing.
     /// </summary>
     private bool TrialIsFree(long claimedAt, long now) =>
         claimedAt == 0 || now >= _context.AddToTimestamp(claimedAt, ConnectTimeout * 2);
@@ -504,8 +509,10 @@ public sealed class ClusterNode
     /// <param name="trial">
     /// The claim of the half-open node's one trial that this call took (0: none), for the attempt to hand back to
     /// <see cref="CompleteAttempt(long, long, ref DbConnection?, Exception?, CancellationTokenSource, bool, bool, bool, long)"/>:
-    /// only the trial's own end frees it, never another attempt's (one started before the ejection, a direct open of the
-    /// node, an earlier trial that outlived a recovery and a new ejection), so that a half-open node has one trial in flight.
+    /// only the trial's own end frees it, never the failure or cancellation of another attempt (one started before the
+    /// ejection, a direct open of the node, an earlier trial that outlived a recovery and a new ejection), so that a
+    /// half-open node has one trial in flight until <see cref="TrialIsFree"/> lets a claim be taken over. Any success
+    /// recovers the node, and with it frees the trial.
     /// </param>
     internal bool TryClaim(long now, bool panic, out long trial)
     {
@@ -526,21 +533,31 @@ public sealed class ClusterNode
             return true;
         }
 
-        var held = Volatile.Read(ref _trialClaimedAt);
-        if (now < ejectedUntil || !TrialIsFree(held, now))
+        if (now < ejectedUntil)
         {
             return false;
         }
 
-        // A clock reading is never 0 in practice; 1 stands in if it were, since 0 means free.
-        var claim = now != 0 ? now : 1;
-        if (Interlocked.CompareExchange(ref _trialClaimedAt, claim, held) != held)
+        while (true)
         {
-            return false;
-        }
+            var held = Volatile.Read(ref _trialClaimedAt);
+            if (!TrialIsFree(held, now))
+            {
+                return false;
+            }
 
-        trial = claim;
-        return true;
+            // Unique, and never 0 (free): two claims with one reading (a stale one, or a clock that starts at 0) would let
+            // the older one's end free the newer.
+            var claim = Math.Max(now, Volatile.Read(ref _lastTrialClaim) + 1);
+            if (Interlocked.CompareExchange(ref _trialClaimedAt, claim, held) == held)
+            {
+                Volatile.Write(ref _lastTrialClaim, claim);
+                trial = claim;
+                return true;
+            }
+
+            // Another caller claimed it, or its holder freed it between the read and here: look again.
+        }
     }
 
     internal long BeginAttempt(bool isHedge) => BeginAttempt(isHedge, _context.TimeProvider.GetTimestamp());

@@ -9,7 +9,10 @@ public enum ClusterNodeState
     /// <summary>Consecutive failed opens set the node aside until its ejection time passes.</summary>
     Ejected = 1,
 
-    /// <summary>The ejection time has passed: one trial open decides whether the node is healthy again.</summary>
+    /// <summary>
+    /// The ejection time has passed: one trial open at a time decides whether the node is healthy again (as does any
+    /// other open of the node that succeeds meanwhile).
+    /// </summary>
     HalfOpen = 2,
 
     /// <summary>

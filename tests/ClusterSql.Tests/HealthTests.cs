@@ -15,12 +15,12 @@ public sealed class HealthTests
 {
     private static readonly TimeSpan Ms = TimeSpan.FromMilliseconds(1);
 
-    private static FakeCluster FailOverCluster(int nodes = 2) => FakeCluster.Create(nodes, o =>
+    private static FakeCluster FailOverCluster(int nodes = 2, double maxEjectionSeconds = 5) => FakeCluster.Create(nodes, o =>
     {
         o.Policy = AcquirePolicy.FailOver;
         o.EjectionThreshold = 3;
         o.BaseEjectionTime = TimeSpan.FromSeconds(1);
-        o.MaxEjectionTime = TimeSpan.FromSeconds(5);
+        o.MaxEjectionTime = TimeSpan.FromSeconds(maxEjectionSeconds);
     });
 
     private static async Task AcquireAndRelease(FakeCluster cluster, int times = 1)
@@ -32,9 +32,9 @@ public sealed class HealthTests
     }
 
     /// <summary>Two fail-over nodes; node1 ejected by three failures and then half-open (past its first ejection).</summary>
-    private static async Task<FakeCluster> HalfOpenNode1()
+    private static async Task<FakeCluster> HalfOpenNode1(double maxEjectionSeconds = 5)
     {
-        var cluster = FailOverCluster();
+        var cluster = FailOverCluster(maxEjectionSeconds: maxEjectionSeconds);
         cluster["node1"].Script = OpenScript.Fail;
         await AcquireAndRelease(cluster, 3);
         cluster.Time.Advance(TimeSpan.FromSeconds(1.2));
@@ -165,6 +165,7 @@ public sealed class HealthTests
         await using var cluster = await HalfOpenNode1();
 
         cluster["node1"].Script = OpenScript.Hang;
+        var trialStartedAt = cluster.Time.GetUtcNow();
         var trial = cluster.DataSource.OpenConnectionAsync().AsTask();
         await FakeCluster.WaitFor(() => cluster["node1"].OpensStarted == 4, "trial started");
 
@@ -190,14 +191,15 @@ public sealed class HealthTests
 
         // The trial's own end frees it: given up at its connect timeout, it ejects the node again, and the trial after
         // that ejection recovers it.
-        await EndHangingTrialAndRecover(cluster, ejectionsBefore: 1, opensBefore: 5);
+        await EndHangingTrialAndRecover(cluster, ejectionsBefore: 1, opensBefore: 5, trialStartedAt);
     }
 
     /// <summary>
-    /// node1's trial hangs: its connect timeout gives it up as a failure, which ejects node1 once more (so the trial held
-    /// the claim, and freed it); past that ejection the next acquire is a new trial, which succeeds.
+    /// node1's trial hangs: its connect timeout gives it up as a failure, which ejects node1 once more; past that
+    /// ejection, and before the trial's claim could expire (twice the connect timeout from its start), the next acquire
+    /// is a new trial, which succeeds: the trial's own end freed it.
     /// </summary>
-    private static async Task EndHangingTrialAndRecover(FakeCluster cluster, int ejectionsBefore, int opensBefore)
+    private static async Task EndHangingTrialAndRecover(FakeCluster cluster, int ejectionsBefore, int opensBefore, DateTimeOffset trialStartedAt)
     {
         var node = cluster.Node("node1");
         cluster["node1"].Script = OpenScript.Succeed;
@@ -206,6 +208,7 @@ public sealed class HealthTests
         Assert.That(node.State, Is.EqualTo(ClusterNodeState.Ejected), "a failed trial ejects the node again");
 
         cluster.Time.Advance((node.GetStatistics().EjectedUntil!.Value - cluster.Time.GetUtcNow()) + TimeSpan.FromMilliseconds(1));
+        Assert.That(cluster.Time.GetUtcNow() - trialStartedAt, Is.LessThan(new ClusterOptions().ConnectTimeout * 2), "the claim has not expired by itself");
         await AcquireAndRelease(cluster);
         Assert.That(cluster["node1"].OpensStarted, Is.EqualTo(opensBefore + 1), "one new trial");
         Assert.That(node.State, Is.EqualTo(ClusterNodeState.Healthy), "it succeeded: recovered");
@@ -215,10 +218,12 @@ public sealed class HealthTests
     public async Task HalfOpen_AnotherOpenOfTheNodeFailsDuringTheTrial_EjectsItAgainAndLeavesTheTrialItsOwn()
     {
         // A failure that is not the trial's is fresh evidence: the node is ejected again. The trial, still hanging, stays
-        // the node's one trial: when that ejection ends, nobody else tries the node until the trial has ended.
-        await using var cluster = await HalfOpenNode1();
+        // the node's one trial: when that ejection ends, nobody else tries the node until the trial has ended. Ejections
+        // of 1 s, so that the trial's end and the next ejection fit within its claim's own expiry.
+        await using var cluster = await HalfOpenNode1(maxEjectionSeconds: 1);
 
         cluster["node1"].Script = OpenScript.Hang;
+        var trialStartedAt = cluster.Time.GetUtcNow();
         var trial = cluster.DataSource.OpenConnectionAsync().AsTask();
         await FakeCluster.WaitFor(() => cluster["node1"].OpensStarted == 4, "trial started");
 
@@ -227,7 +232,7 @@ public sealed class HealthTests
         var stats = cluster.Node("node1").GetStatistics();
         Assert.That((stats.State, stats.Ejections), Is.EqualTo((ClusterNodeState.Ejected, 2L)), "ejected again by the direct open's failure");
 
-        // Past that ejection (2.2 s at most, with its jitter), within the trial's 5 s connect timeout.
+        // Past that ejection (1.1 s at most, with its jitter), within the trial's 5 s connect timeout.
         cluster["node1"].Script = OpenScript.Succeed;
         var connection = await cluster.RunUntilDone(trial, TimeSpan.FromMilliseconds(100));
         Assert.That(((FakeConnection)connection).Node.Name, Is.EqualTo("node2"), "the trial was hedged by node2");
@@ -237,7 +242,7 @@ public sealed class HealthTests
         await AcquireAndRelease(cluster, 3);
         Assert.That(cluster["node1"].OpensStarted, Is.EqualTo(5), "no second trial while the first one hangs");
 
-        await EndHangingTrialAndRecover(cluster, ejectionsBefore: 2, opensBefore: 5);
+        await EndHangingTrialAndRecover(cluster, ejectionsBefore: 2, opensBefore: 5, trialStartedAt);
     }
 
     [Test]
@@ -260,8 +265,9 @@ public sealed class HealthTests
         Assert.That(node.TryClaim(time.GetTimestamp(), panic: false, out var taken) && taken != 0 && taken != lost, Is.True, "a new claim of its own");
 
         // The lost claim's late end frees nothing: the new trial still keeps others off.
+        var start = node.BeginAttempt(isHedge: false, claimedAt);
         DbConnection? none = null;
-        node.CompleteAttempt(claimedAt, ref none, new FakeDbException("late"), Acquirer.NoTimeout, callerCancelled: true, poolWait: false, synchronous: false, lost);
+        node.CompleteAttempt(start, ref none, new FakeDbException("late"), Acquirer.NoTimeout, callerCancelled: true, poolWait: false, synchronous: false, lost);
         Assert.That(node.CanServe(time.GetTimestamp()), Is.False, "the new trial is still the node's");
     }
 

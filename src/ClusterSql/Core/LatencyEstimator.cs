@@ -117,7 +117,7 @@ internal sealed class LatencyEstimator
     }
 
     /// <summary>
-    /// Forgets the failure penalties of an ejected node once its trial open succeeds: otherwise the penalty would keep
+    /// Forgets the failure penalties of an ejected node once an open of it succeeds (its trial's, usually): otherwise the penalty would keep
     /// a recovered node out of the two choices until it decayed, and the node would never be sampled again.
     /// </summary>
     public void ResetPeak(double seconds, long timestamp)
