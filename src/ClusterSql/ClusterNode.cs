@@ -527,36 +527,47 @@ public sealed class ClusterNode
             return false;
         }
 
-        var ejectedUntil = Volatile.Read(ref _ejectedUntil);
-        if (ejectedUntil == 0)
-        {
-            return true;
-        }
-
-        if (now < ejectedUntil)
-        {
-            return false;
-        }
-
         while (true)
         {
+            var ejectedUntil = Volatile.Read(ref _ejectedUntil);
+            if (ejectedUntil == 0)
+            {
+                // Serving (or recovered by a success while this caller looked again): no trial to claim.
+                return true;
+            }
+
             var held = Volatile.Read(ref _trialClaimedAt);
-            if (!TrialIsFree(held, now))
+            if (now < ejectedUntil || !TrialIsFree(held, now))
             {
                 return false;
             }
 
-            // Unique, and never 0 (free): two claims with one reading (a stale one, or a clock that starts at 0) would let
-            // the older one's end free the newer.
-            var claim = Math.Max(now, Volatile.Read(ref _lastTrialClaim) + 1);
+            var claim = ReserveTrialClaim(now);
             if (Interlocked.CompareExchange(ref _trialClaimedAt, claim, held) == held)
             {
-                Volatile.Write(ref _lastTrialClaim, claim);
                 trial = claim;
                 return true;
             }
 
             // Another caller claimed it, or its holder freed it between the read and here: look again.
+        }
+    }
+
+    /// <summary>
+    /// A claim value no other claim of this node has had, never 0 (free), and the clock reading itself unless claims
+    /// came faster than the clock moves: two claims with one value (a stale reading, a clock that starts at 0) would
+    /// let the older one's end free the newer. Reserved before it is used, so that two callers never hold one value.
+    /// </summary>
+    private long ReserveTrialClaim(long now)
+    {
+        while (true)
+        {
+            var last = Volatile.Read(ref _lastTrialClaim);
+            var claim = Math.Max(now, last + 1);
+            if (Interlocked.CompareExchange(ref _lastTrialClaim, claim, last) == last)
+            {
+                return claim;
+            }
         }
     }
 
