@@ -282,6 +282,56 @@ public sealed class HealthTests
     }
 
     [Test]
+    public async Task HalfOpen_ManyThreadsClaimAtOnce_ExactlyOneTrialEachRound()
+    {
+        // The claim under contention: four threads claim the half-open node together, round after round; each round
+        // exactly one holds the trial, and once all have tried its cancelled end frees it for the next round (the clock
+        // does not move, so no claim expires, and every claim value must still differ). What the winners' ends leave
+        // behind: no pending open, one cancellation per round.
+        const int threads = 4;
+        const int rounds = 2_000;
+        await using var cluster = await HalfOpenNode1();
+        var node = cluster.Node("node1");
+        var now = cluster.Time.GetTimestamp();
+        var wins = new int[rounds];
+        var claims = new ConcurrentDictionary<long, int>();
+        using var barrier = new Barrier(threads);
+        var workers = Enumerable.Range(0, threads).Select(_ => Task.Factory.StartNew(
+            () =>
+            {
+                for (var round = 0; round < rounds; round++)
+                {
+                    barrier.SignalAndWait();
+                    var claimed = node.TryClaim(now, panic: false, out var trial) && trial != 0;
+                    if (claimed)
+                    {
+                        Interlocked.Increment(ref wins[round]);
+                        claims.AddOrUpdate(trial, 1, (_, n) => n + 1);
+                    }
+
+                    // Every thread has tried before the winner's attempt ends and frees the trial.
+                    barrier.SignalAndWait();
+                    if (claimed)
+                    {
+                        var start = node.BeginAttempt(isHedge: false, now);
+                        DbConnection? none = null;
+                        node.CompleteAttempt(start, now, ref none, new OperationCanceledException(), Acquirer.NoTimeout, callerCancelled: true, poolWait: false, synchronous: false, trial);
+                    }
+
+                    // The trial is free again before the next round's claims.
+                    barrier.SignalAndWait();
+                }
+            },
+            TaskCreationOptions.LongRunning)).ToArray();
+        await Task.WhenAll(workers);
+
+        Assert.That(wins.Where(w => w != 1).Count(), Is.Zero, "exactly one trial in every round");
+        Assert.That(claims.Values, Is.All.EqualTo(1), "no claim value held twice");
+        var stats = node.GetStatistics();
+        Assert.That((stats.PendingOpens, stats.Cancellations, stats.State), Is.EqualTo((0, (long)rounds, ClusterNodeState.HalfOpen)));
+    }
+
+    [Test]
     public async Task Panic_EveryNodeEjected_TriesThemAllAnyway()
     {
         await using var cluster = FailOverCluster();
